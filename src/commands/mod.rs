@@ -1,0 +1,4 @@
+//! One module per subcommand: parse its arguments, open the database, call the
+//! engine, print. No SQL semantics or storage logic lives here.
+
+pub mod bench;

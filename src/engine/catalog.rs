@@ -1,0 +1,634 @@
+//! The catalog: table definitions, persisted in the catalog column family and
+//! held in memory for every session.
+//!
+//! A table's columns change with ALTER TABLE; each change makes a new schema
+//! version, and the table keeps the column list of every version it has had.
+//! A stored row names the version it was written under, so it decodes without
+//! being rewritten:
+//!
+//! ```text
+//!   version 1: [id: int, name: text]                   row written at v1: (7, "a")
+//!   version 2: [id: int, name: text, score: real=0.5]  read at v2 as (7, "a", 0.5)
+//!   version 3: [id: int, score: real=0.5]              read at v3 as (7, 0.5)
+//! ```
+//!
+//! Columns are matched across versions by a stable column id, never by position
+//! or name. Table ids are never reused, so a key prefix belongs to one table
+//! for the life of the database.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::encoding::{keycode, row};
+use crate::engine::error::{Error, Result, SqlState};
+use crate::engine::storage::{Cf, Storage};
+use crate::engine::types::{DataType, Value};
+
+/// What a user declares for a column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnDef {
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    pub data_type: DataType,
+    /// Whether NULL is allowed (primary key columns never allow it).
+    pub nullable: bool,
+    /// The value an INSERT that omits the column stores.
+    pub default: Option<Value>,
+}
+
+impl ColumnDef {
+    /// A nullable column without default.
+    pub fn new(name: impl Into<String>, data_type: DataType) -> ColumnDef {
+        ColumnDef {
+            name: name.into(),
+            data_type,
+            nullable: true,
+            default: None,
+        }
+    }
+
+    /// The same column, NOT NULL.
+    pub fn not_null(mut self) -> ColumnDef {
+        self.nullable = false;
+        self
+    }
+
+    /// The same column with a default value.
+    pub fn default(mut self, value: Value) -> ColumnDef {
+        self.default = Some(value);
+        self
+    }
+}
+
+/// A column of a stored table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Column {
+    /// Stable id, unique within the table.
+    pub id: u32,
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    pub data_type: DataType,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// The value an INSERT that omits the column stores.
+    pub default: Option<Value>,
+    /// The value rows written before the column existed read as.
+    pub fill: Value,
+}
+
+/// A table definition at its current schema version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Table {
+    /// Id, the first bytes of every key of the table.
+    pub id: u32,
+    /// Table name.
+    pub name: String,
+    /// Current columns, in order.
+    pub columns: Vec<Column>,
+    /// Ids of the primary key columns, in key order.
+    pub primary_key: Vec<u32>,
+    /// Current schema version.
+    pub schema_version: u32,
+    /// The columns (id, type) of every schema version, for reading old rows.
+    versions: BTreeMap<u32, Vec<(u32, DataType)>>,
+    next_column_id: u32,
+}
+
+impl Table {
+    /// Validates a definition and builds the table at schema version 1.
+    pub fn new(id: u32, name: &str, defs: Vec<ColumnDef>, primary_key: &[String]) -> Result<Table> {
+        if defs.is_empty() {
+            return Err(Error::invalid(
+                SqlState::INVALID_TABLE_DEFINITION,
+                "a table needs at least one column",
+            ));
+        }
+        if primary_key.is_empty() {
+            return Err(Error::invalid(
+                SqlState::INVALID_TABLE_DEFINITION,
+                format!("table \"{name}\" needs a PRIMARY KEY"),
+            ));
+        }
+        let mut table = Table {
+            id,
+            name: name.to_string(),
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            schema_version: 0,
+            versions: BTreeMap::new(),
+            next_column_id: 0,
+        };
+        for def in defs {
+            table.push_column(def, Value::Null)?;
+        }
+        for key in primary_key {
+            let index = table.column_index(key)?;
+            let column = &mut table.columns[index];
+            if !column.data_type.is_key_type() {
+                return Err(Error::Unsupported(format!(
+                    "a {} column in a primary key",
+                    column.data_type
+                )));
+            }
+            if table.primary_key.contains(&column.id) {
+                return Err(Error::invalid(
+                    SqlState::INVALID_TABLE_DEFINITION,
+                    format!("column \"{key}\" appears twice in the primary key"),
+                ));
+            }
+            column.nullable = false;
+            table.primary_key.push(column.id);
+        }
+        table.new_version();
+        Ok(table)
+    }
+
+    fn push_column(&mut self, def: ColumnDef, fill: Value) -> Result<()> {
+        if self.columns.iter().any(|c| c.name == def.name) {
+            return Err(Error::AlreadyExists {
+                code: SqlState::DUPLICATE_COLUMN,
+                message: format!("column \"{}\" specified more than once", def.name),
+            });
+        }
+        if let Some(default) = &def.default {
+            check_type(&def.name, def.data_type, default)?;
+        }
+        self.columns.push(Column {
+            id: self.next_column_id,
+            name: def.name,
+            data_type: def.data_type,
+            nullable: def.nullable,
+            default: def.default,
+            fill,
+        });
+        self.next_column_id += 1;
+        Ok(())
+    }
+
+    fn new_version(&mut self) {
+        self.schema_version += 1;
+        let layout = self.columns.iter().map(|c| (c.id, c.data_type)).collect();
+        self.versions.insert(self.schema_version, layout);
+    }
+
+    /// The position of column `name`, or 42703 with a close name when there is one.
+    pub fn column_index(&self, name: &str) -> Result<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| Error::NotFound {
+                code: SqlState::UNDEFINED_COLUMN,
+                message: format!(
+                    "column \"{name}\" of relation \"{}\" does not exist{}",
+                    self.name,
+                    did_you_mean(name, self.columns.iter().map(|c| c.name.as_str()))
+                ),
+            })
+    }
+
+    /// Positions of the primary key columns, in key order.
+    pub fn primary_key_indices(&self) -> Vec<usize> {
+        self.primary_key
+            .iter()
+            .map(|id| {
+                self.columns
+                    .iter()
+                    .position(|c| c.id == *id)
+                    .expect("key columns cannot be dropped")
+            })
+            .collect()
+    }
+
+    /// The first key of the table's key range.
+    pub fn key_prefix(&self) -> Vec<u8> {
+        self.id.to_be_bytes().to_vec()
+    }
+
+    /// The first key after the table's key range.
+    pub fn key_end(&self) -> Vec<u8> {
+        (self.id as u64 + 1).to_be_bytes()[4..].to_vec()
+    }
+
+    /// The storage key of the row whose primary key is `key`.
+    pub fn key(&self, key: &[Value]) -> Result<Vec<u8>> {
+        let indices = self.primary_key_indices();
+        if key.len() != indices.len() {
+            return Err(Error::invalid(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!(
+                    "the primary key of \"{}\" has {} columns, not {}",
+                    self.name,
+                    indices.len(),
+                    key.len()
+                ),
+            ));
+        }
+        let mut out = self.key_prefix();
+        for (value, index) in key.iter().zip(indices) {
+            let column = &self.columns[index];
+            if value.is_null() {
+                return Err(not_null(&self.name, &column.name));
+            }
+            check_type(&column.name, column.data_type, value)?;
+            keycode::encode_value(value, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The key prefix of rows whose leading primary key columns equal `prefix`.
+    pub fn key_prefix_of(&self, prefix: &[Value]) -> Result<Vec<u8>> {
+        let indices = self.primary_key_indices();
+        let mut out = self.key_prefix();
+        for (value, index) in prefix.iter().zip(indices) {
+            check_type(
+                &self.columns[index].name,
+                self.columns[index].data_type,
+                value,
+            )?;
+            keycode::encode_value(value, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The storage key of a full row.
+    pub fn row_key(&self, row: &[Value]) -> Result<Vec<u8>> {
+        let key: Vec<Value> = self
+            .primary_key_indices()
+            .into_iter()
+            .map(|i| row[i].clone())
+            .collect();
+        self.key(&key)
+    }
+
+    /// Checks a full row against the columns (count, types, NOT NULL, lengths)
+    /// and returns it as stored (CHAR(n) padded).
+    pub fn check_row(&self, mut row: Vec<Value>) -> Result<Vec<Value>> {
+        if row.len() != self.columns.len() {
+            return Err(Error::invalid(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!(
+                    "table \"{}\" has {} columns but {} values were given",
+                    self.name,
+                    self.columns.len(),
+                    row.len()
+                ),
+            ));
+        }
+        for (value, column) in row.iter_mut().zip(&self.columns) {
+            if value.is_null() {
+                if !column.nullable {
+                    return Err(not_null(&self.name, &column.name));
+                }
+                continue;
+            }
+            check_type(&column.name, column.data_type, value)?;
+            if let Value::Text(text) = value {
+                match column.data_type {
+                    DataType::Varchar(n) | DataType::Char(n) => {
+                        // As in PostgreSQL, trailing spaces past the limit are cut, not an error.
+                        let chars = text.chars().count();
+                        if chars > n as usize {
+                            let keep: String = text.chars().take(n as usize).collect();
+                            if text[keep.len()..].chars().any(|c| c != ' ') {
+                                return Err(Error::invalid(
+                                    SqlState::STRING_DATA_RIGHT_TRUNCATION,
+                                    format!("value too long for type {}", column.data_type),
+                                ));
+                            }
+                            *text = keep;
+                        }
+                        if let DataType::Char(n) = column.data_type {
+                            let pad = n as usize - text.chars().count();
+                            text.extend(std::iter::repeat_n(' ', pad));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(row)
+    }
+
+    /// Encodes a checked row under the current schema version.
+    pub fn encode_row(&self, row: &[Value]) -> Result<Vec<u8>> {
+        let types: Vec<_> = self.columns.iter().map(|c| c.data_type).collect();
+        row::encode_row(self.schema_version, &types, row)
+    }
+
+    /// Decodes a stored row, written under any schema version, into the current columns.
+    pub fn decode_row(&self, bytes: &[u8]) -> Result<Vec<Value>> {
+        let version = row::row_schema_version(bytes)?;
+        let layout = self.versions.get(&version).ok_or_else(|| {
+            Error::Corruption(format!(
+                "row of \"{}\" has unknown schema version {version}",
+                self.name
+            ))
+        })?;
+        let types: Vec<_> = layout.iter().map(|(_, t)| *t).collect();
+        let mut values = row::decode_row(bytes, &types)?;
+        if version == self.schema_version {
+            return Ok(values);
+        }
+        let mut by_id: HashMap<u32, Value> = layout
+            .iter()
+            .map(|(id, _)| *id)
+            .zip(values.drain(..))
+            .collect();
+        Ok(self
+            .columns
+            .iter()
+            .map(|c| by_id.remove(&c.id).unwrap_or_else(|| c.fill.clone()))
+            .collect())
+    }
+
+    /// The table with `def` added at a new schema version. Existing rows read
+    /// the column's default (or NULL).
+    pub fn with_column(&self, def: ColumnDef) -> Result<Table> {
+        let mut table = self.clone();
+        let fill = def.default.clone().unwrap_or(Value::Null);
+        table.push_column(def, fill)?;
+        table.new_version();
+        Ok(table)
+    }
+
+    /// The table without column `name`, at a new schema version.
+    pub fn without_column(&self, name: &str) -> Result<Table> {
+        let index = self.column_index(name)?;
+        if self.primary_key.contains(&self.columns[index].id) {
+            return Err(Error::Unsupported(format!(
+                "dropping primary key column \"{name}\""
+            )));
+        }
+        if self.columns.len() == 1 {
+            return Err(Error::invalid(
+                SqlState::INVALID_TABLE_DEFINITION,
+                "a table needs at least one column",
+            ));
+        }
+        let mut table = self.clone();
+        table.columns.remove(index);
+        table.new_version();
+        Ok(table)
+    }
+}
+
+fn check_type(column: &str, data_type: DataType, value: &Value) -> Result<()> {
+    if data_type.admits(value) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        SqlState::DATATYPE_MISMATCH,
+        format!("column \"{column}\" is of type {data_type} but the value {value} is not"),
+    ))
+}
+
+fn not_null(table: &str, column: &str) -> Error {
+    Error::ConstraintViolation {
+        code: SqlState::NOT_NULL_VIOLATION,
+        message: format!("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"),
+    }
+}
+
+/// ", did you mean \"x\"?" for the closest candidate within a small edit distance.
+pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    candidates
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| format!("; did you mean \"{c}\"?"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (prev + (ca != *cb) as usize)
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+const TABLE_KEY_PREFIX: &[u8] = b"table/";
+const NEXT_TABLE_ID_KEY: &[u8] = b"catalog.next_table_id";
+
+/// Every table, by name and id.
+#[derive(Default)]
+pub struct Catalog {
+    state: RwLock<State>,
+}
+
+#[derive(Default)]
+struct State {
+    by_name: HashMap<String, Arc<Table>>,
+    by_id: HashMap<u32, Arc<Table>>,
+    next_table_id: u32,
+}
+
+impl Catalog {
+    /// Loads every table definition from storage.
+    pub fn load(storage: &dyn Storage) -> Result<Catalog> {
+        let mut state = State {
+            next_table_id: 1,
+            ..State::default()
+        };
+        let mut end = TABLE_KEY_PREFIX.to_vec();
+        *end.last_mut().expect("non-empty") += 1;
+        for entry in storage.scan(Cf::Catalog, TABLE_KEY_PREFIX, Some(&end)) {
+            let (_, value) = entry?;
+            let table: Table = serde_json::from_slice(&value)
+                .map_err(|e| Error::Corruption(format!("table definition does not decode: {e}")))?;
+            let table = Arc::new(table);
+            state.by_id.insert(table.id, table.clone());
+            state.by_name.insert(table.name.clone(), table);
+        }
+        if let Some(bytes) = storage.get(Cf::Meta, NEXT_TABLE_ID_KEY)? {
+            state.next_table_id = u32::from_be_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| Error::Corruption("next table id is not 4 bytes".into()))?,
+            );
+        }
+        Ok(Catalog {
+            state: RwLock::new(state),
+        })
+    }
+
+    /// The table called `name`, or 42P01 with a close name when there is one.
+    pub fn table(&self, name: &str) -> Result<Arc<Table>> {
+        let state = self.state.read();
+        state
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                code: SqlState::UNDEFINED_TABLE,
+                message: format!(
+                    "relation \"{name}\" does not exist{}",
+                    did_you_mean(name, state.by_name.keys().map(String::as_str))
+                ),
+            })
+    }
+
+    /// Whether a table with this id exists now.
+    pub fn contains_id(&self, id: u32) -> bool {
+        self.state.read().by_id.contains_key(&id)
+    }
+
+    /// Every table, ordered by name.
+    pub fn tables(&self) -> Vec<Arc<Table>> {
+        let mut tables: Vec<_> = self.state.read().by_name.values().cloned().collect();
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        tables
+    }
+
+    /// The id the next new table gets.
+    pub fn next_table_id(&self) -> u32 {
+        self.state.read().next_table_id
+    }
+
+    /// The storage entries that record `table` (and the id counter after it).
+    pub fn put_entries(table: &Table) -> Result<Vec<(Cf, Vec<u8>, Vec<u8>)>> {
+        let value = serde_json::to_vec(table)
+            .map_err(|e| Error::Internal(format!("table definition does not encode: {e}")))?;
+        Ok(vec![
+            (Cf::Catalog, Self::table_key(table.id), value),
+            (
+                Cf::Meta,
+                NEXT_TABLE_ID_KEY.to_vec(),
+                (table.id + 1).max(1).to_be_bytes().to_vec(),
+            ),
+        ])
+    }
+
+    /// The catalog key of table `id`.
+    pub fn table_key(id: u32) -> Vec<u8> {
+        let mut key = TABLE_KEY_PREFIX.to_vec();
+        key.extend_from_slice(&id.to_be_bytes());
+        key
+    }
+
+    /// Adds or replaces a table in memory (after its entries are durable).
+    pub fn install(&self, table: Table) {
+        let mut state = self.state.write();
+        if let Some(old) = state.by_id.get(&table.id).cloned() {
+            state.by_name.remove(&old.name);
+        }
+        state.next_table_id = state.next_table_id.max(table.id + 1);
+        let table = Arc::new(table);
+        state.by_id.insert(table.id, table.clone());
+        state.by_name.insert(table.name.clone(), table);
+    }
+
+    /// Removes a table from memory (after its removal is durable).
+    pub fn uninstall(&self, id: u32) {
+        let mut state = self.state.write();
+        if let Some(old) = state.by_id.remove(&id) {
+            state.by_name.remove(&old.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table::new(
+            7,
+            "t",
+            vec![
+                ColumnDef::new("id", DataType::Int32),
+                ColumnDef::new("name", DataType::Text),
+            ],
+            &["id".to_string()],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn old_rows_read_under_new_schema() {
+        let v1 = table();
+        let old = v1
+            .encode_row(&[Value::Int32(7), Value::Text("a".into())])
+            .unwrap();
+        let v2 = v1
+            .with_column(ColumnDef::new("score", DataType::Float64).default(Value::Float64(0.5)))
+            .unwrap();
+        assert_eq!(
+            v2.decode_row(&old).unwrap(),
+            vec![
+                Value::Int32(7),
+                Value::Text("a".into()),
+                Value::Float64(0.5)
+            ]
+        );
+        let v3 = v2.without_column("name").unwrap();
+        assert_eq!(
+            v3.decode_row(&old).unwrap(),
+            vec![Value::Int32(7), Value::Float64(0.5)]
+        );
+        let new = v3
+            .encode_row(&[Value::Int32(8), Value::Float64(1.0)])
+            .unwrap();
+        assert_eq!(
+            v3.decode_row(&new).unwrap(),
+            vec![Value::Int32(8), Value::Float64(1.0)]
+        );
+        // A column added again under an old name is a new column: old rows read its default.
+        let v4 = v3
+            .with_column(ColumnDef::new("name", DataType::Text))
+            .unwrap();
+        assert_eq!(v4.decode_row(&old).unwrap()[2], Value::Null);
+    }
+
+    #[test]
+    fn rows_are_checked() {
+        let t = table();
+        let err = t.check_row(vec![Value::Null, Value::Null]).unwrap_err();
+        assert_eq!(err.sqlstate(), SqlState::NOT_NULL_VIOLATION);
+        let err = t
+            .check_row(vec![Value::Text("x".into()), Value::Null])
+            .unwrap_err();
+        assert_eq!(err.sqlstate(), SqlState::DATATYPE_MISMATCH);
+        let err = t.column_index("nme").unwrap_err();
+        assert!(err.to_string().contains("did you mean \"name\""), "{err}");
+    }
+
+    #[test]
+    fn varchar_and_char_lengths() {
+        let t = Table::new(
+            1,
+            "s",
+            vec![
+                ColumnDef::new("v", DataType::Varchar(3)),
+                ColumnDef::new("c", DataType::Char(4)),
+            ],
+            &["v".to_string()],
+        )
+        .unwrap();
+        let row = t
+            .check_row(vec![Value::Text("ab  ".into()), Value::Text("x".into())])
+            .unwrap();
+        assert_eq!(
+            row,
+            vec![Value::Text("ab ".into()), Value::Text("x   ".into())]
+        );
+        let err = t
+            .check_row(vec![Value::Text("abcd".into()), Value::Null])
+            .unwrap_err();
+        assert_eq!(err.sqlstate(), SqlState::STRING_DATA_RIGHT_TRUNCATION);
+    }
+}

@@ -1,0 +1,143 @@
+//! [`Database`]: one open database directory, shared by every session.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::catalog::Catalog;
+use super::directory::{Directories, DirectoryKind};
+use super::error::Result;
+use super::mvcc::gc::GcFilterFactory;
+use super::mvcc::{Durability, Horizon, KeyDirectory, Mvcc, MvccOptions};
+use super::session::Session;
+use super::storage::{Memory, RocksDb, RocksOptions, Storage};
+
+/// How to open a database.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// When commits are durable; [`Durability::Full`] unless asked otherwise.
+    pub durability: Durability,
+    /// How long overwritten versions stay readable before garbage collection.
+    pub gc_retention: Duration,
+    /// RocksDB tuning.
+    pub rocks: RocksOptions,
+    /// The in-memory key directory of numeric primary keys.
+    pub key_directory: DirectoryKind,
+}
+
+/// An open database. Cloning is cheap and shares it; it is safe to use from
+/// many threads, with one [`Session`] per thread or client.
+#[derive(Clone)]
+pub struct Database {
+    shared: Arc<Shared>,
+}
+
+pub(super) struct Shared {
+    pub mvcc: Arc<Mvcc>,
+    pub catalog: Arc<Catalog>,
+    pub directories: Arc<Directories>,
+    /// Serialises schema changes, which read the catalog before committing.
+    pub ddl: Mutex<()>,
+    path: Option<PathBuf>,
+}
+
+impl Database {
+    /// Opens the database in `dir`, creating it when missing.
+    pub fn open(dir: &Path, options: Options) -> Result<Database> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            super::Error::io(format!("creating data directory {}", dir.display()), e)
+        })?;
+        let horizon = Arc::new(Horizon::new(0, options.gc_retention.as_micros() as u64));
+        let filter = Arc::new(GcFilterFactory::new(horizon.clone()));
+        let storage = Arc::new(RocksDb::open(dir, options.rocks.clone(), Some(filter))?);
+        Self::start(storage, horizon, options, Some(dir.to_path_buf()))
+    }
+
+    /// A database that lives in memory only, for tests and scratch work.
+    pub fn open_in_memory(options: Options) -> Result<Database> {
+        let horizon = Arc::new(Horizon::new(0, options.gc_retention.as_micros() as u64));
+        let filter = Arc::new(GcFilterFactory::new(horizon.clone()));
+        Self::start(Arc::new(Memory::new(Some(filter))), horizon, options, None)
+    }
+
+    fn start(
+        storage: Arc<dyn Storage>,
+        horizon: Arc<Horizon>,
+        options: Options,
+        path: Option<PathBuf>,
+    ) -> Result<Database> {
+        let catalog = Arc::new(Catalog::load(storage.as_ref())?);
+        let directories = Arc::new(Directories::load(
+            options.key_directory,
+            storage.as_ref(),
+            &catalog,
+        )?);
+        let mvcc_options = MvccOptions {
+            durability: options.durability,
+            gc_retention: options.gc_retention,
+        };
+        let directory = (options.key_directory != DirectoryKind::None)
+            .then(|| directories.clone() as Arc<dyn KeyDirectory>);
+        let mvcc = Mvcc::open(storage, horizon, mvcc_options, directory)?;
+        let shared = Shared {
+            mvcc,
+            catalog,
+            directories,
+            ddl: Mutex::new(()),
+            path,
+        };
+        Ok(Database {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// A new session with no transaction open.
+    pub fn session(&self) -> Session {
+        Session::new(self.shared.clone())
+    }
+
+    /// The data directory, or None in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.shared.path.as_deref()
+    }
+
+    /// The newest commit timestamp that readers see.
+    pub fn visible_ts(&self) -> u64 {
+        self.shared.mvcc.horizon().visible()
+    }
+
+    /// Keys held by the in-memory key directory of `table` (None when it has none).
+    pub fn directory_len(&self, table: &str) -> Result<Option<usize>> {
+        let table = self.shared.catalog.table(table)?;
+        Ok(self.shared.directories.len(table.id))
+    }
+
+    /// The catalog of tables.
+    pub fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
+    }
+
+    /// Removes versions that no snapshot can see, now (compactions also do it over time).
+    pub fn gc(&self) -> Result<()> {
+        self.shared.mvcc.gc()
+    }
+
+    /// The number of stored versions (live, overwritten and deleted) in the
+    /// key range of `table`: what garbage collection shrinks.
+    pub fn stored_versions(&self, table: &str) -> Result<usize> {
+        let table = self.shared.catalog.table(table)?;
+        let storage = self.shared.mvcc.storage();
+        let mut count = 0;
+        for entry in storage.scan(
+            super::storage::Cf::Rows,
+            &table.key_prefix(),
+            Some(&table.key_end()),
+        ) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}

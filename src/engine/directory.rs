@@ -1,0 +1,213 @@
+//! The in-memory key directory: for every table whose primary key is one
+//! numeric or time column, the latest committed version of every key.
+//!
+//! ```text
+//!   table 7 (id bigint primary key)      index (ALEX or BTreeMap), u64 -> payload
+//!   key bytes: 00 00 00 07 | 01 | 80 00 00 00 00 00 00 2a      42 -> ts 1700...300
+//!              table id    mark  order-preserving value        payload: commit ts,
+//!                                read as a big-endian u64      top bit set if deleted
+//! ```
+//!
+//! The commit pipeline updates it in commit order, after a commit is durable
+//! and before it is visible, so it is never behind what readers can see and
+//! never ahead of what is on disk. Reads use it to skip storage entirely for
+//! keys that do not exist (a primary key insert's uniqueness check) and to
+//! read the exact version of keys whose latest commit is in their snapshot.
+//! It is rebuilt from storage by bulk load when the database opens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::catalog::{Catalog, Table};
+use super::error::Result;
+use super::index::Alex;
+use super::mvcc::{decode_version, split_versioned, DirectoryLookup, KeyDirectory};
+use super::storage::{Cf, Storage};
+use super::types::DataType;
+
+/// Which in-memory structure serves as the key directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DirectoryKind {
+    /// The ALEX learned index (the default).
+    #[default]
+    Alex,
+    /// The standard library's B-tree, for comparison.
+    BTree,
+    /// No directory: every read goes to RocksDB.
+    None,
+}
+
+const DELETED: u64 = 1 << 63;
+
+enum Index {
+    Alex(Alex<u64>),
+    BTree(BTreeMap<u64, u64>),
+}
+
+impl Index {
+    fn build(kind: DirectoryKind, items: &[(u64, u64)]) -> Index {
+        match kind {
+            DirectoryKind::BTree => Index::BTree(items.iter().copied().collect()),
+            _ => Index::Alex(Alex::bulk_load(items)),
+        }
+    }
+
+    fn get(&self, key: u64) -> Option<u64> {
+        match self {
+            Index::Alex(a) => a.get(key),
+            Index::BTree(b) => b.get(&key).copied(),
+        }
+    }
+
+    fn insert(&mut self, key: u64, payload: u64) {
+        match self {
+            Index::Alex(a) => {
+                a.insert(key, payload);
+            }
+            Index::BTree(b) => {
+                b.insert(key, payload);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Index::Alex(a) => a.len(),
+            Index::BTree(b) => b.len(),
+        }
+    }
+}
+
+/// The key directories of all eligible tables.
+pub struct Directories {
+    kind: DirectoryKind,
+    tables: RwLock<HashMap<u32, Arc<RwLock<Index>>>>,
+}
+
+/// Bytes of the key value in an eligible table's key, by key column type.
+fn key_width(table: &Table) -> Option<usize> {
+    let [key] = table.primary_key_indices()[..] else {
+        return None;
+    };
+    match table.columns[key].data_type {
+        DataType::Int16 => Some(2),
+        DataType::Int32 | DataType::Date | DataType::Float32 => Some(4),
+        DataType::Int64
+        | DataType::Float64
+        | DataType::Time
+        | DataType::Timestamp
+        | DataType::TimestampTz => Some(8),
+        _ => None,
+    }
+}
+
+/// The directory key of a row key: the value bytes after table id and marker.
+fn directory_key(key: &[u8]) -> Option<(u32, u64)> {
+    let (table, rest) = key.split_first_chunk::<4>()?;
+    let (&marker, value) = rest.split_first()?;
+    if marker != 0x01 || value.is_empty() || value.len() > 8 {
+        return None;
+    }
+    let number = value.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64);
+    Some((u32::from_be_bytes(*table), number))
+}
+
+impl Directories {
+    /// Builds the directories of every eligible table from storage.
+    pub fn load(
+        kind: DirectoryKind,
+        storage: &dyn Storage,
+        catalog: &Catalog,
+    ) -> Result<Directories> {
+        let directories = Directories {
+            kind,
+            tables: RwLock::new(HashMap::new()),
+        };
+        if kind == DirectoryKind::None {
+            return Ok(directories);
+        }
+        for table in catalog.tables() {
+            if key_width(&table).is_none() {
+                continue;
+            }
+            let mut items: Vec<(u64, u64)> = Vec::new();
+            for entry in storage.scan(Cf::Rows, &table.key_prefix(), Some(&table.key_end())) {
+                let (key, value) = entry?;
+                let Some((user, ts)) = split_versioned(&key) else {
+                    continue;
+                };
+                let Some((_, k)) = directory_key(user) else {
+                    continue;
+                };
+                // Versions of a key sort newest first: keep the first seen.
+                if items.last().is_some_and(|(last, _)| *last == k) {
+                    continue;
+                }
+                let deleted = decode_version(&value)?.is_none();
+                items.push((k, ts | if deleted { DELETED } else { 0 }));
+            }
+            let index = Index::build(kind, &items);
+            directories
+                .tables
+                .write()
+                .insert(table.id, Arc::new(RwLock::new(index)));
+        }
+        Ok(directories)
+    }
+
+    /// Starts an empty directory for a new table, when its key is eligible.
+    pub fn add_table(&self, table: &Table) {
+        if self.kind != DirectoryKind::None && key_width(table).is_some() {
+            self.tables.write().insert(
+                table.id,
+                Arc::new(RwLock::new(Index::build(self.kind, &[]))),
+            );
+        }
+    }
+
+    /// Forgets a dropped table.
+    pub fn remove_table(&self, id: u32) {
+        self.tables.write().remove(&id);
+    }
+
+    /// Number of keys (live and deleted) held for table `id`.
+    pub fn len(&self, id: u32) -> Option<usize> {
+        self.tables.read().get(&id).map(|index| index.read().len())
+    }
+
+    fn index(&self, id: u32) -> Option<Arc<RwLock<Index>>> {
+        self.tables.read().get(&id).cloned()
+    }
+}
+
+impl KeyDirectory for Directories {
+    fn lookup(&self, key: &[u8]) -> DirectoryLookup {
+        let Some((table, k)) = directory_key(key) else {
+            return DirectoryLookup::NotCovered;
+        };
+        let Some(index) = self.index(table) else {
+            return DirectoryLookup::NotCovered;
+        };
+        let payload = index.read().get(k);
+        match payload {
+            None => DirectoryLookup::Absent,
+            Some(p) => DirectoryLookup::Latest {
+                ts: p & !DELETED,
+                exists: p & DELETED == 0,
+            },
+        }
+    }
+
+    fn apply(&self, key: &[u8], ts: u64, exists: bool) {
+        let Some((table, k)) = directory_key(key) else {
+            return;
+        };
+        if let Some(index) = self.index(table) {
+            index
+                .write()
+                .insert(k, ts | if exists { 0 } else { DELETED });
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The engine's one error type.
+//!
+//! Every failure a user can see is an [`Error`] named by what went wrong in the
+//! user's terms. Each knows its PostgreSQL SQLSTATE code (so the shell and the
+//! server report the same code for the same mistake) and whether retrying the
+//! transaction can help. Foreign errors are kept as sources, never flattened
+//! into strings.
+
+use std::fmt;
+
+/// A five-character SQLSTATE code, as PostgreSQL defines them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SqlState(&'static str);
+
+impl SqlState {
+    /// 22023: a value or argument is not acceptable.
+    pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
+    /// 22P02: text that does not parse as the expected type.
+    pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState("22P02");
+    /// 22001: a string longer than its column allows.
+    pub const STRING_DATA_RIGHT_TRUNCATION: SqlState = SqlState("22001");
+    /// 22003: a number outside its type's range.
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState("22003");
+    /// 42804: a value of the wrong type.
+    pub const DATATYPE_MISMATCH: SqlState = SqlState("42804");
+    /// 42P01: no table by that name.
+    pub const UNDEFINED_TABLE: SqlState = SqlState("42P01");
+    /// 42703: no column by that name.
+    pub const UNDEFINED_COLUMN: SqlState = SqlState("42703");
+    /// 42P07: a table by that name exists already.
+    pub const DUPLICATE_TABLE: SqlState = SqlState("42P07");
+    /// 42701: a column by that name exists already.
+    pub const DUPLICATE_COLUMN: SqlState = SqlState("42701");
+    /// 42P16: a table definition that cannot be built (no primary key, ...).
+    pub const INVALID_TABLE_DEFINITION: SqlState = SqlState("42P16");
+    /// 0A000: a feature omen does not support.
+    pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
+    /// 23505: a second row with the same primary key.
+    pub const UNIQUE_VIOLATION: SqlState = SqlState("23505");
+    /// 23502: NULL in a NOT NULL column.
+    pub const NOT_NULL_VIOLATION: SqlState = SqlState("23502");
+    /// 40001: a concurrent transaction conflicted; retrying can succeed.
+    pub const SERIALIZATION_FAILURE: SqlState = SqlState("40001");
+    /// 25001: the statement is not allowed inside a transaction block.
+    pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25001");
+    /// 25P01: the statement needs a transaction block and there is none.
+    pub const NO_ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25P01");
+    /// 25P02: an earlier statement failed; only ROLLBACK is accepted.
+    pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState("25P02");
+    /// 25006: a write where only reads are allowed.
+    pub const READ_ONLY_SQL_TRANSACTION: SqlState = SqlState("25006");
+    /// XX001: stored data that cannot be decoded.
+    pub const DATA_CORRUPTED: SqlState = SqlState("XX001");
+    /// 58030: the operating system or storage failed an I/O.
+    pub const IO_ERROR: SqlState = SqlState("58030");
+    /// XX000: a bug in omen.
+    pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
+
+    /// The five-character code.
+    pub fn code(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Debug for SqlState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Display for SqlState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// An engine failure, named by its meaning to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong: a bad value, a bad definition, a wrong type.
+    #[error("{message}")]
+    InvalidInput {
+        /// The precise SQLSTATE (22023, 42804, 42P16, ...).
+        code: SqlState,
+        /// What is wrong, in the user's terms.
+        message: String,
+    },
+    /// A named object (table, column, role) does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// 42P01 for tables, 42703 for columns, ...
+        code: SqlState,
+        /// Which object, and a close name when there is one.
+        message: String,
+    },
+    /// A named object exists already.
+    #[error("{message}")]
+    AlreadyExists {
+        /// 42P07 for tables, 42701 for columns, ...
+        code: SqlState,
+        /// Which object.
+        message: String,
+    },
+    /// A write would break a constraint (primary key, NOT NULL).
+    #[error("{message}")]
+    ConstraintViolation {
+        /// 23505, 23502, ...
+        code: SqlState,
+        /// Which constraint and which value.
+        message: String,
+    },
+    /// A concurrent transaction committed first; running the transaction again can succeed.
+    #[error("could not serialize access due to {reason}; retry the transaction")]
+    SerializationConflict {
+        /// What conflicted (a concurrent update, a read/write dependency, ...).
+        reason: String,
+    },
+    /// The statement is not valid in the session's transaction state.
+    #[error("{message}")]
+    TransactionState {
+        /// 25001, 25P01, 25P02, ...
+        code: SqlState,
+        /// Why the statement was refused.
+        message: String,
+    },
+    /// A feature omen does not have.
+    #[error("{0} is not supported")]
+    Unsupported(String),
+    /// The database or transaction accepts only reads.
+    #[error("cannot write: {0}")]
+    ReadOnly(String),
+    /// Stored bytes that do not decode: a bug or damaged files.
+    #[error("data corruption: {0}")]
+    Corruption(String),
+    /// The operating system or storage engine failed.
+    #[error("I/O error: {context}")]
+    Io {
+        /// What omen was doing.
+        context: String,
+        /// The failure underneath.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A broken invariant inside omen.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The SQLSTATE code a client sees for this error.
+    pub fn sqlstate(&self) -> SqlState {
+        match self {
+            Error::InvalidInput { code, .. }
+            | Error::NotFound { code, .. }
+            | Error::AlreadyExists { code, .. }
+            | Error::ConstraintViolation { code, .. }
+            | Error::TransactionState { code, .. } => *code,
+            Error::SerializationConflict { .. } => SqlState::SERIALIZATION_FAILURE,
+            Error::Unsupported(_) => SqlState::FEATURE_NOT_SUPPORTED,
+            Error::ReadOnly(_) => SqlState::READ_ONLY_SQL_TRANSACTION,
+            Error::Corruption(_) => SqlState::DATA_CORRUPTED,
+            Error::Io { .. } => SqlState::IO_ERROR,
+            Error::Internal(_) => SqlState::INTERNAL_ERROR,
+        }
+    }
+
+    /// Whether running the same transaction again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::SerializationConflict { .. })
+    }
+
+    /// An [`Error::InvalidInput`] with the given code.
+    pub fn invalid(code: SqlState, message: impl Into<String>) -> Error {
+        Error::InvalidInput {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Io`] that keeps `source` and says what omen was doing.
+    pub fn io(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Io {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(source: rocksdb::Error) -> Error {
+        Error::io("RocksDB operation failed", source)
+    }
+}

@@ -1,0 +1,804 @@
+//! The ALEX tree: inner nodes route by linear models, data nodes are gapped arrays.
+//!
+//! ```text
+//!                 inner: model(key) -> slot 0..4
+//!          ┌─────────┬─────────┬─────────┐
+//!        slot 0    slot 1    slot 2    slot 3
+//!          │         └────┬────┘         │        slots 1 and 2 share a child
+//!        data A         data B        inner ...
+//!          A <──────────> B <──────────> ...      data nodes linked in key order
+//! ```
+//!
+//! A full data node either expands (retrained into a larger gapped array) or
+//! splits, chosen by the cost model of the paper: when the node's observed
+//! cost (search iterations and shifts per operation) has drifted well above
+//! what its model promised, or the node is at its size limit, it splits:
+//! sideways when it owns several slots of its parent (each half takes half
+//! the slots, doubling the parent first when it owns one), else down (a new
+//! inner node splitting its keys at their median).
+//!
+//! Nodes live in an arena and refer to each other by index.
+
+use std::ops::Bound;
+
+use super::data_node::DataNode;
+use super::model::LinearModel;
+
+/// Size limits of the tree.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Most keys a data node holds before it must split.
+    pub max_data_keys: usize,
+    /// Slots per key when a data node is built or expanded (1 / density).
+    pub initial_density: f64,
+    /// A data node expands or splits past this fraction of its slots.
+    pub max_density: f64,
+    /// Most children an inner node has.
+    pub max_fanout: usize,
+    /// Most children the root has after expanding to cover keys beyond its range.
+    pub max_root_fanout: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        if cfg!(test) {
+            // Tiny nodes so that tests split and expand constantly.
+            Config {
+                max_data_keys: 16,
+                initial_density: 0.6,
+                max_density: 0.8,
+                max_fanout: 8,
+                max_root_fanout: 1 << 12,
+            }
+        } else {
+            Config {
+                max_data_keys: 1 << 14,
+                initial_density: 0.7,
+                max_density: 0.8,
+                max_fanout: 1 << 12,
+                max_root_fanout: 1 << 22,
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct InnerNode {
+    model: LinearModel,
+    /// Slots added on the left by root expansion. Kept apart from the model so
+    /// that expanding never changes how the model rounds a key.
+    offset: i64,
+    children: Vec<u32>,
+}
+
+impl InnerNode {
+    fn new(model: LinearModel, children: Vec<u32>) -> InnerNode {
+        InnerNode {
+            model,
+            offset: 0,
+            children,
+        }
+    }
+
+    /// The unclamped slot of `key`.
+    fn raw_slot(&self, key: u64) -> i64 {
+        let raw = self.model.raw(key);
+        if raw.is_nan() {
+            return 0;
+        }
+        (raw.floor() as i64).saturating_add(self.offset)
+    }
+
+    fn slot(&self, key: u64) -> usize {
+        self.raw_slot(key).clamp(0, self.children.len() as i64 - 1) as usize
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Node<V> {
+    Inner(InnerNode),
+    Data(DataNode<V>),
+    Free,
+}
+
+/// An ALEX learned index from u64 keys to small payloads.
+#[derive(Clone, Debug)]
+pub struct Alex<V> {
+    nodes: Vec<Node<V>>,
+    free: Vec<u32>,
+    root: u32,
+    len: usize,
+    config: Config,
+    /// Keys held when the tree was last rebuilt whole (see `expand_root_for`).
+    rebuilt_at: usize,
+}
+
+impl<V: Copy + Default> Default for Alex<V> {
+    fn default() -> Self {
+        Alex::new()
+    }
+}
+
+impl<V: Copy + Default> Alex<V> {
+    /// An empty index.
+    pub fn new() -> Alex<V> {
+        Alex::with_config(Config::default())
+    }
+
+    /// An empty index with explicit size limits.
+    pub fn with_config(config: Config) -> Alex<V> {
+        let mut alex = Alex {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: 0,
+            len: 0,
+            config,
+            rebuilt_at: 0,
+        };
+        alex.root = alex.alloc(Node::Data(DataNode::build(&[], 16)));
+        alex
+    }
+
+    /// Builds an index from items sorted by key with no duplicate keys.
+    pub fn bulk_load(items: &[(u64, V)]) -> Alex<V> {
+        Alex::bulk_load_with(items, Config::default())
+    }
+
+    /// [`Alex::bulk_load`] with explicit size limits.
+    pub fn bulk_load_with(items: &[(u64, V)], config: Config) -> Alex<V> {
+        assert!(
+            items.windows(2).all(|w| w[0].0 < w[1].0),
+            "bulk load needs sorted, unique keys"
+        );
+        let mut alex = Alex {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: 0,
+            len: items.len(),
+            config,
+            rebuilt_at: items.len(),
+        };
+        let mut last_leaf = None;
+        alex.root = alex.build(items, &mut last_leaf);
+        alex
+    }
+
+    fn build(&mut self, items: &[(u64, V)], last_leaf: &mut Option<u32>) -> u32 {
+        if items.len() <= self.config.max_data_keys {
+            return self.new_leaf(items, last_leaf);
+        }
+        let n = items.len();
+        let target = (n / (self.config.max_data_keys / 2).max(1)).next_power_of_two();
+        let fanout = target.clamp(2, self.config.max_fanout);
+        let mut model = LinearModel::fit(items.iter().map(|(k, _)| *k), |i| {
+            (i * fanout) as f64 / n as f64
+        });
+        let mut bounds = partition(items, &model, fanout);
+        if bounds.iter().any(|r| r.len() == n) {
+            // The fit puts everything in one slot (extreme skew): split at the median.
+            model = LinearModel::through(items[0].0, items[n / 2].0, 1.0);
+            bounds = partition(items, &model, 2);
+        }
+        let fanout = bounds.len();
+        let mut children = Vec::with_capacity(fanout);
+        let mut slot = 0;
+        while slot < fanout {
+            // Consecutive slots with few keys share one child.
+            let start = slot;
+            let mut end = bounds[slot].end;
+            slot += 1;
+            while slot < fanout
+                && end - bounds[start].start + bounds[slot].len() <= self.config.max_data_keys / 2
+            {
+                end = bounds[slot].end;
+                slot += 1;
+            }
+            let child = self.build(&items[bounds[start].start..end], last_leaf);
+            children.extend(std::iter::repeat_n(child, slot - start));
+        }
+        self.alloc(Node::Inner(InnerNode::new(model, children)))
+    }
+
+    /// Slots for a data node of `keys` keys: the initial density, and always
+    /// room for one more key under the maximum density.
+    fn capacity_for(&self, keys: usize) -> usize {
+        let at_initial = (keys as f64 / self.config.initial_density).ceil() as usize;
+        let with_room = ((keys + 2) as f64 / self.config.max_density).ceil() as usize + 1;
+        at_initial.max(with_room)
+    }
+
+    fn new_leaf(&mut self, items: &[(u64, V)], last_leaf: &mut Option<u32>) -> u32 {
+        let capacity = self.capacity_for(items.len());
+        let mut leaf = DataNode::build(items, capacity);
+        leaf.prev = *last_leaf;
+        let id = self.alloc(Node::Data(leaf));
+        if let Some(prev) = *last_leaf {
+            self.data_mut(prev).next = Some(id);
+        }
+        *last_leaf = Some(id);
+        id
+    }
+
+    fn alloc(&mut self, node: Node<V>) -> u32 {
+        match self.free.pop() {
+            Some(id) => {
+                self.nodes[id as usize] = node;
+                id
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    fn release(&mut self, id: u32) {
+        self.nodes[id as usize] = Node::Free;
+        self.free.push(id);
+    }
+
+    fn data(&self, id: u32) -> &DataNode<V> {
+        match &self.nodes[id as usize] {
+            Node::Data(d) => d,
+            _ => unreachable!("node {id} is not a data node"),
+        }
+    }
+
+    fn data_mut(&mut self, id: u32) -> &mut DataNode<V> {
+        match &mut self.nodes[id as usize] {
+            Node::Data(d) => d,
+            _ => unreachable!("node {id} is not a data node"),
+        }
+    }
+
+    /// The data node for `key`, with the (inner node, slot) path to it.
+    fn descend(&self, key: u64, path: &mut Vec<(u32, usize)>) -> u32 {
+        let mut id = self.root;
+        loop {
+            match &self.nodes[id as usize] {
+                Node::Inner(inner) => {
+                    let slot = inner.slot(key);
+                    path.push((id, slot));
+                    id = inner.children[slot];
+                }
+                Node::Data(_) => return id,
+                Node::Free => unreachable!("a freed node is still linked"),
+            }
+        }
+    }
+
+    fn leaf_for(&self, key: u64) -> u32 {
+        let mut id = self.root;
+        while let Node::Inner(inner) = &self.nodes[id as usize] {
+            id = inner.children[inner.slot(key)];
+        }
+        id
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the index holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The payload of `key`.
+    pub fn get(&self, key: u64) -> Option<V> {
+        self.data(self.leaf_for(key)).get(key)
+    }
+
+    /// Inserts or replaces; returns the previous payload.
+    pub fn insert(&mut self, key: u64, payload: V) -> Option<V> {
+        self.expand_root_for(key);
+        let mut path = Vec::new();
+        loop {
+            path.clear();
+            let leaf = self.descend(key, &mut path);
+            let max_density = self.config.max_density;
+            let node = self.data_mut(leaf);
+            if let Some(pos) = node.find(key) {
+                return Some(node.replace(pos, payload));
+            }
+            if node.has_room(max_density) {
+                node.insert(key, payload);
+                self.len += 1;
+                return None;
+            }
+            self.grow(leaf, &path);
+        }
+    }
+
+    /// Removes `key`; returns its payload.
+    pub fn remove(&mut self, key: u64) -> Option<V> {
+        let leaf = self.leaf_for(key);
+        let node = self.data_mut(leaf);
+        let pos = node.find(key)?;
+        let payload = node.remove_at(pos);
+        let sparse = node.capacity() > 64 && node.len() * 8 < node.capacity();
+        self.len -= 1;
+        // Give memory back when a node has become mostly gaps.
+        if sparse {
+            let node = self.data(leaf);
+            let items = node.items();
+            self.rebuild(leaf, &items);
+        }
+        Some(payload)
+    }
+
+    fn rebuild(&mut self, leaf: u32, items: &[(u64, V)]) {
+        let capacity = self.capacity_for(items.len());
+        let old = self.data(leaf);
+        let (prev, next) = (old.prev, old.next);
+        let mut node = DataNode::build(items, capacity);
+        node.prev = prev;
+        node.next = next;
+        self.nodes[leaf as usize] = Node::Data(node);
+    }
+
+    /// Makes room in a full data node: expand, or split by the cost model.
+    fn grow(&mut self, leaf: u32, path: &[(u32, usize)]) {
+        let node = self.data(leaf);
+        let items = node.items();
+        let drifted = node
+            .observed_cost()
+            .is_some_and(|c| c > 1.5 * node.expected_cost());
+        if items.len() < self.config.max_data_keys && !drifted {
+            self.rebuild(leaf, &items);
+            return;
+        }
+        match path.last() {
+            None => self.split_down(leaf, None, &items),
+            Some(&(parent, slot)) => {
+                let (start, end) = self.owned_slots(parent, slot, leaf);
+                if end - start >= 2 {
+                    self.split_sideways(leaf, parent, start, end, &items);
+                } else if self.inner(parent).children.len() < self.config.max_fanout {
+                    self.double_fanout(parent);
+                    self.split_sideways(leaf, parent, 2 * start, 2 * end, &items);
+                } else {
+                    self.split_down(leaf, Some((parent, slot)), &items);
+                }
+            }
+        }
+    }
+
+    fn inner(&self, id: u32) -> &InnerNode {
+        match &self.nodes[id as usize] {
+            Node::Inner(inner) => inner,
+            _ => unreachable!("node {id} is not an inner node"),
+        }
+    }
+
+    fn inner_mut(&mut self, id: u32) -> &mut InnerNode {
+        match &mut self.nodes[id as usize] {
+            Node::Inner(inner) => inner,
+            _ => unreachable!("node {id} is not an inner node"),
+        }
+    }
+
+    /// The run of the parent's slots that point at `child`, around `slot`.
+    fn owned_slots(&self, parent: u32, slot: usize, child: u32) -> (usize, usize) {
+        let children = &self.inner(parent).children;
+        let mut start = slot;
+        while start > 0 && children[start - 1] == child {
+            start -= 1;
+        }
+        let mut end = slot + 1;
+        while end < children.len() && children[end] == child {
+            end += 1;
+        }
+        (start, end)
+    }
+
+    fn double_fanout(&mut self, parent: u32) {
+        let inner = self.inner_mut(parent);
+        inner.children = inner.children.iter().flat_map(|c| [*c, *c]).collect();
+        inner.model = inner.model.scaled(2.0);
+        inner.offset *= 2;
+    }
+
+    /// Replaces `leaf` by two leaves dividing its parent slots `start..end`
+    /// at the slot of its median key, so both halves get keys and the slots
+    /// beyond the keys (where appends land) stay with the upper half.
+    fn split_sideways(
+        &mut self,
+        leaf: u32,
+        parent: u32,
+        start: usize,
+        end: usize,
+        items: &[(u64, V)],
+    ) {
+        let inner = self.inner(parent);
+        let median = items
+            .get(items.len() / 2)
+            .map_or(start, |(k, _)| inner.slot(*k));
+        let mid = median.clamp(start + 1, end - 1);
+        let cut = items.partition_point(|(k, _)| inner.slot(*k) < mid);
+        if cut == 0 || cut == items.len() {
+            // Every key is in one slot: only a new model can separate them.
+            self.split_down(leaf, Some((parent, start)), items);
+            return;
+        }
+        let (left, right) = self.replace_with_pair(leaf, &items[..cut], &items[cut..]);
+        let children = &mut self.inner_mut(parent).children;
+        children[start..mid].fill(left);
+        children[mid..end].fill(right);
+    }
+
+    /// Replaces `leaf` by an inner node splitting its keys at the median.
+    fn split_down(&mut self, leaf: u32, parent: Option<(u32, usize)>, items: &[(u64, V)]) {
+        let first = items.first().map_or(0, |i| i.0);
+        let median = items
+            .get(items.len() / 2)
+            .map_or(first.saturating_add(1), |i| i.0);
+        let model = LinearModel::through(first, median, 1.0);
+        // Cut where the model does, so routing and contents agree even where
+        // floating point rounds a key just below the median up to slot 1.
+        let cut = items.partition_point(|(k, _)| model.predict(*k, 2) == 0);
+        let owned = parent.map(|(parent, slot)| (parent, self.owned_slots(parent, slot, leaf)));
+        let (left, right) = self.replace_with_pair(leaf, &items[..cut], &items[cut..]);
+        let inner = self.alloc(Node::Inner(InnerNode::new(model, vec![left, right])));
+        match owned {
+            None => self.root = inner,
+            Some((parent, (start, end))) => self.inner_mut(parent).children[start..end].fill(inner),
+        }
+    }
+
+    /// Two new leaves in place of `leaf`, linked into the leaf list.
+    fn replace_with_pair(
+        &mut self,
+        leaf: u32,
+        left: &[(u64, V)],
+        right: &[(u64, V)],
+    ) -> (u32, u32) {
+        let old = self.data(leaf);
+        let (prev, next) = (old.prev, old.next);
+        self.release(leaf);
+        let mut last = prev;
+        let l = self.new_leaf(left, &mut last);
+        let r = self.new_leaf(right, &mut last);
+        self.data_mut(r).next = next;
+        if let Some(next) = next {
+            self.data_mut(next).prev = Some(r);
+        }
+        (l, r)
+    }
+
+    /// Widens the root when `key` lies beyond the key range its model covers,
+    /// as in the paper: the model keeps its slope, new slots are added on
+    /// that side and point to a new node, and keys that were clamped into the
+    /// edge child move there. Appends (time series, sequences) then spread over
+    /// the new slots through sideways splits instead of deepening one edge.
+    fn expand_root_for(&mut self, key: u64) {
+        let Node::Inner(root) = &self.nodes[self.root as usize] else {
+            return;
+        };
+        let fanout = root.children.len() as i64;
+        let raw = root.raw_slot(key);
+        let grow_right = raw >= fanout;
+        let grow_left = raw < 0;
+        if !(grow_right || grow_left) {
+            return;
+        }
+        let reach = if grow_right { raw - fanout + 1 } else { -raw };
+        let added = (reach.max(fanout) as usize).next_power_of_two();
+        let fanout = fanout as usize;
+        if fanout + added > self.config.max_root_fanout {
+            // The keys have outgrown the root's model (say, keys growing faster
+            // than linearly). Refit the whole tree, at most each time it doubles,
+            // so the cost stays constant per insert.
+            if self.len >= 2 * self.rebuilt_at.max(self.config.max_data_keys) {
+                self.rebuild_all();
+                self.expand_root_for(key);
+            }
+            return;
+        }
+        let edge_slot = if grow_right { fanout - 1 } else { 0 };
+        let edge = root.children[edge_slot];
+        let probe = root.clone();
+        let (start, end) = self.owned_slots(self.root, edge_slot, edge);
+        let (first, last) = (self.first_leaf(edge), self.last_leaf(edge));
+        let (before, after) = (self.data(first).prev, self.data(last).next);
+        let items = self.collect(first, last);
+        self.free_subtree(edge);
+        let inside = |k: u64| {
+            let slot = probe.raw_slot(k);
+            if grow_right {
+                slot < fanout as i64
+            } else {
+                slot >= 0
+            }
+        };
+        let cut = items.partition_point(|(k, _)| if grow_right { inside(*k) } else { !inside(*k) });
+        let mut chain = before;
+        let (left_part, right_part) = items.split_at(cut);
+        let left = self.build(left_part, &mut chain);
+        let right = self.build(right_part, &mut chain);
+        let tail = chain.expect("build links at least one leaf");
+        self.data_mut(tail).next = after;
+        if let Some(after) = after {
+            self.data_mut(after).prev = Some(tail);
+        }
+        let root = self.inner_mut(self.root);
+        if grow_right {
+            root.children[start..end].fill(left);
+            root.children.extend(std::iter::repeat_n(right, added));
+        } else {
+            root.children[start..end].fill(right);
+            let mut children = vec![left; added];
+            children.append(&mut root.children);
+            root.children = children;
+            root.offset += added as i64;
+        }
+    }
+
+    fn rebuild_all(&mut self) {
+        let items = self.collect(self.first_leaf(self.root), self.last_leaf(self.root));
+        self.free_subtree(self.root);
+        let mut chain = None;
+        self.root = self.build(&items, &mut chain);
+        self.rebuilt_at = items.len();
+    }
+
+    fn first_leaf(&self, mut id: u32) -> u32 {
+        while let Node::Inner(inner) = &self.nodes[id as usize] {
+            id = inner.children[0];
+        }
+        id
+    }
+
+    fn last_leaf(&self, mut id: u32) -> u32 {
+        while let Node::Inner(inner) = &self.nodes[id as usize] {
+            id = *inner.children.last().expect("inner nodes have children");
+        }
+        id
+    }
+
+    /// Every item of the leaves from `first` to `last` along the leaf links.
+    fn collect(&self, first: u32, last: u32) -> Vec<(u64, V)> {
+        let mut items = Vec::new();
+        let mut id = first;
+        loop {
+            items.extend(self.data(id).items());
+            if id == last {
+                return items;
+            }
+            id = self.data(id).next.expect("last follows first");
+        }
+    }
+
+    fn free_subtree(&mut self, id: u32) {
+        if let Node::Inner(inner) = &self.nodes[id as usize] {
+            let mut children = inner.children.clone();
+            children.dedup();
+            for child in children {
+                self.free_subtree(child);
+            }
+        }
+        self.release(id);
+    }
+
+    /// Entries with keys in `range`, in ascending order.
+    pub fn range(&self, lower: Bound<u64>, upper: Bound<u64>) -> Range<'_, V> {
+        let start = match lower {
+            Bound::Included(k) => Some(k),
+            Bound::Excluded(k) => k.checked_add(1),
+            Bound::Unbounded => Some(0),
+        };
+        let position = start.and_then(|k| {
+            let leaf = self.leaf_for(k);
+            self.seek_from(leaf, k)
+        });
+        Range {
+            alex: self,
+            position,
+            upper,
+        }
+    }
+
+    /// Entries with keys in `range`, in descending order.
+    pub fn range_rev(&self, lower: Bound<u64>, upper: Bound<u64>) -> RangeRev<'_, V> {
+        let position = match upper {
+            Bound::Unbounded => self.last_position(),
+            Bound::Included(k) => self.at_or_before(k),
+            Bound::Excluded(k) => k.checked_sub(1).and_then(|k| self.at_or_before(k)),
+        };
+        RangeRev {
+            alex: self,
+            position,
+            lower,
+        }
+    }
+
+    /// The first entry at or after `key`, starting in `leaf` and following links.
+    fn seek_from(&self, leaf: u32, key: u64) -> Option<(u32, usize)> {
+        let mut id = leaf;
+        let mut found = self.data(id).seek(key);
+        while found.is_none() {
+            id = self.data(id).next?;
+            found = self.data(id).next_occupied(0);
+        }
+        found.map(|pos| (id, pos))
+    }
+
+    fn at_or_before(&self, key: u64) -> Option<(u32, usize)> {
+        let leaf = self.leaf_for(key);
+        match self.seek_from(leaf, key) {
+            // The first entry >= key: step back one unless it is key itself.
+            Some((id, pos)) if self.data(id).key(pos) == key => Some((id, pos)),
+            Some((id, pos)) => self.step_back(id, pos),
+            None => self.last_position(),
+        }
+    }
+
+    fn step_back(&self, mut id: u32, pos: usize) -> Option<(u32, usize)> {
+        if let Some(p) = pos
+            .checked_sub(1)
+            .and_then(|p| self.data(id).prev_occupied(p))
+        {
+            return Some((id, p));
+        }
+        loop {
+            id = self.data(id).prev?;
+            if let Some(p) = self.data(id).prev_occupied(usize::MAX) {
+                return Some((id, p));
+            }
+        }
+    }
+
+    fn step_forward(&self, id: u32, pos: usize) -> Option<(u32, usize)> {
+        let mut id = id;
+        let mut found = self.data(id).next_occupied(pos + 1);
+        while found.is_none() {
+            id = self.data(id).next?;
+            found = self.data(id).next_occupied(0);
+        }
+        found.map(|p| (id, p))
+    }
+
+    fn last_position(&self) -> Option<(u32, usize)> {
+        let mut id = self.root;
+        while let Node::Inner(inner) = &self.nodes[id as usize] {
+            id = *inner.children.last().expect("inner nodes have children");
+        }
+        match self.data(id).prev_occupied(usize::MAX) {
+            Some(p) => Some((id, p)),
+            None => self.step_back(id, 0),
+        }
+    }
+
+    /// Bytes the index holds: keys, payloads, gaps, bitmaps, models, child
+    /// arrays, node headers and the arena, from the allocations' capacities.
+    pub fn heap_bytes(&self) -> usize {
+        let nodes: usize = self
+            .nodes
+            .iter()
+            .map(|n| match n {
+                Node::Data(d) => d.heap_bytes(),
+                Node::Inner(i) => i.children.capacity() * 4,
+                Node::Free => 0,
+            })
+            .sum();
+        std::mem::size_of::<Self>()
+            + nodes
+            + self.nodes.capacity() * std::mem::size_of::<Node<V>>()
+            + self.free.capacity() * 4
+    }
+
+    #[cfg(test)]
+    pub fn debug_root(&self) -> String {
+        match &self.nodes[self.root as usize] {
+            Node::Inner(i) => format!("inner fanout {} model {:?}", i.children.len(), i.model),
+            Node::Data(d) => format!("data {}", d.len()),
+            Node::Free => "free".into(),
+        }
+    }
+
+    /// Shape of the tree: (inner nodes, data nodes, depth of the deepest data node).
+    pub fn shape(&self) -> (usize, usize, usize) {
+        let (mut inner, mut data) = (0, 0);
+        for n in &self.nodes {
+            match n {
+                Node::Inner(_) => inner += 1,
+                Node::Data(_) => data += 1,
+                Node::Free => {}
+            }
+        }
+        fn depth<V>(alex: &Alex<V>, id: u32) -> usize {
+            match &alex.nodes[id as usize] {
+                Node::Inner(i) => {
+                    1 + i
+                        .children
+                        .iter()
+                        .map(|c| depth(alex, *c))
+                        .max()
+                        .unwrap_or(0)
+                }
+                _ => 1,
+            }
+        }
+        (inner, data, depth(self, self.root))
+    }
+}
+
+/// Half-open index ranges of `items` per model slot (monotone, so contiguous).
+fn partition<V>(
+    items: &[(u64, V)],
+    model: &LinearModel,
+    fanout: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut bounds = Vec::with_capacity(fanout);
+    let mut start = 0;
+    for slot in 0..fanout {
+        let end =
+            start + items[start..].partition_point(|(k, _)| model.predict(*k, fanout) <= slot);
+        bounds.push(start..end);
+        start = end;
+    }
+    bounds
+}
+
+fn in_upper(key: u64, upper: Bound<u64>) -> bool {
+    match upper {
+        Bound::Included(u) => key <= u,
+        Bound::Excluded(u) => key < u,
+        Bound::Unbounded => true,
+    }
+}
+
+fn in_lower(key: u64, lower: Bound<u64>) -> bool {
+    match lower {
+        Bound::Included(l) => key >= l,
+        Bound::Excluded(l) => key > l,
+        Bound::Unbounded => true,
+    }
+}
+
+/// Ascending iterator from [`Alex::range`].
+pub struct Range<'a, V> {
+    alex: &'a Alex<V>,
+    position: Option<(u32, usize)>,
+    upper: Bound<u64>,
+}
+
+impl<V: Copy + Default> Iterator for Range<'_, V> {
+    type Item = (u64, V);
+
+    fn next(&mut self) -> Option<(u64, V)> {
+        let (id, pos) = self.position?;
+        let node = self.alex.data(id);
+        let key = node.key(pos);
+        if !in_upper(key, self.upper) {
+            self.position = None;
+            return None;
+        }
+        self.position = self.alex.step_forward(id, pos);
+        Some((key, node.payload(pos)))
+    }
+}
+
+/// Descending iterator from [`Alex::range_rev`].
+pub struct RangeRev<'a, V> {
+    alex: &'a Alex<V>,
+    position: Option<(u32, usize)>,
+    lower: Bound<u64>,
+}
+
+impl<V: Copy + Default> Iterator for RangeRev<'_, V> {
+    type Item = (u64, V);
+
+    fn next(&mut self) -> Option<(u64, V)> {
+        let (id, pos) = self.position?;
+        let node = self.alex.data(id);
+        let key = node.key(pos);
+        if !in_lower(key, self.lower) {
+            self.position = None;
+            return None;
+        }
+        self.position = self.alex.step_back(id, pos);
+        Some((key, node.payload(pos)))
+    }
+}

@@ -1,0 +1,196 @@
+//! ALEX held against `BTreeMap` on long random operation sequences, with tiny
+//! nodes (see `Config::default` under `cfg(test)`) so splits and expansions
+//! happen constantly.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use proptest::prelude::*;
+
+use super::{Alex, Config};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Insert(u64, u32),
+    Remove(u64),
+    Get(u64),
+    Range(Bound<u64>, Bound<u64>),
+    RangeRev(Bound<u64>, Bound<u64>),
+}
+
+/// Keys from several distributions so runs, clusters and extremes all occur.
+fn arb_key() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0u64..200,
+        any::<u64>(),
+        (0u64..64).prop_map(|i| u64::MAX - i),
+        (0u64..1000).prop_map(|i| (1 << 63) + i * 1_000_000),
+        (0u32..64).prop_map(|s| 1u64 << s),
+    ]
+}
+
+fn arb_bound() -> impl Strategy<Value = Bound<u64>> {
+    prop_oneof![
+        arb_key().prop_map(Bound::Included),
+        arb_key().prop_map(Bound::Excluded),
+        Just(Bound::Unbounded),
+    ]
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (arb_key(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+        2 => arb_key().prop_map(Op::Remove),
+        2 => arb_key().prop_map(Op::Get),
+        1 => (arb_bound(), arb_bound()).prop_map(|(a, b)| Op::Range(a, b)),
+        1 => (arb_bound(), arb_bound()).prop_map(|(a, b)| Op::RangeRev(a, b)),
+    ]
+}
+
+fn valid(lower: Bound<u64>, upper: Bound<u64>) -> bool {
+    // BTreeMap::range panics on inverted or empty-excluded ranges.
+    match (lower, upper) {
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b))
+            if a > b =>
+        {
+            false
+        }
+        (Bound::Excluded(a), Bound::Excluded(b)) if a == b => false,
+        _ => true,
+    }
+}
+
+fn check(alex: &mut Alex<u32>, model: &BTreeMap<u64, u32>, op: &Op) -> Result<(), TestCaseError> {
+    match op {
+        Op::Insert(..) | Op::Remove(_) => unreachable!("applied by the caller"),
+        Op::Get(k) => prop_assert_eq!(alex.get(*k), model.get(k).copied()),
+        Op::Range(a, b) if valid(*a, *b) => {
+            let got: Vec<_> = alex.range(*a, *b).collect();
+            let want: Vec<_> = model.range((*a, *b)).map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(got, want);
+        }
+        Op::RangeRev(a, b) if valid(*a, *b) => {
+            let got: Vec<_> = alex.range_rev(*a, *b).collect();
+            let want: Vec<_> = model.range((*a, *b)).rev().map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(got, want);
+        }
+        Op::Range(..) | Op::RangeRev(..) => {}
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn matches_btreemap(ops in proptest::collection::vec(arb_op(), 1..1500), preload in proptest::collection::btree_map(arb_key(), any::<u32>(), 0..300)) {
+        let items: Vec<_> = preload.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut alex = Alex::bulk_load(&items);
+        let mut model = preload;
+        for op in &ops {
+            match op {
+                Op::Insert(k, v) => prop_assert_eq!(alex.insert(*k, *v), model.insert(*k, *v)),
+                Op::Remove(k) => prop_assert_eq!(alex.remove(*k), model.remove(k)),
+                other => check(&mut alex, &model, other)?,
+            }
+            prop_assert_eq!(alex.len(), model.len());
+        }
+        let all: Vec<_> = alex.range(Bound::Unbounded, Bound::Unbounded).collect();
+        let want: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
+        prop_assert_eq!(all, want);
+        for (k, v) in &model {
+            prop_assert_eq!(alex.get(*k), Some(*v));
+        }
+    }
+}
+
+fn roundtrip(keys: impl Iterator<Item = u64> + Clone) {
+    roundtrip_with(keys.clone(), Config::default());
+    // The production densities, with nodes still small enough to split often.
+    let config = Config {
+        max_data_keys: 64,
+        initial_density: 0.7,
+        max_density: 0.8,
+        max_fanout: 16,
+        max_root_fanout: 1 << 16,
+    };
+    roundtrip_with(keys, config);
+}
+
+fn roundtrip_with(keys: impl Iterator<Item = u64>, config: Config) {
+    let mut alex = Alex::with_config(config);
+    let mut model = BTreeMap::new();
+    for (i, k) in keys.enumerate() {
+        assert_eq!(alex.insert(k, i as u32), model.insert(k, i as u32));
+    }
+    for (k, v) in &model {
+        assert_eq!(alex.get(*k), Some(*v), "key {k}");
+    }
+    let got: Vec<_> = alex
+        .range(Bound::Unbounded, Bound::Unbounded)
+        .map(|(k, _)| k)
+        .collect();
+    let want: Vec<_> = model.keys().copied().collect();
+    assert_eq!(got, want);
+    let (inner, data, depth) = alex.shape();
+    eprintln!(
+        "depth {depth} ({inner} inner, {data} data nodes) for {} keys, {config:?}",
+        model.len()
+    );
+    assert!(
+        inner > 0 && data > 1,
+        "tiny nodes must split: {inner} inner, {data} data"
+    );
+    assert!(
+        depth <= 8,
+        "depth {depth} ({inner} inner, {data} data nodes)"
+    );
+}
+
+#[test]
+fn sequential_reverse_and_skewed_orders() {
+    roundtrip(0..5000);
+    roundtrip((0..5000).rev());
+    roundtrip((0..5000u64).map(|i| i * i * i));
+    roundtrip((0..3000u64).map(|i| if i % 2 == 0 { i } else { u64::MAX - i }));
+    roundtrip((0..64u32).map(|s| 1u64 << s).chain(0..1000));
+    // Duplicates: the same keys over and over.
+    roundtrip((0..5000u64).map(|i| i % 37));
+}
+
+#[test]
+fn bulk_load_of_extreme_skew() {
+    let items: Vec<(u64, u32)> = (0..2000u64)
+        .map(|i| (i, 0))
+        .chain((0..50).map(|i| (u64::MAX - 50 + i, 1)))
+        .collect();
+    let alex = Alex::bulk_load(&items);
+    for (k, v) in &items {
+        assert_eq!(alex.get(*k), Some(*v));
+    }
+    assert_eq!(
+        alex.range(Bound::Included(u64::MAX - 10), Bound::Unbounded)
+            .count(),
+        10
+    );
+}
+
+#[test]
+fn memory_is_reported() {
+    let items: Vec<(u64, u64)> = (0..10_000u64).map(|i| (i * 3, i)).collect();
+    let alex = Alex::bulk_load(&items);
+    let per_key = alex.heap_bytes() as f64 / items.len() as f64;
+    // 16 bytes of key and payload per key, plus gaps, bitmaps and headers.
+    assert!(per_key >= 16.0 && per_key < 64.0, "{per_key} bytes per key");
+}
+
+#[test]
+fn debug_shape() {
+    let mut alex = Alex::new();
+    for k in 0..400u64 {
+        alex.insert(k, 0u32);
+        if k % 50 == 0 {
+            eprintln!("{k}: {:?} root {}", alex.shape(), alex.debug_root());
+        }
+    }
+}

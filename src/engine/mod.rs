@@ -1,0 +1,22 @@
+//! The engine: everything below the shell, the server and the tools.
+//!
+//! Layers, each importing only those below it: [`session`] (one per shell or
+//! connection) over [`catalog`] over [`mvcc`] over [`storage`]; [`encoding`]
+//! and [`types`] are shared by all of them.
+
+pub mod catalog;
+mod database;
+mod directory;
+pub mod encoding;
+mod error;
+pub mod index;
+pub mod mvcc;
+mod session;
+pub mod storage;
+pub mod types;
+
+pub use database::{Database, Options};
+pub use directory::DirectoryKind;
+pub use error::{Error, Result, SqlState};
+pub use mvcc::{Durability, IsolationLevel};
+pub use session::{KeyBound, Session};

@@ -1,0 +1,90 @@
+//! What the database can see and what it must keep: the newest visible
+//! commit timestamp and the snapshots of running transactions.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+/// The visibility horizon shared by transactions, the commit pipeline and
+/// garbage collection.
+///
+/// Invariant: a snapshot is registered in `active` under the same lock that
+/// reads `visible`, and the garbage-collection watermark is computed under
+/// that lock too, so the watermark never passes a snapshot being taken.
+pub struct Horizon {
+    visible: AtomicU64,
+    active: Mutex<BTreeMap<u64, usize>>,
+    retention_micros: u64,
+}
+
+impl Horizon {
+    /// A horizon whose newest visible commit is `visible`.
+    pub fn new(visible: u64, retention_micros: u64) -> Horizon {
+        Horizon {
+            visible: AtomicU64::new(visible),
+            active: Mutex::new(BTreeMap::new()),
+            retention_micros,
+        }
+    }
+
+    /// The newest commit timestamp readers may see.
+    pub fn visible(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// Makes every commit up to `ts` visible. Only the commit pipeline calls this.
+    pub(super) fn publish(&self, ts: u64) {
+        self.visible.store(ts, Ordering::Release);
+    }
+
+    /// Takes a snapshot at the newest visible commit and registers it.
+    pub fn register(&self) -> u64 {
+        let mut active = self.active.lock();
+        let ts = self.visible();
+        *active.entry(ts).or_insert(0) += 1;
+        ts
+    }
+
+    /// Forgets a snapshot taken by [`Horizon::register`].
+    pub fn deregister(&self, ts: u64) {
+        let mut active = self.active.lock();
+        let count = active
+            .get_mut(&ts)
+            .expect("deregistered a snapshot that was registered");
+        *count -= 1;
+        if *count == 0 {
+            active.remove(&ts);
+        }
+    }
+
+    /// The oldest snapshot still in use (the newest visible commit when none is).
+    pub fn oldest_snapshot(&self) -> u64 {
+        let active = self.active.lock();
+        active
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.visible())
+    }
+
+    /// Versions shadowed by a newer version at or below this timestamp can be
+    /// removed: no running snapshot and no time-travel read within the
+    /// retention window can see them.
+    pub fn gc_watermark(&self) -> u64 {
+        let active = self.active.lock();
+        let visible = self.visible();
+        let oldest = active.keys().next().copied().unwrap_or(visible);
+        let retained = now_micros().saturating_sub(self.retention_micros);
+        oldest.min(visible).min(retained)
+    }
+}
+
+/// Microseconds since the Unix epoch by the wall clock.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

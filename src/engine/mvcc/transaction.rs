@@ -1,0 +1,317 @@
+//! [`Transaction`]: snapshot reads plus buffered writes.
+
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::commit::{CommitApply, CommitCheck, Request, Write};
+use super::store::Mvcc;
+use super::version::{decode_version, split_versioned};
+use crate::engine::error::{Error, Result};
+use crate::engine::storage::{Cf, KvIter, WriteBatch};
+
+/// Isolation levels, with PostgreSQL's meaning (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IsolationLevel {
+    /// A new snapshot for every statement.
+    #[default]
+    ReadCommitted,
+    /// One snapshot for the whole transaction; first committer wins.
+    RepeatableRead,
+    /// As if transactions ran one at a time.
+    Serializable,
+}
+
+impl IsolationLevel {
+    /// The name SQL uses.
+    pub fn sql_name(&self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "read committed",
+            IsolationLevel::RepeatableRead => "repeatable read",
+            IsolationLevel::Serializable => "serializable",
+        }
+    }
+}
+
+/// What a write assumes about the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// The key must not hold a row (a primary key insert): a concurrent insert
+    /// of the same key fails this one with a unique violation (40001 when
+    /// SERIALIZABLE).
+    Insert,
+    /// Replace or delete whatever the key holds.
+    Overwrite,
+}
+
+/// A transaction: reads at its snapshot, buffers writes until commit.
+///
+/// Dropping a transaction without committing rolls it back.
+pub struct Transaction {
+    mvcc: Arc<Mvcc>,
+    isolation: IsolationLevel,
+    start_ts: u64,
+    read_ts: u64,
+    writes: BTreeMap<Vec<u8>, Write>,
+    reads: Vec<Vec<u8>>,
+    ranges: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    extra: WriteBatch,
+    checks: Vec<CommitCheck>,
+    applies: Vec<CommitApply>,
+    finished: bool,
+}
+
+impl Transaction {
+    pub(super) fn new(mvcc: Arc<Mvcc>, isolation: IsolationLevel) -> Transaction {
+        let start_ts = mvcc.horizon().register();
+        Transaction {
+            mvcc,
+            isolation,
+            start_ts,
+            read_ts: start_ts,
+            writes: BTreeMap::new(),
+            reads: Vec::new(),
+            ranges: Vec::new(),
+            extra: WriteBatch::new(),
+            checks: Vec::new(),
+            applies: Vec::new(),
+            finished: false,
+        }
+    }
+
+    /// The isolation level.
+    pub fn isolation(&self) -> IsolationLevel {
+        self.isolation
+    }
+
+    /// The timestamp reads currently see.
+    pub fn read_ts(&self) -> u64 {
+        self.read_ts
+    }
+
+    /// Whether the transaction has written anything.
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty() || !self.extra.is_empty()
+    }
+
+    /// Starts a statement: under READ COMMITTED, reads move to the newest commit.
+    pub fn begin_statement(&mut self) {
+        if self.isolation == IsolationLevel::ReadCommitted {
+            self.read_ts = self.mvcc.horizon().visible().max(self.start_ts);
+        }
+    }
+
+    /// The value of `key` as this transaction sees it.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(write) = self.writes.get(key) {
+            return Ok(write.value.clone());
+        }
+        if self.isolation == IsolationLevel::Serializable {
+            self.reads.push(key.to_vec());
+        }
+        self.mvcc.read_at(key, self.read_ts)
+    }
+
+    /// Keys in `from..to` (to the end when `to` is None) with their values, in key order.
+    pub fn scan(&mut self, from: &[u8], to: Option<&[u8]>) -> Scan<'_> {
+        if self.isolation == IsolationLevel::Serializable {
+            self.ranges.push((from.to_vec(), to.map(<[u8]>::to_vec)));
+        }
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        let own: Vec<_> = if matches!(upper, Bound::Excluded(t) if t <= from) {
+            Vec::new()
+        } else {
+            self.writes
+                .range::<[u8], _>((Bound::Included(from), upper))
+                .map(|(k, w)| (k.clone(), w.value.clone()))
+                .collect()
+        };
+        Scan {
+            stored: self.mvcc.storage().scan(Cf::Rows, from, to).peekable(),
+            ahead: None,
+            own: own.into_iter().peekable(),
+            read_ts: self.read_ts,
+            failed: false,
+        }
+    }
+
+    /// Buffers a write of `value` to `key`.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, kind: WriteKind) -> Result<()> {
+        self.write(key, Some(value), kind)
+    }
+
+    /// Buffers a delete of `key`.
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.write(key, None, WriteKind::Overwrite)
+    }
+
+    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>, kind: WriteKind) -> Result<()> {
+        if self.isolation != IsolationLevel::ReadCommitted {
+            // Fail now rather than at commit, as PostgreSQL does.
+            if let Some((ts, _)) = self.mvcc.pipeline().tracker().last_write(key) {
+                if ts > self.start_ts {
+                    return Err(Error::SerializationConflict {
+                        reason: "a concurrent update".into(),
+                    });
+                }
+            }
+        }
+        let kind = match self.writes.get(key) {
+            // A key this transaction wrote keeps the assumption of its first write.
+            Some(earlier) => earlier.kind,
+            None => kind,
+        };
+        self.writes.insert(
+            key.to_vec(),
+            Write {
+                value,
+                kind,
+                read_ts: self.read_ts,
+            },
+        );
+        Ok(())
+    }
+
+    /// Adds unversioned changes (catalog, metadata) to the commit, with a check
+    /// run in commit order before it and work run after it is durable.
+    pub fn add_unversioned(
+        &mut self,
+        batch: WriteBatch,
+        check: Option<CommitCheck>,
+        apply: Option<CommitApply>,
+    ) {
+        self.extra.extend(batch);
+        self.checks.extend(check);
+        self.applies.extend(apply);
+    }
+
+    /// A check the commit pipeline runs in commit order before this transaction commits.
+    pub fn add_commit_check(&mut self, check: CommitCheck) {
+        self.checks.push(check);
+    }
+
+    /// Commits; returns the commit timestamp (None for a transaction that wrote nothing).
+    pub fn commit(mut self) -> Result<Option<u64>> {
+        self.finish();
+        if !self.has_writes() {
+            return Ok(None);
+        }
+        let checks = std::mem::take(&mut self.checks);
+        let applies = std::mem::take(&mut self.applies);
+        let request = Request {
+            isolation: self.isolation,
+            start_ts: self.start_ts,
+            writes: std::mem::take(&mut self.writes).into_iter().collect(),
+            reads: std::mem::take(&mut self.reads),
+            ranges: std::mem::take(&mut self.ranges),
+            extra: std::mem::take(&mut self.extra),
+            check: (!checks.is_empty()).then(|| -> CommitCheck {
+                Box::new(move || checks.into_iter().try_for_each(|check| check()))
+            }),
+            apply: (!applies.is_empty()).then(|| -> CommitApply {
+                Box::new(move |ts| applies.into_iter().for_each(|apply| apply(ts)))
+            }),
+        };
+        self.mvcc.commit_request(request).map(Some)
+    }
+
+    /// Discards every buffered write.
+    pub fn rollback(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.mvcc.horizon().deregister(self.start_ts);
+        }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Keys and values of a range as a transaction sees them, in key order.
+pub struct Scan<'a> {
+    stored: Peekable<KvIter<'a>>,
+    /// The next visible stored key, read ahead to merge with own writes.
+    ahead: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    own: Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>,
+    read_ts: u64,
+    failed: bool,
+}
+
+impl Scan<'_> {
+    /// The next stored key visible at the snapshot, with its value (None if deleted).
+    fn next_stored(&mut self) -> Option<Result<(Vec<u8>, Option<Vec<u8>>)>> {
+        loop {
+            let (key, stored) = match self.stored.next()? {
+                Ok(entry) => entry,
+                Err(e) => return Some(Err(e)),
+            };
+            let Some((user, ts)) = split_versioned(&key) else {
+                return Some(Err(Error::Corruption("row key without a version".into())));
+            };
+            if ts > self.read_ts {
+                continue;
+            }
+            // The newest visible version; skip the older ones of the same key.
+            let user = user.to_vec();
+            while let Some(Ok((next, _))) = self.stored.peek() {
+                match split_versioned(next) {
+                    Some((u, _)) if u == user.as_slice() => {
+                        self.stored.next();
+                    }
+                    _ => break,
+                }
+            }
+            return Some(decode_version(&stored).map(|v| (user, v.map(<[u8]>::to_vec))));
+        }
+    }
+
+    fn next_merged(&mut self) -> Option<Result<(Vec<u8>, Option<Vec<u8>>)>> {
+        if self.ahead.is_none() {
+            match self.next_stored() {
+                Some(Ok(entry)) => self.ahead = Some(entry),
+                Some(Err(e)) => return Some(Err(e)),
+                None => {}
+            }
+        }
+        let order = match (self.own.peek(), &self.ahead) {
+            (Some((own, _)), Some((stored, _))) => Some(own.cmp(stored)),
+            (Some(_), None) => Some(std::cmp::Ordering::Less),
+            (None, _) => None,
+        };
+        match order {
+            Some(std::cmp::Ordering::Equal) => {
+                // The transaction's own write replaces what is stored.
+                self.ahead = None;
+                self.own.next().map(Ok)
+            }
+            Some(std::cmp::Ordering::Less) => self.own.next().map(Ok),
+            _ => self.ahead.take().map(Ok),
+        }
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.failed {
+            match self.next_merged()? {
+                Ok((key, Some(value))) => return Some(Ok((key, value))),
+                Ok((_, None)) => continue,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+}

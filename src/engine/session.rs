@@ -1,0 +1,409 @@
+//! [`Session`]: one client's view of the database and its transaction.
+//!
+//! Every data call is one statement. Outside an explicit transaction it runs
+//! in its own transaction and commits (autocommit). Inside one, a failed
+//! statement leaves the transaction aborted, as in PostgreSQL: every later
+//! call fails with 25P02 until [`Session::rollback`]. Statements are atomic:
+//! a failing call buffers no write.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::catalog::{Catalog, ColumnDef, Table};
+use super::database::Shared;
+use super::error::{Error, Result, SqlState};
+use super::mvcc::{IsolationLevel, Transaction, WriteKind};
+use super::storage::{Cf, WriteBatch};
+use super::types::Value;
+
+/// One end of a primary key range: a full key or a prefix of its leading columns.
+pub type KeyBound = Bound<Vec<Value>>;
+
+/// A client's connection to a [`Database`](super::Database).
+pub struct Session {
+    shared: Arc<Shared>,
+    default_isolation: IsolationLevel,
+    txn: Option<Open>,
+}
+
+/// An explicit transaction.
+struct Open {
+    txn: Transaction,
+    /// Tables written, checked at commit to still exist.
+    tables: BTreeSet<u32>,
+    aborted: bool,
+}
+
+impl Session {
+    pub(super) fn new(shared: Arc<Shared>) -> Session {
+        Session {
+            shared,
+            default_isolation: IsolationLevel::default(),
+            txn: None,
+        }
+    }
+
+    /// The isolation level of transactions begun without naming one.
+    pub fn set_default_isolation(&mut self, level: IsolationLevel) {
+        self.default_isolation = level;
+    }
+
+    /// The isolation level of transactions begun without naming one.
+    pub fn default_isolation(&self) -> IsolationLevel {
+        self.default_isolation
+    }
+
+    /// Whether an explicit transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// Whether the open transaction failed and awaits ROLLBACK.
+    pub fn is_aborted(&self) -> bool {
+        self.txn.as_ref().is_some_and(|t| t.aborted)
+    }
+
+    /// Begins an explicit transaction at the default isolation level.
+    pub fn begin(&mut self) -> Result<()> {
+        self.begin_with(self.default_isolation)
+    }
+
+    /// Begins an explicit transaction at `isolation`.
+    pub fn begin_with(&mut self, isolation: IsolationLevel) -> Result<()> {
+        if self.txn.is_some() {
+            return Err(Error::TransactionState {
+                code: SqlState::ACTIVE_SQL_TRANSACTION,
+                message: "there is already a transaction in progress".into(),
+            });
+        }
+        let txn = self.shared.mvcc.begin(isolation);
+        self.txn = Some(Open {
+            txn,
+            tables: BTreeSet::new(),
+            aborted: false,
+        });
+        Ok(())
+    }
+
+    /// Commits the open transaction. An aborted transaction is rolled back
+    /// instead, and the call fails with 25P02.
+    pub fn commit(&mut self) -> Result<()> {
+        let Some(open) = self.txn.take() else {
+            return Err(no_transaction());
+        };
+        if open.aborted {
+            open.txn.rollback();
+            return Err(Error::TransactionState {
+                code: SqlState::IN_FAILED_SQL_TRANSACTION,
+                message: "the transaction was aborted by an earlier error and has been rolled back"
+                    .into(),
+            });
+        }
+        commit(&self.shared.catalog, open)
+    }
+
+    /// Discards the open transaction.
+    pub fn rollback(&mut self) -> Result<()> {
+        let open = self.txn.take().ok_or_else(no_transaction)?;
+        open.txn.rollback();
+        Ok(())
+    }
+
+    /// Runs one statement in the open transaction, or in a transaction of its own.
+    fn statement<T>(&mut self, f: impl FnOnce(&mut Open) -> Result<T>) -> Result<T> {
+        match &mut self.txn {
+            Some(open) => {
+                if open.aborted {
+                    return Err(Error::TransactionState {
+                        code: SqlState::IN_FAILED_SQL_TRANSACTION,
+                        message: "current transaction is aborted, commands ignored until end of \
+                                  transaction block"
+                            .into(),
+                    });
+                }
+                open.txn.begin_statement();
+                let result = f(open);
+                if result.is_err() {
+                    open.aborted = true;
+                }
+                result
+            }
+            None => {
+                let txn = self.shared.mvcc.begin(self.default_isolation);
+                let mut open = Open {
+                    txn,
+                    tables: BTreeSet::new(),
+                    aborted: false,
+                };
+                let value = f(&mut open)?;
+                commit(&self.shared.catalog, open)?;
+                Ok(value)
+            }
+        }
+    }
+
+    /// The table called `name`.
+    pub fn table(&self, name: &str) -> Result<Arc<Table>> {
+        self.shared.catalog.table(name)
+    }
+
+    /// Inserts a full row; fails with 23505 if its primary key exists.
+    pub fn insert(&mut self, table: &str, row: Vec<Value>) -> Result<()> {
+        let table = self.table(table)?;
+        self.statement(|open| {
+            let row = table.check_row(row)?;
+            let key = table.row_key(&row)?;
+            if open.txn.get(&key)?.is_some() {
+                return Err(duplicate_key(&table, &row));
+            }
+            let value = table.encode_row(&row)?;
+            open.txn.put(&key, value, WriteKind::Insert)?;
+            open.tables.insert(table.id);
+            Ok(())
+        })
+    }
+
+    /// The row with primary key `key`, if any.
+    pub fn get(&mut self, table: &str, key: &[Value]) -> Result<Option<Vec<Value>>> {
+        let table = self.table(table)?;
+        self.statement(|open| {
+            let key = table.key(key)?;
+            open.txn
+                .get(&key)?
+                .map(|bytes| table.decode_row(&bytes))
+                .transpose()
+        })
+    }
+
+    /// Rows whose primary key lies between `lower` and `upper`, in key order.
+    /// A bound may name only the leading key columns.
+    pub fn scan(
+        &mut self,
+        table: &str,
+        lower: KeyBound,
+        upper: KeyBound,
+    ) -> Result<Vec<Vec<Value>>> {
+        let table = self.table(table)?;
+        self.statement(|open| {
+            let from = match &lower {
+                Bound::Unbounded => table.key_prefix(),
+                Bound::Included(k) => table.key_prefix_of(k)?,
+                Bound::Excluded(k) => successor(table.key_prefix_of(k)?),
+            };
+            let to = match &upper {
+                Bound::Unbounded => table.key_end(),
+                Bound::Included(k) => successor(table.key_prefix_of(k)?),
+                Bound::Excluded(k) => table.key_prefix_of(k)?,
+            };
+            open.txn
+                .scan(&from, Some(&to))
+                .map(|entry| entry.and_then(|(_, bytes)| table.decode_row(&bytes)))
+                .collect()
+        })
+    }
+
+    /// Every row of `table`, in key order.
+    pub fn scan_all(&mut self, table: &str) -> Result<Vec<Vec<Value>>> {
+        self.scan(table, Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Replaces the row with the same primary key; false when there is none.
+    pub fn update(&mut self, table: &str, row: Vec<Value>) -> Result<bool> {
+        let table = self.table(table)?;
+        self.statement(|open| {
+            let row = table.check_row(row)?;
+            let key = table.row_key(&row)?;
+            if open.txn.get(&key)?.is_none() {
+                return Ok(false);
+            }
+            open.txn
+                .put(&key, table.encode_row(&row)?, WriteKind::Overwrite)?;
+            open.tables.insert(table.id);
+            Ok(true)
+        })
+    }
+
+    /// Deletes the row with primary key `key`; false when there is none.
+    pub fn delete(&mut self, table: &str, key: &[Value]) -> Result<bool> {
+        let table = self.table(table)?;
+        self.statement(|open| {
+            let key = table.key(key)?;
+            if open.txn.get(&key)?.is_none() {
+                return Ok(false);
+            }
+            open.txn.delete(&key)?;
+            open.tables.insert(table.id);
+            Ok(true)
+        })
+    }
+
+    /// Creates a table; with `if_not_exists`, an existing one is left alone
+    /// and false returned.
+    pub fn create_table(
+        &mut self,
+        name: &str,
+        columns: Vec<ColumnDef>,
+        primary_key: &[String],
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        self.refuse_in_transaction("CREATE TABLE")?;
+        let _ddl = self.shared.ddl.lock();
+        if self.shared.catalog.table(name).is_ok() {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(Error::AlreadyExists {
+                code: SqlState::DUPLICATE_TABLE,
+                message: format!("relation \"{name}\" already exists"),
+            });
+        }
+        let table = Table::new(
+            self.shared.catalog.next_table_id(),
+            name,
+            columns,
+            primary_key,
+        )?;
+        self.save_table(table)?;
+        Ok(true)
+    }
+
+    /// Drops a table and its rows; with `if_exists`, a missing one returns false.
+    pub fn drop_table(&mut self, name: &str, if_exists: bool) -> Result<bool> {
+        self.refuse_in_transaction("DROP TABLE")?;
+        let _ddl = self.shared.ddl.lock();
+        let table = match self.shared.catalog.table(name) {
+            Ok(table) => table,
+            Err(_) if if_exists => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut batch = WriteBatch::new();
+        batch.delete(Cf::Catalog, Catalog::table_key(table.id));
+        batch.delete_range(Cf::Rows, table.key_prefix(), table.key_end());
+        let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
+        let id = table.id;
+        let apply = move |_| {
+            catalog.uninstall(id);
+            directories.remove_table(id);
+        };
+        self.shared
+            .mvcc
+            .commit_unversioned(batch, None, Some(Box::new(apply)))?;
+        Ok(true)
+    }
+
+    /// Adds a column to `table`. Existing rows read its default (or NULL); a
+    /// NOT NULL column without a default can only be added to an empty table.
+    pub fn add_column(&mut self, table: &str, column: ColumnDef) -> Result<()> {
+        self.refuse_in_transaction("ALTER TABLE")?;
+        let shared = self.shared.clone();
+        let _ddl = shared.ddl.lock();
+        let current = self.table(table)?;
+        if !column.nullable && column.default.is_none() && !self.scan_all(table)?.is_empty() {
+            return Err(Error::ConstraintViolation {
+                code: SqlState::NOT_NULL_VIOLATION,
+                message: format!(
+                    "column \"{}\" of relation \"{table}\" contains null values",
+                    column.name
+                ),
+            });
+        }
+        self.save_table(current.with_column(column)?)
+    }
+
+    /// Removes a column from `table`; old rows keep their bytes but no longer show it.
+    pub fn drop_column(&mut self, table: &str, column: &str) -> Result<()> {
+        self.refuse_in_transaction("ALTER TABLE")?;
+        let _ddl = self.shared.ddl.lock();
+        let current = self.table(table)?;
+        self.save_table(current.without_column(column)?)
+    }
+
+    fn save_table(&self, table: Table) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        for (cf, key, value) in Catalog::put_entries(&table)? {
+            batch.put(cf, key, value);
+        }
+        let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
+        let new = table.schema_version == 1;
+        let apply = move |_| {
+            if new {
+                directories.add_table(&table);
+            }
+            catalog.install(table);
+        };
+        self.shared
+            .mvcc
+            .commit_unversioned(batch, None, Some(Box::new(apply)))?;
+        Ok(())
+    }
+
+    fn refuse_in_transaction(&self, what: &str) -> Result<()> {
+        if self.txn.is_some() {
+            return Err(Error::TransactionState {
+                code: SqlState::ACTIVE_SQL_TRANSACTION,
+                message: format!("{what} cannot run inside a transaction block"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Commits a transaction after checking, in commit order, that the tables it
+/// wrote still exist.
+fn commit(catalog: &Arc<Catalog>, mut open: Open) -> Result<()> {
+    if !open.tables.is_empty() {
+        let catalog = catalog.clone();
+        let tables = std::mem::take(&mut open.tables);
+        open.txn.add_commit_check(Box::new(move || {
+            match tables.iter().find(|id| !catalog.contains_id(**id)) {
+                Some(_) => Err(Error::NotFound {
+                    code: SqlState::UNDEFINED_TABLE,
+                    message:
+                        "a table this transaction wrote was dropped by a concurrent transaction"
+                            .into(),
+                }),
+                None => Ok(()),
+            }
+        }));
+    }
+    open.txn.commit().map(|_| ())
+}
+
+fn no_transaction() -> Error {
+    Error::TransactionState {
+        code: SqlState::NO_ACTIVE_SQL_TRANSACTION,
+        message: "there is no transaction in progress".into(),
+    }
+}
+
+fn duplicate_key(table: &Table, row: &[Value]) -> Error {
+    let indices = table.primary_key_indices();
+    let names: Vec<_> = indices
+        .iter()
+        .map(|i| table.columns[*i].name.as_str())
+        .collect();
+    let values: Vec<_> = indices.iter().map(|i| row[*i].to_string()).collect();
+    Error::ConstraintViolation {
+        code: SqlState::UNIQUE_VIOLATION,
+        message: format!(
+            "duplicate key value violates unique constraint \"{}_pkey\": Key ({})=({}) already exists",
+            table.name,
+            names.join(", "),
+            values.join(", ")
+        ),
+    }
+}
+
+/// The smallest byte string greater than every string starting with `key`.
+fn successor(mut key: Vec<u8>) -> Vec<u8> {
+    while let Some(last) = key.last_mut() {
+        if *last < 0xff {
+            *last += 1;
+            return key;
+        }
+        key.pop();
+    }
+    // Only reachable for a key of all 0xff bytes: nothing sorts after it.
+    vec![0xff; 9]
+}

@@ -1,0 +1,122 @@
+//! [`Storage`] in memory: the model RocksDB is checked against, and a fast
+//! backend for tests that do not need durability.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::{BatchOp, Cf, CompactionFilterFactory, KvIter, Storage, SyncMode, WriteBatch};
+use crate::engine::error::Result;
+
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// In-memory storage: one ordered map per column family.
+pub struct Memory {
+    families: RwLock<BTreeMap<Cf, Map>>,
+    filter: Option<Arc<dyn CompactionFilterFactory>>,
+}
+
+impl Memory {
+    /// Empty storage; `filter` runs over the rows family on [`Storage::compact`].
+    pub fn new(filter: Option<Arc<dyn CompactionFilterFactory>>) -> Memory {
+        let families = Cf::ALL.into_iter().map(|cf| (cf, Map::new())).collect();
+        Memory {
+            families: RwLock::new(families),
+            filter,
+        }
+    }
+}
+
+fn range<'a>(
+    map: &'a Map,
+    from: &[u8],
+    to: Option<&[u8]>,
+) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> {
+    let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(t.to_vec()));
+    let empty = matches!(&upper, Bound::Excluded(t) if t.as_slice() <= from);
+    let bounds = if empty {
+        (
+            Bound::Excluded(from.to_vec()),
+            Bound::Excluded(from.to_vec()),
+        )
+    } else {
+        (Bound::Included(from.to_vec()), upper)
+    };
+    // BTreeMap::range panics on an empty Excluded..Excluded range of equal keys.
+    let iter = if empty { None } else { Some(map.range(bounds)) };
+    iter.into_iter().flatten()
+}
+
+impl Storage for Memory {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.families.read()[&cf].get(key).cloned())
+    }
+
+    fn seek_prefix(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        prefix_len: usize,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let prefix = &key[..prefix_len.min(key.len())];
+        let families = self.families.read();
+        let found = range(&families[&cf], key, None)
+            .next()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()));
+        Ok(found)
+    }
+
+    fn scan(&self, cf: Cf, from: &[u8], to: Option<&[u8]>) -> KvIter<'_> {
+        let families = self.families.read();
+        let items: Vec<_> = range(&families[&cf], from, to)
+            .map(|(k, v)| Ok((k.clone(), v.clone())))
+            .collect();
+        Box::new(items.into_iter())
+    }
+
+    fn write(&self, batch: WriteBatch, _sync: SyncMode) -> Result<()> {
+        let mut families = self.families.write();
+        for op in batch.ops {
+            match op {
+                BatchOp::Put { cf, key, value } => {
+                    families
+                        .get_mut(&cf)
+                        .expect("all families exist")
+                        .insert(key, value);
+                }
+                BatchOp::Delete { cf, key } => {
+                    families
+                        .get_mut(&cf)
+                        .expect("all families exist")
+                        .remove(&key);
+                }
+                BatchOp::DeleteRange { cf, from, to } => {
+                    let map = families.get_mut(&cf).expect("all families exist");
+                    let doomed: Vec<_> = range(map, &from, Some(&to))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in doomed {
+                        map.remove(&key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compact(&self, cf: Cf) -> Result<()> {
+        let (Cf::Rows, Some(factory)) = (cf, &self.filter) else {
+            return Ok(());
+        };
+        let mut filter = factory.create(true);
+        self.families
+            .write()
+            .get_mut(&cf)
+            .expect("all families exist")
+            .retain(|k, v| filter.keep(k, v));
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! [`Storage`] on RocksDB.
+//!
+//! The rows family has a prefix extractor that strips the 8-byte version
+//! suffix, with bloom filters on that prefix: a point read of a key that does
+//! not exist skips every SST file whose filter rules it out.
+
+use std::ffi::CString;
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, CompactOptions, DBCompressionType, Options,
+    ReadOptions, SliceTransform, WriteOptions, DB,
+};
+
+use super::{
+    BatchOp, Cf, CompactionFilter, CompactionFilterFactory, KvIter, Storage, SyncMode, WriteBatch,
+};
+use crate::engine::error::{Error, Result};
+
+/// Length of the version suffix on keys of the rows family.
+const VERSION_SUFFIX: usize = 8;
+
+/// Tuning for a RocksDB database.
+#[derive(Clone, Debug)]
+pub struct RocksOptions {
+    /// Block cache size in bytes, shared by all families.
+    pub block_cache_bytes: usize,
+    /// Memtable size per family in bytes.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> RocksOptions {
+        RocksOptions {
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 32 << 20,
+        }
+    }
+}
+
+/// RocksDB-backed storage.
+pub struct RocksDb {
+    db: DB,
+}
+
+impl RocksDb {
+    /// Opens (creating when missing) the database in `dir`. `filter` garbage-collects
+    /// the rows family during compactions.
+    pub fn open(
+        dir: &Path,
+        options: RocksOptions,
+        filter: Option<Arc<dyn CompactionFilterFactory>>,
+    ) -> Result<RocksDb> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(2);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(4);
+
+        let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
+        let families = Cf::ALL.map(|cf| {
+            let mut opts = Options::default();
+            opts.set_write_buffer_size(options.write_buffer_bytes);
+            opts.set_compression_type(DBCompressionType::Lz4);
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(10.0, false);
+            if cf == Cf::Rows {
+                table.set_whole_key_filtering(false);
+                opts.set_prefix_extractor(SliceTransform::create(
+                    "omen.strip_version",
+                    strip_version,
+                    Some(has_version),
+                ));
+                if let Some(factory) = &filter {
+                    opts.set_compaction_filter_factory(FilterFactory {
+                        inner: factory.clone(),
+                        name: CString::new("omen.gc").expect("no NUL in name"),
+                    });
+                }
+            }
+            opts.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(cf.name(), opts)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, dir, families)
+            .map_err(|e| Error::io(format!("opening RocksDB in {}", dir.display()), e))?;
+        Ok(RocksDb { db })
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("every family is created at open")
+    }
+}
+
+fn strip_version(key: &[u8]) -> &[u8] {
+    &key[..key.len() - VERSION_SUFFIX]
+}
+
+fn has_version(key: &[u8]) -> bool {
+    key.len() > VERSION_SUFFIX
+}
+
+impl Storage for RocksDb {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    fn seek_prefix(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        prefix_len: usize,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut opts = ReadOptions::default();
+        let prefix = &key[..prefix_len.min(key.len())];
+        if cf == Cf::Rows && key.len() > VERSION_SUFFIX && prefix_len == key.len() - VERSION_SUFFIX
+        {
+            opts.set_prefix_same_as_start(true);
+        } else {
+            opts.set_total_order_seek(true);
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
+        iter.seek(key);
+        match (iter.key(), iter.value()) {
+            (Some(k), Some(v)) if k.starts_with(prefix) => Ok(Some((k.to_vec(), v.to_vec()))),
+            _ => {
+                iter.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn scan(&self, cf: Cf, from: &[u8], to: Option<&[u8]>) -> KvIter<'_> {
+        let mut opts = ReadOptions::default();
+        opts.set_total_order_seek(true);
+        if let Some(to) = to {
+            opts.set_iterate_upper_bound(to.to_vec());
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
+        iter.seek(from);
+        let mut failed = false;
+        Box::new(std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            if let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+                let item = (k.to_vec(), v.to_vec());
+                iter.next();
+                return Some(Ok(item));
+            }
+            match iter.status() {
+                Ok(()) => None,
+                Err(e) => {
+                    failed = true;
+                    Some(Err(e.into()))
+                }
+            }
+        }))
+    }
+
+    fn write(&self, batch: WriteBatch, sync: SyncMode) -> Result<()> {
+        let mut rb = rocksdb::WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                BatchOp::Put { cf, key, value } => rb.put_cf(self.cf(cf), key, value),
+                BatchOp::Delete { cf, key } => rb.delete_cf(self.cf(cf), key),
+                BatchOp::DeleteRange { cf, from, to } => rb.delete_range_cf(self.cf(cf), from, to),
+            }
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync == SyncMode::Durable);
+        self.db.write_opt(rb, &opts)?;
+        Ok(())
+    }
+
+    fn compact(&self, cf: Cf) -> Result<()> {
+        let mut opts = CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db.flush_cf(self.cf(cf))?;
+        self.db
+            .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
+        Ok(())
+    }
+}
+
+/// Adapts an engine [`CompactionFilterFactory`] to RocksDB's trait.
+struct FilterFactory {
+    inner: Arc<dyn CompactionFilterFactory>,
+    name: CString,
+}
+
+impl rocksdb::compaction_filter_factory::CompactionFilterFactory for FilterFactory {
+    type Filter = FilterAdapter;
+
+    fn create(
+        &mut self,
+        context: rocksdb::compaction_filter_factory::CompactionFilterContext,
+    ) -> FilterAdapter {
+        FilterAdapter {
+            inner: self.inner.create(context.is_full_compaction),
+            name: self.name.clone(),
+        }
+    }
+
+    fn name(&self) -> &std::ffi::CStr {
+        &self.name
+    }
+}
+
+struct FilterAdapter {
+    inner: Box<dyn CompactionFilter>,
+    name: CString,
+}
+
+impl rocksdb::compaction_filter::CompactionFilter for FilterAdapter {
+    fn filter(&mut self, _level: u32, key: &[u8], value: &[u8]) -> rocksdb::CompactionDecision {
+        if self.inner.keep(key, value) {
+            rocksdb::CompactionDecision::Keep
+        } else {
+            rocksdb::CompactionDecision::Remove
+        }
+    }
+
+    fn name(&self) -> &std::ffi::CStr {
+        &self.name
+    }
+}

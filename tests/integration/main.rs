@@ -1,0 +1,69 @@
+//! omen's integration tests: one binary, so DataFusion and RocksDB link once.
+//!
+//! The harness is libtest-mimic: every test is registered below, and the
+//! binary doubles as the child process of the crash test (see `crash`).
+
+mod anomalies;
+mod crash;
+mod engine;
+mod stress;
+mod support;
+
+use libtest_mimic::{Arguments, Trial};
+
+/// Registers plain `fn()` tests of a module under `module::name`.
+macro_rules! tests {
+    ($module:ident: $($name:ident),* $(,)?) => {
+        vec![$(Trial::test(concat!(stringify!($module), "::", stringify!($name)), || {
+            $module::$name();
+            Ok(())
+        })),*]
+    };
+}
+
+fn main() {
+    if let Some(dir) = std::env::var_os(crash::CHILD_ENV) {
+        crash::child(dir.as_ref());
+        return;
+    }
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    trials.extend(tests!(anomalies:
+        dirty_write_read_committed,
+        dirty_write_repeatable_read,
+        aborted_read,
+        intermediate_read,
+        circular_information_flow,
+        observed_transaction_vanishes,
+        predicate_many_preceders,
+        lost_update_allowed_at_read_committed,
+        lost_update_prevented_at_repeatable_read,
+        lost_update_prevented_at_serializable,
+        read_skew_allowed_at_read_committed,
+        read_skew_prevented_at_repeatable_read,
+        write_skew_allowed_at_repeatable_read,
+        write_skew_prevented_at_serializable,
+        predicate_write_skew_prevented_at_serializable,
+        phantom_prevented_at_repeatable_read_and_serializable,
+        phantom_insert_aborts_serializable_writer,
+        concurrent_duplicate_insert,
+        read_only_snapshot_is_consistent_while_writers_commit,
+        serializable_read_only_never_aborts,
+    ));
+    trials.extend(tests!(engine:
+        rows_and_tables_survive_reopen,
+        timestamps_keep_rising_across_restarts,
+        statements_are_atomic_and_errors_abort_the_transaction,
+        duplicate_and_not_null_are_enforced,
+        range_scans_follow_key_order,
+        own_writes_are_visible_and_merged_in_scans,
+        alter_table_keeps_old_rows_readable,
+        ddl_errors,
+        concurrent_drop_fails_writer,
+        gc_removes_invisible_versions_only,
+        gc_respects_retention_window,
+    ));
+    trials.extend(tests!(stress: serializable_transfers_keep_the_total));
+    trials.extend(tests!(crash: acknowledged_commits_survive_sigkill));
+    libtest_mimic::run(&args, trials).exit();
+}

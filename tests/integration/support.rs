@@ -1,0 +1,105 @@
+//! Helpers shared by the integration tests.
+
+use omen::engine::catalog::ColumnDef;
+use omen::engine::types::{DataType, Value};
+use omen::{Database, Durability, Options, Session};
+use tempfile::TempDir;
+
+/// A database in a fresh temporary directory (removed when dropped).
+pub struct TestDb {
+    pub db: Database,
+    pub dir: TempDir,
+}
+
+impl TestDb {
+    /// A durable database in a new temporary directory.
+    pub fn new() -> TestDb {
+        Self::with(Options::default())
+    }
+
+    /// A database whose commits skip fsync: for tests about concurrency, not durability.
+    pub fn buffered() -> TestDb {
+        Self::with(Options {
+            durability: Durability::Buffered,
+            ..Options::default()
+        })
+    }
+
+    pub fn with(options: Options) -> TestDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = Database::open(dir.path(), options).expect("open database");
+        TestDb { db, dir }
+    }
+
+    /// Closes and reopens the database in the same directory.
+    pub fn reopen(self) -> TestDb {
+        let TestDb { db, dir } = self;
+        drop(db);
+        let db = Database::open(dir.path(), Options::default()).expect("reopen database");
+        TestDb { db, dir }
+    }
+
+    pub fn session(&self) -> Session {
+        self.db.session()
+    }
+}
+
+/// `test (id int primary key, value int)` holding (1, 10) and (2, 20), as in
+/// the Hermitage isolation tests.
+pub fn hermitage() -> TestDb {
+    let t = TestDb::buffered();
+    let mut s = t.session();
+    s.create_table(
+        "test",
+        vec![
+            ColumnDef::new("id", DataType::Int32),
+            ColumnDef::new("value", DataType::Int32),
+        ],
+        &["id".to_string()],
+        false,
+    )
+    .unwrap();
+    s.insert("test", row(1, 10)).unwrap();
+    s.insert("test", row(2, 20)).unwrap();
+    t
+}
+
+pub fn row(id: i32, value: i32) -> Vec<Value> {
+    vec![Value::Int32(id), Value::Int32(value)]
+}
+
+/// The value column of row `id`, as `s` sees it.
+pub fn value(s: &mut Session, id: i32) -> Option<i32> {
+    s.get("test", &[Value::Int32(id)])
+        .unwrap()
+        .map(|r| match r[1] {
+            Value::Int32(v) => v,
+            ref other => panic!("unexpected value {other:?}"),
+        })
+}
+
+/// Sets the value column of row `id`.
+pub fn set(s: &mut Session, id: i32, v: i32) -> omen::Result<bool> {
+    s.update("test", row(id, v))
+}
+
+/// All (id, value) pairs `s` sees, in key order.
+pub fn all(s: &mut Session) -> Vec<(i32, i32)> {
+    s.scan_all("test")
+        .unwrap()
+        .into_iter()
+        .map(|r| match (&r[0], &r[1]) {
+            (Value::Int32(a), Value::Int32(b)) => (*a, *b),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect()
+}
+
+/// Asserts that `result` failed with SQLSTATE `code`.
+#[track_caller]
+pub fn assert_sqlstate<T: std::fmt::Debug>(result: omen::Result<T>, code: &str) {
+    match result {
+        Err(e) => assert_eq!(e.sqlstate().code(), code, "wrong SQLSTATE for: {e}"),
+        Ok(v) => panic!("expected SQLSTATE {code}, got Ok({v:?})"),
+    }
+}
