@@ -101,6 +101,15 @@ enum Node<V> {
     Free,
 }
 
+/// What `expand_for` did.
+#[derive(PartialEq, Eq)]
+enum Expanded {
+    No,
+    Yes,
+    /// The whole tree was rebuilt: node ids taken before are stale.
+    Rebuilt,
+}
+
 /// An ALEX learned index from u64 keys to small payloads.
 #[derive(Clone, Debug)]
 pub struct Alex<V> {
@@ -251,19 +260,23 @@ impl<V: Copy + Default> Alex<V> {
         }
     }
 
-    /// The data node for `key`, with the (inner node, slot) path to it.
-    fn descend(&self, key: u64, path: &mut Vec<(u32, usize)>) -> u32 {
-        let mut id = self.root;
-        loop {
-            match &self.nodes[id as usize] {
-                Node::Inner(inner) => {
-                    let slot = inner.slot(key);
-                    path.push((id, slot));
-                    id = inner.children[slot];
+    /// The data node for `key` and the (inner node, slot) path to it, for an
+    /// insert: widens every inner node on the way whose model does not reach
+    /// `key` (see `expand_for`).
+    fn descend_expanding(&mut self, key: u64, path: &mut Vec<(u32, usize)>) -> u32 {
+        'restart: loop {
+            path.clear();
+            let mut id = self.root;
+            while let Node::Inner(_) = &self.nodes[id as usize] {
+                if self.expand_for(id, key) == Expanded::Rebuilt {
+                    continue 'restart;
                 }
-                Node::Data(_) => return id,
-                Node::Free => unreachable!("a freed node is still linked"),
+                let inner = self.inner(id);
+                let slot = inner.slot(key);
+                path.push((id, slot));
+                id = inner.children[slot];
             }
+            return id;
         }
     }
 
@@ -292,11 +305,10 @@ impl<V: Copy + Default> Alex<V> {
 
     /// Inserts or replaces; returns the previous payload.
     pub fn insert(&mut self, key: u64, payload: V) -> Option<V> {
-        self.expand_root_for(key);
         let mut path = Vec::new();
         loop {
             path.clear();
-            let leaf = self.descend(key, &mut path);
+            let leaf = self.descend_expanding(key, &mut path);
             let max_density = self.config.max_density;
             let node = self.data_mut(leaf);
             if let Some(pos) = node.find(key) {
@@ -339,6 +351,13 @@ impl<V: Copy + Default> Alex<V> {
     }
 
     /// Makes room in a full data node: expand, or split by the cost model.
+    ///
+    /// A split divides the node between the parent slots it owns; a node
+    /// owning one slot first doubles its parent's slots. When the parent is
+    /// at its size limit the split moves up: the parent's whole subtree is
+    /// divided (rebuilt) between the slots it owns in the grandparent, and so
+    /// on; the tree deepens (a split down) only where one slot's keys must be
+    /// separated by a new model.
     fn grow(&mut self, leaf: u32, path: &[(u32, usize)]) {
         let node = self.data(leaf);
         let items = node.items();
@@ -349,20 +368,52 @@ impl<V: Copy + Default> Alex<V> {
             self.rebuild(leaf, &items);
             return;
         }
-        match path.last() {
-            None => self.split_down(leaf, None, &items),
-            Some(&(parent, slot)) => {
-                let (start, end) = self.owned_slots(parent, slot, leaf);
-                if end - start >= 2 {
-                    self.split_sideways(leaf, parent, start, end, &items);
-                } else if self.inner(parent).children.len() < self.config.max_fanout {
-                    self.double_fanout(parent);
-                    self.split_sideways(leaf, parent, 2 * start, 2 * end, &items);
+        let mut child = leaf;
+        let mut leaf_parent = path.last().copied();
+        for &(parent, slot) in path.iter().rev() {
+            let (mut start, mut end) = self.owned_slots(parent, slot, child);
+            if end - start < 2 {
+                let cap = if parent == self.root {
+                    self.config.max_root_fanout
                 } else {
-                    self.split_down(leaf, Some((parent, slot)), &items);
+                    self.config.max_fanout
+                };
+                if self.inner(parent).children.len() * 2 > cap {
+                    child = parent;
+                    continue;
+                }
+                self.double_fanout(parent);
+                (start, end) = (2 * start, 2 * end);
+                if let Some((p, s)) = &mut leaf_parent {
+                    if *p == parent {
+                        // The leaf's slots doubled with its parent's.
+                        *s *= 2;
+                    }
                 }
             }
+            if self.split_subtree(child, parent, start, end) {
+                return;
+            }
+            if child != leaf {
+                // Every key below `child` is in one slot of `parent`, so nothing
+                // above can separate them: refit the subtree to its keys.
+                let items = self.collect(self.first_leaf(child), self.last_leaf(child));
+                let (first, last) = (self.first_leaf(child), self.last_leaf(child));
+                let (before, after) = (self.data(first).prev, self.data(last).next);
+                self.free_subtree(child);
+                let mut chain = before;
+                let rebuilt = self.build(&items, &mut chain);
+                self.link_after(chain, after);
+                self.inner_mut(parent).children[start..end].fill(rebuilt);
+                return;
+            }
+            break;
         }
+        if child == self.root && !path.is_empty() && self.len >= 2 * self.rebuilt_at {
+            self.rebuild_all();
+            return;
+        }
+        self.split_down(leaf, leaf_parent, &items);
     }
 
     fn inner(&self, id: u32) -> &InnerNode {
@@ -400,17 +451,12 @@ impl<V: Copy + Default> Alex<V> {
         inner.offset *= 2;
     }
 
-    /// Replaces `leaf` by two leaves dividing its parent slots `start..end`
-    /// at the slot of its median key, so both halves get keys and the slots
-    /// beyond the keys (where appends land) stay with the upper half.
-    fn split_sideways(
-        &mut self,
-        leaf: u32,
-        parent: u32,
-        start: usize,
-        end: usize,
-        items: &[(u64, V)],
-    ) {
+    /// Divides the subtree at `child`, which owns slots `start..end` of
+    /// `parent`, between two rebuilt subtrees at the slot of its median key,
+    /// so both get keys and the slots beyond the keys (where appends land)
+    /// stay with the upper one. False when every key is in one slot.
+    fn split_subtree(&mut self, child: u32, parent: u32, start: usize, end: usize) -> bool {
+        let items = self.collect(self.first_leaf(child), self.last_leaf(child));
         let inner = self.inner(parent);
         let median = items
             .get(items.len() / 2)
@@ -418,14 +464,13 @@ impl<V: Copy + Default> Alex<V> {
         let mid = median.clamp(start + 1, end - 1);
         let cut = items.partition_point(|(k, _)| inner.slot(*k) < mid);
         if cut == 0 || cut == items.len() {
-            // Every key is in one slot: only a new model can separate them.
-            self.split_down(leaf, Some((parent, start)), items);
-            return;
+            return false;
         }
-        let (left, right) = self.replace_with_pair(leaf, &items[..cut], &items[cut..]);
+        let (left, right) = self.replace_subtree(child, &items[..cut], &items[cut..]);
         let children = &mut self.inner_mut(parent).children;
         children[start..mid].fill(left);
         children[mid..end].fill(right);
+        true
     }
 
     /// Replaces `leaf` by an inner node splitting its keys at the median.
@@ -439,7 +484,7 @@ impl<V: Copy + Default> Alex<V> {
         // floating point rounds a key just below the median up to slot 1.
         let cut = items.partition_point(|(k, _)| model.predict(*k, 2) == 0);
         let owned = parent.map(|(parent, slot)| (parent, self.owned_slots(parent, slot, leaf)));
-        let (left, right) = self.replace_with_pair(leaf, &items[..cut], &items[cut..]);
+        let (left, right) = self.replace_subtree(leaf, &items[..cut], &items[cut..]);
         let inner = self.alloc(Node::Inner(InnerNode::new(model, vec![left, right])));
         match owned {
             None => self.root = inner,
@@ -447,63 +492,43 @@ impl<V: Copy + Default> Alex<V> {
         }
     }
 
-    /// Two new leaves in place of `leaf`, linked into the leaf list.
-    fn replace_with_pair(
-        &mut self,
-        leaf: u32,
-        left: &[(u64, V)],
-        right: &[(u64, V)],
-    ) -> (u32, u32) {
-        let old = self.data(leaf);
-        let (prev, next) = (old.prev, old.next);
-        self.release(leaf);
-        let mut last = prev;
-        let l = self.new_leaf(left, &mut last);
-        let r = self.new_leaf(right, &mut last);
-        self.data_mut(r).next = next;
-        if let Some(next) = next {
-            self.data_mut(next).prev = Some(r);
-        }
-        (l, r)
-    }
-
-    /// Widens the root when `key` lies beyond the key range its model covers,
-    /// as in the paper: the model keeps its slope, new slots are added on
-    /// that side and point to a new node, and keys that were clamped into the
-    /// edge child move there. Appends (time series, sequences) then spread over
-    /// the new slots through sideways splits instead of deepening one edge.
-    fn expand_root_for(&mut self, key: u64) {
-        let Node::Inner(root) = &self.nodes[self.root as usize] else {
-            return;
-        };
-        let fanout = root.children.len() as i64;
-        let raw = root.raw_slot(key);
+    /// Widens inner node `id` when `key` lies beyond the key range its model
+    /// covers, as the paper does for the root: the model keeps its slope, new
+    /// slots are added on that side and point to a new node, and keys that
+    /// were clamped into the edge child move there. Appends (time series,
+    /// sequences) then spread over the new slots through sideways splits
+    /// instead of piling into one edge child.
+    fn expand_for(&mut self, id: u32, key: u64) -> Expanded {
+        let is_root = id == self.root;
+        let inner = self.inner(id);
+        let fanout = inner.children.len() as i64;
+        let raw = inner.raw_slot(key);
         let grow_right = raw >= fanout;
-        let grow_left = raw < 0;
-        if !(grow_right || grow_left) {
-            return;
+        if !(grow_right || raw < 0) {
+            return Expanded::No;
         }
         let reach = if grow_right { raw - fanout + 1 } else { -raw };
         let added = (reach.max(fanout) as usize).next_power_of_two();
         let fanout = fanout as usize;
-        if fanout + added > self.config.max_root_fanout {
+        let cap = if is_root {
+            self.config.max_root_fanout
+        } else {
+            self.config.max_fanout
+        };
+        if fanout + added > cap {
             // The keys have outgrown the root's model (say, keys growing faster
             // than linearly). Refit the whole tree, at most each time it doubles,
-            // so the cost stays constant per insert.
-            if self.len >= 2 * self.rebuilt_at.max(self.config.max_data_keys) {
+            // so the cost per insert stays constant.
+            if is_root && self.len >= 2 * self.rebuilt_at.max(self.config.max_data_keys) {
                 self.rebuild_all();
-                self.expand_root_for(key);
+                return Expanded::Rebuilt;
             }
-            return;
+            return Expanded::No;
         }
         let edge_slot = if grow_right { fanout - 1 } else { 0 };
-        let edge = root.children[edge_slot];
-        let probe = root.clone();
-        let (start, end) = self.owned_slots(self.root, edge_slot, edge);
-        let (first, last) = (self.first_leaf(edge), self.last_leaf(edge));
-        let (before, after) = (self.data(first).prev, self.data(last).next);
-        let items = self.collect(first, last);
-        self.free_subtree(edge);
+        let edge = inner.children[edge_slot];
+        let probe = inner.clone();
+        let (start, end) = self.owned_slots(id, edge_slot, edge);
         let inside = |k: u64| {
             let slot = probe.raw_slot(k);
             if grow_right {
@@ -512,26 +537,42 @@ impl<V: Copy + Default> Alex<V> {
                 slot >= 0
             }
         };
-        let cut = items.partition_point(|(k, _)| if grow_right { inside(*k) } else { !inside(*k) });
+        let items = self.collect(self.first_leaf(edge), self.last_leaf(edge));
+        let cut = items.partition_point(|(k, _)| inside(*k) == grow_right);
+        let (low, high) = self.replace_subtree(edge, &items[..cut], &items[cut..]);
+        let node = self.inner_mut(id);
+        if grow_right {
+            node.children[start..end].fill(low);
+            node.children.extend(std::iter::repeat_n(high, added));
+        } else {
+            node.children[start..end].fill(high);
+            let mut children = vec![low; added];
+            children.append(&mut node.children);
+            node.children = children;
+            node.offset += added as i64;
+        }
+        Expanded::Yes
+    }
+
+    /// Frees the subtree at `id` and builds two in its place, from `low` and
+    /// `high` (all of its items, split), linked into the leaf list where it was.
+    fn replace_subtree(&mut self, id: u32, low: &[(u64, V)], high: &[(u64, V)]) -> (u32, u32) {
+        let (first, last) = (self.first_leaf(id), self.last_leaf(id));
+        let (before, after) = (self.data(first).prev, self.data(last).next);
+        self.free_subtree(id);
         let mut chain = before;
-        let (left_part, right_part) = items.split_at(cut);
-        let left = self.build(left_part, &mut chain);
-        let right = self.build(right_part, &mut chain);
-        let tail = chain.expect("build links at least one leaf");
+        let l = self.build(low, &mut chain);
+        let r = self.build(high, &mut chain);
+        self.link_after(chain, after);
+        (l, r)
+    }
+
+    /// Links the leaf `tail`, the last one built, to the leaf that follows it.
+    fn link_after(&mut self, tail: Option<u32>, after: Option<u32>) {
+        let tail = tail.expect("build links at least one leaf");
         self.data_mut(tail).next = after;
         if let Some(after) = after {
             self.data_mut(after).prev = Some(tail);
-        }
-        let root = self.inner_mut(self.root);
-        if grow_right {
-            root.children[start..end].fill(left);
-            root.children.extend(std::iter::repeat_n(right, added));
-        } else {
-            root.children[start..end].fill(right);
-            let mut children = vec![left; added];
-            children.append(&mut root.children);
-            root.children = children;
-            root.offset += added as i64;
         }
     }
 
@@ -686,15 +727,6 @@ impl<V: Copy + Default> Alex<V> {
             + nodes
             + self.nodes.capacity() * std::mem::size_of::<Node<V>>()
             + self.free.capacity() * 4
-    }
-
-    #[cfg(test)]
-    pub fn debug_root(&self) -> String {
-        match &self.nodes[self.root as usize] {
-            Node::Inner(i) => format!("inner fanout {} model {:?}", i.children.len(), i.model),
-            Node::Data(d) => format!("data {}", d.len()),
-            Node::Free => "free".into(),
-        }
     }
 
     /// Shape of the tree: (inner nodes, data nodes, depth of the deepest data node).
