@@ -5,6 +5,7 @@
 
 mod anomalies;
 mod crash;
+mod directory;
 mod engine;
 mod stress;
 mod support;
@@ -62,6 +63,10 @@ fn main() {
         concurrent_drop_fails_writer,
         gc_removes_invisible_versions_only,
         gc_respects_retention_window,
+    ));
+    trials.extend(tests!(directory:
+        every_directory_gives_the_same_answers,
+        directory_is_rebuilt_on_open_and_serves_old_snapshots,
     ));
     trials.extend(tests!(stress: serializable_transfers_keep_the_total));
     trials.extend(tests!(crash: acknowledged_commits_survive_sigkill));
