@@ -42,10 +42,10 @@ enum Workload {
 
 /// Runs the chosen workload and prints its results.
 pub fn run(args: Args) -> Result<()> {
-    if args.sessions.iter().any(|n| *n == 0) {
+    if args.sessions.contains(&0) {
         bail!("--sessions takes positive numbers");
     }
-    if !(args.seconds > 0.0) {
+    if args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("--seconds must be positive");
     }
     let _temp;

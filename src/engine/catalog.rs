@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::encoding::{keycode, row};
 use crate::engine::error::{Error, Result, SqlState};
-use crate::engine::storage::{Cf, Storage};
+use crate::engine::storage::{Cf, Storage, WriteBatch};
 use crate::engine::types::{DataType, Value};
 
 /// What a user declares for a column.
@@ -499,18 +499,18 @@ impl Catalog {
         self.state.read().next_table_id
     }
 
-    /// The storage entries that record `table` (and the id counter after it).
-    pub fn put_entries(table: &Table) -> Result<Vec<(Cf, Vec<u8>, Vec<u8>)>> {
+    /// The writes that record `table` (and the id counter after it).
+    pub fn put_entries(table: &Table) -> Result<WriteBatch> {
         let value = serde_json::to_vec(table)
             .map_err(|e| Error::Internal(format!("table definition does not encode: {e}")))?;
-        Ok(vec![
-            (Cf::Catalog, Self::table_key(table.id), value),
-            (
-                Cf::Meta,
-                NEXT_TABLE_ID_KEY.to_vec(),
-                (table.id + 1).max(1).to_be_bytes().to_vec(),
-            ),
-        ])
+        let mut batch = WriteBatch::new();
+        batch.put(Cf::Catalog, Self::table_key(table.id), value);
+        batch.put(
+            Cf::Meta,
+            NEXT_TABLE_ID_KEY.to_vec(),
+            (table.id + 1).to_be_bytes().to_vec(),
+        );
+        Ok(batch)
     }
 
     /// The catalog key of table `id`.

@@ -320,10 +320,7 @@ impl Session {
     }
 
     fn save_table(&self, table: Table) -> Result<()> {
-        let mut batch = WriteBatch::new();
-        for (cf, key, value) in Catalog::put_entries(&table)? {
-            batch.put(cf, key, value);
-        }
+        let batch = Catalog::put_entries(&table)?;
         let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
         let new = table.schema_version == 1;
         let apply = move |_| {

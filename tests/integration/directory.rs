@@ -66,9 +66,10 @@ fn workload(db: &Database) -> Vec<String> {
             ),
             3 => format!(
                 "{:?}",
-                s.delete("ts", &[k.clone()]).map_err(|e| e.sqlstate())
+                s.delete("ts", std::slice::from_ref(&k))
+                    .map_err(|e| e.sqlstate())
             ),
-            4 => format!("{:?}", s.get("ts", &[k.clone()]).unwrap()),
+            4 => format!("{:?}", s.get("ts", std::slice::from_ref(&k)).unwrap()),
             _ => {
                 let end = key(&mut rng);
                 format!(

@@ -180,5 +180,5 @@ fn memory_is_reported() {
     let alex = Alex::bulk_load(&items);
     let per_key = alex.heap_bytes() as f64 / items.len() as f64;
     // 16 bytes of key and payload per key, plus gaps, bitmaps and headers.
-    assert!(per_key >= 16.0 && per_key < 64.0, "{per_key} bytes per key");
+    assert!((16.0..64.0).contains(&per_key), "{per_key} bytes per key");
 }

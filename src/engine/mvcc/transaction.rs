@@ -235,19 +235,22 @@ impl Drop for Transaction {
     }
 }
 
+/// A key and its value as a transaction sees it (None: deleted).
+type Entry = (Vec<u8>, Option<Vec<u8>>);
+
 /// Keys and values of a range as a transaction sees them, in key order.
 pub struct Scan<'a> {
     stored: Peekable<KvIter<'a>>,
     /// The next visible stored key, read ahead to merge with own writes.
-    ahead: Option<(Vec<u8>, Option<Vec<u8>>)>,
-    own: Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>,
+    ahead: Option<Entry>,
+    own: Peekable<std::vec::IntoIter<Entry>>,
     read_ts: u64,
     failed: bool,
 }
 
 impl Scan<'_> {
     /// The next stored key visible at the snapshot, with its value (None if deleted).
-    fn next_stored(&mut self) -> Option<Result<(Vec<u8>, Option<Vec<u8>>)>> {
+    fn next_stored(&mut self) -> Option<Result<Entry>> {
         loop {
             let (key, stored) = match self.stored.next()? {
                 Ok(entry) => entry,
@@ -273,7 +276,7 @@ impl Scan<'_> {
         }
     }
 
-    fn next_merged(&mut self) -> Option<Result<(Vec<u8>, Option<Vec<u8>>)>> {
+    fn next_merged(&mut self) -> Option<Result<Entry>> {
         if self.ahead.is_none() {
             match self.next_stored() {
                 Some(Ok(entry)) => self.ahead = Some(entry),

@@ -181,9 +181,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// (family, key or range start, value): see `batch`.
+    type BatchStep = (u8, Option<Vec<u8>>, Option<u8>);
+
     #[derive(Clone, Debug)]
     enum Op {
-        Write(Vec<(u8, Option<Vec<u8>>, Option<u8>)>),
+        Write(Vec<BatchStep>),
         Get(u8, Vec<u8>),
         Seek(u8, Vec<u8>),
         Scan(u8, Vec<u8>, Option<Vec<u8>>),
@@ -213,7 +216,7 @@ mod tests {
 
     /// Builds a batch from (cf, key-or-range-start, op) triples: a put when the
     /// third element is Some(value byte), a range delete when the key is None.
-    fn batch(ops: &[(u8, Option<Vec<u8>>, Option<u8>)]) -> WriteBatch {
+    fn batch(ops: &[BatchStep]) -> WriteBatch {
         let mut b = WriteBatch::new();
         for (i, (c, key, value)) in ops.iter().enumerate() {
             match (key, value) {
