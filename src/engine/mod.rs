@@ -1,6 +1,6 @@
 //! The engine: everything below the shell, the server and the tools.
 //!
-//! Layers, each importing only those below it: [`session`] (one per shell or
+//! Layers, each importing only those below it: [`Session`] (one per shell or
 //! connection) over [`catalog`] over [`mvcc`] over [`storage`]; [`encoding`]
 //! and [`types`] are shared by all of them.
 
