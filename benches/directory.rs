@@ -89,7 +89,7 @@ fn reopen_times() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = keys(true, rows, 5);
     let started = Instant::now();
-    let db = Database::open(dir.path(), options(DirectoryKind::None)).expect("open");
+    let db = Database::open(dir.path(), options(DirectoryKind::Alex)).expect("open");
     load(&db, &keys);
     drop(db);
     eprintln!(

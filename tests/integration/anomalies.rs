@@ -81,6 +81,20 @@ pub fn intermediate_read() {
     }
 }
 
+/// Non-repeatable read: a row read twice changes in between only at READ COMMITTED.
+pub fn non_repeatable_read() {
+    for level in ALL {
+        let t = hermitage();
+        let (mut t1, mut t2) = (t.session(), t.session());
+        t1.begin_with(level).unwrap();
+        assert_eq!(value(&mut t1, 1), Some(10));
+        set(&mut t2, 1, 11).unwrap();
+        let expected = if level == ReadCommitted { 11 } else { 10 };
+        assert_eq!(value(&mut t1, 1), Some(expected), "{level:?}");
+        t1.commit().unwrap();
+    }
+}
+
 /// G1c: two transactions never each see the other's writes. At SERIALIZABLE
 /// each read what the other wrote, a cycle, so the second to commit fails.
 pub fn circular_information_flow() {

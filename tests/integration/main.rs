@@ -34,6 +34,7 @@ fn main() {
         dirty_write_repeatable_read,
         aborted_read,
         intermediate_read,
+        non_repeatable_read,
         circular_information_flow,
         observed_transaction_vanishes,
         predicate_many_preceders,

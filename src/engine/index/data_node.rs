@@ -238,8 +238,17 @@ impl<V: Copy + Default> DataNode<V> {
 
     /// The slot holding `key`.
     pub fn find(&self, key: u64) -> Option<usize> {
-        let (pos, _) = self.lower_bound(key);
-        let pos = self.next_occupied(pos)?;
+        if key == u64::MAX {
+            // Trailing gaps also read MAX: only the bitmap tells them apart.
+            let (pos, _) = self.lower_bound(key);
+            let pos = self.next_occupied(pos)?;
+            return (self.keys[pos] == key).then_some(pos);
+        }
+        // Gaps hold the next key to their right, so among the slots reading
+        // `key` the last is the occupied one: the slot before the first key
+        // above `key`. No bitmap read needed.
+        let (above, _) = self.lower_bound(key + 1);
+        let pos = above.checked_sub(1)?;
         (self.keys[pos] == key).then_some(pos)
     }
 
