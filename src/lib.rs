@@ -24,4 +24,5 @@
 
 pub mod engine;
 
+pub use engine::sql::{Output, Rows};
 pub use engine::{Database, Durability, Error, IsolationLevel, Options, Result, Session, SqlState};

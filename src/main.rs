@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod repl;
 
 /// omen: a SQL database in one binary.
 #[derive(Parser)]
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// An SQL shell: interactive on a terminal, or running -c, -f or standard input.
+    Repl(commands::repl::Args),
     /// Measure the engine: durable commit throughput beside the disk's fsync rate.
     Bench(commands::bench::Args),
 }
@@ -23,10 +26,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Bench(args) => commands::bench::run(args),
+        Command::Repl(args) => commands::repl::run(args),
+        Command::Bench(args) => commands::bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("omen: {e:#}");
             ExitCode::FAILURE

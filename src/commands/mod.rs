@@ -2,3 +2,4 @@
 //! engine, print. No SQL semantics or storage logic lives here.
 
 pub mod bench;
+pub mod repl;

@@ -40,6 +40,8 @@ pub(super) struct Shared {
     pub directories: Arc<Directories>,
     /// Serialises schema changes, which read the catalog before committing.
     pub ddl: Mutex<()>,
+    /// Runs DataFusion's query execution, which is async.
+    pub runtime: tokio::runtime::Runtime,
     path: Option<PathBuf>,
 }
 
@@ -81,11 +83,18 @@ impl Database {
         let directory = (options.key_directory != DirectoryKind::None)
             .then(|| directories.clone() as Arc<dyn KeyDirectory>);
         let mvcc = Mvcc::open(storage, horizon, mvcc_options, directory)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("omen-query")
+            .enable_all()
+            .build()
+            .map_err(|e| super::Error::io("starting the query runtime", e))?;
         let shared = Shared {
             mvcc,
             catalog,
             directories,
             ddl: Mutex::new(()),
+            runtime,
             path,
         };
         Ok(Database {

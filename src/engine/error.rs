@@ -49,6 +49,22 @@ impl SqlState {
     pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState("25P02");
     /// 25006: a write where only reads are allowed.
     pub const READ_ONLY_SQL_TRANSACTION: SqlState = SqlState("25006");
+    /// 42601: SQL that does not parse.
+    pub const SYNTAX_ERROR: SqlState = SqlState("42601");
+    /// 42000: SQL that parses but cannot be planned.
+    pub const SYNTAX_ERROR_OR_ACCESS_RULE: SqlState = SqlState("42000");
+    /// 42702: a column name that more than one table in scope has.
+    pub const AMBIGUOUS_COLUMN: SqlState = SqlState("42702");
+    /// 42883: no function or operator for these argument types.
+    pub const UNDEFINED_FUNCTION: SqlState = SqlState("42883");
+    /// 42803: a column outside GROUP BY used without an aggregate.
+    pub const GROUPING_ERROR: SqlState = SqlState("42803");
+    /// 42704: an unknown object such as a configuration parameter.
+    pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
+    /// 22012: division by zero.
+    pub const DIVISION_BY_ZERO: SqlState = SqlState("22012");
+    /// 22000: a value that an operation cannot accept.
+    pub const DATA_EXCEPTION: SqlState = SqlState("22000");
     /// XX001: stored data that cannot be decoded.
     pub const DATA_CORRUPTED: SqlState = SqlState("XX001");
     /// 58030: the operating system or storage failed an I/O.

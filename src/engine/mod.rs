@@ -12,6 +12,7 @@ mod error;
 pub mod index;
 pub mod mvcc;
 mod session;
+pub mod sql;
 pub mod storage;
 pub mod types;
 

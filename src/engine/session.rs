@@ -22,17 +22,51 @@ pub type KeyBound = Bound<Vec<Value>>;
 
 /// A client's connection to a [`Database`](super::Database).
 pub struct Session {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     default_isolation: IsolationLevel,
-    txn: Option<Open>,
+    pub(super) txn: Option<Open>,
+    /// The SQL planner, made on the first SQL statement.
+    pub(super) sql: Option<Arc<super::sql::Planner>>,
+    /// Settings changed with SET, by lower-case name.
+    pub(super) settings: std::collections::HashMap<String, String>,
+    /// Warnings for the client (PostgreSQL's notices), oldest first.
+    notices: Vec<String>,
+    /// Whether single-row statements skip the planner.
+    pub(super) fast_path_enabled: bool,
+    /// Statements the fast path ran.
+    pub(super) fast_path_taken: u64,
 }
 
-/// An explicit transaction.
-struct Open {
-    txn: Transaction,
+/// A transaction shared with the query plans of the statement that reads it.
+/// Plans live no longer than their statement, so at commit the session holds
+/// the only reference.
+pub(super) type SharedTxn = Arc<parking_lot::Mutex<Transaction>>;
+
+/// An open transaction, explicit or for one statement.
+pub(super) struct Open {
+    pub txn: SharedTxn,
     /// Tables written, checked at commit to still exist.
-    tables: BTreeSet<u32>,
-    aborted: bool,
+    pub tables: BTreeSet<u32>,
+    pub aborted: bool,
+    /// Statements run in the transaction so far.
+    pub statements: u32,
+}
+
+impl Open {
+    fn new(txn: Transaction) -> Open {
+        Open {
+            txn: Arc::new(parking_lot::Mutex::new(txn)),
+            tables: BTreeSet::new(),
+            aborted: false,
+            statements: 0,
+        }
+    }
+
+    fn into_transaction(self) -> Transaction {
+        Arc::into_inner(self.txn)
+            .expect("no query plan outlives its statement")
+            .into_inner()
+    }
 }
 
 impl Session {
@@ -41,6 +75,11 @@ impl Session {
             shared,
             default_isolation: IsolationLevel::default(),
             txn: None,
+            sql: None,
+            settings: super::sql::default_settings(),
+            notices: Vec::new(),
+            fast_path_enabled: true,
+            fast_path_taken: 0,
         }
     }
 
@@ -57,6 +96,38 @@ impl Session {
     /// Whether an explicit transaction is open.
     pub fn in_transaction(&self) -> bool {
         self.txn.is_some()
+    }
+
+    /// The isolation level of the open transaction.
+    pub fn txn_isolation(&self) -> Option<IsolationLevel> {
+        self.txn.as_ref().map(|t| t.txn.lock().isolation())
+    }
+
+    /// Takes the warnings raised since the last call (a COMMIT with no
+    /// transaction open, ...).
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    pub(super) fn notice(&mut self, message: impl Into<String>) {
+        self.notices.push(message.into());
+    }
+
+    /// Replaces the open transaction, which must not have run a statement yet,
+    /// by one at `isolation` (SET TRANSACTION ISOLATION LEVEL).
+    pub(super) fn restart_transaction(&mut self, isolation: IsolationLevel) -> Result<()> {
+        let Some(open) = &self.txn else {
+            return Err(no_transaction());
+        };
+        if open.statements > 0 {
+            return Err(Error::TransactionState {
+                code: SqlState::ACTIVE_SQL_TRANSACTION,
+                message: "SET TRANSACTION ISOLATION LEVEL must be called before any query".into(),
+            });
+        }
+        let old = self.txn.take().expect("checked above");
+        old.into_transaction().rollback();
+        self.begin_with(isolation)
     }
 
     /// Whether the open transaction failed and awaits ROLLBACK.
@@ -77,12 +148,7 @@ impl Session {
                 message: "there is already a transaction in progress".into(),
             });
         }
-        let txn = self.shared.mvcc.begin(isolation);
-        self.txn = Some(Open {
-            txn,
-            tables: BTreeSet::new(),
-            aborted: false,
-        });
+        self.txn = Some(Open::new(self.shared.mvcc.begin(isolation)));
         Ok(())
     }
 
@@ -93,7 +159,7 @@ impl Session {
             return Err(no_transaction());
         };
         if open.aborted {
-            open.txn.rollback();
+            open.into_transaction().rollback();
             return Err(Error::TransactionState {
                 code: SqlState::IN_FAILED_SQL_TRANSACTION,
                 message: "the transaction was aborted by an earlier error and has been rolled back"
@@ -106,12 +172,12 @@ impl Session {
     /// Discards the open transaction.
     pub fn rollback(&mut self) -> Result<()> {
         let open = self.txn.take().ok_or_else(no_transaction)?;
-        open.txn.rollback();
+        open.into_transaction().rollback();
         Ok(())
     }
 
     /// Runs one statement in the open transaction, or in a transaction of its own.
-    fn statement<T>(&mut self, f: impl FnOnce(&mut Open) -> Result<T>) -> Result<T> {
+    pub(super) fn statement<T>(&mut self, f: impl FnOnce(&mut Open) -> Result<T>) -> Result<T> {
         match &mut self.txn {
             Some(open) => {
                 if open.aborted {
@@ -122,7 +188,8 @@ impl Session {
                             .into(),
                     });
                 }
-                open.txn.begin_statement();
+                open.txn.lock().begin_statement();
+                open.statements += 1;
                 let result = f(open);
                 if result.is_err() {
                     open.aborted = true;
@@ -130,12 +197,7 @@ impl Session {
                 result
             }
             None => {
-                let txn = self.shared.mvcc.begin(self.default_isolation);
-                let mut open = Open {
-                    txn,
-                    tables: BTreeSet::new(),
-                    aborted: false,
-                };
+                let mut open = Open::new(self.shared.mvcc.begin(self.default_isolation));
                 let value = f(&mut open)?;
                 commit(&self.shared.catalog, open)?;
                 Ok(value)
@@ -154,11 +216,11 @@ impl Session {
         self.statement(|open| {
             let row = table.check_row(row)?;
             let key = table.row_key(&row)?;
-            if open.txn.get(&key)?.is_some() {
+            if open.txn.lock().get(&key)?.is_some() {
                 return Err(duplicate_key(&table, &row));
             }
             let value = table.encode_row(&row)?;
-            open.txn.put(&key, value, WriteKind::Insert)?;
+            open.txn.lock().put(&key, value, WriteKind::Insert)?;
             open.tables.insert(table.id);
             Ok(())
         })
@@ -170,6 +232,7 @@ impl Session {
         self.statement(|open| {
             let key = table.key(key)?;
             open.txn
+                .lock()
                 .get(&key)?
                 .map(|bytes| table.decode_row(&bytes))
                 .transpose()
@@ -197,6 +260,7 @@ impl Session {
                 Bound::Excluded(k) => table.key_prefix_of(k)?,
             };
             open.txn
+                .lock()
                 .scan(&from, Some(&to))
                 .map(|entry| entry.and_then(|(_, bytes)| table.decode_row(&bytes)))
                 .collect()
@@ -214,10 +278,11 @@ impl Session {
         self.statement(|open| {
             let row = table.check_row(row)?;
             let key = table.row_key(&row)?;
-            if open.txn.get(&key)?.is_none() {
+            if open.txn.lock().get(&key)?.is_none() {
                 return Ok(false);
             }
             open.txn
+                .lock()
                 .put(&key, table.encode_row(&row)?, WriteKind::Overwrite)?;
             open.tables.insert(table.id);
             Ok(true)
@@ -229,10 +294,10 @@ impl Session {
         let table = self.table(table)?;
         self.statement(|open| {
             let key = table.key(key)?;
-            if open.txn.get(&key)?.is_none() {
+            if open.txn.lock().get(&key)?.is_none() {
                 return Ok(false);
             }
-            open.txn.delete(&key)?;
+            open.txn.lock().delete(&key)?;
             open.tables.insert(table.id);
             Ok(true)
         })
@@ -348,11 +413,12 @@ impl Session {
 
 /// Commits a transaction after checking, in commit order, that the tables it
 /// wrote still exist.
-fn commit(catalog: &Arc<Catalog>, mut open: Open) -> Result<()> {
-    if !open.tables.is_empty() {
+pub(super) fn commit(catalog: &Arc<Catalog>, mut open: Open) -> Result<()> {
+    let tables = std::mem::take(&mut open.tables);
+    let mut txn = open.into_transaction();
+    if !tables.is_empty() {
         let catalog = catalog.clone();
-        let tables = std::mem::take(&mut open.tables);
-        open.txn.add_commit_check(Box::new(move || {
+        txn.add_commit_check(Box::new(move || {
             match tables.iter().find(|id| !catalog.contains_id(**id)) {
                 Some(_) => Err(Error::NotFound {
                     code: SqlState::UNDEFINED_TABLE,
@@ -364,7 +430,7 @@ fn commit(catalog: &Arc<Catalog>, mut open: Open) -> Result<()> {
             }
         }));
     }
-    open.txn.commit().map(|_| ())
+    txn.commit().map(|_| ())
 }
 
 fn no_transaction() -> Error {
@@ -374,7 +440,7 @@ fn no_transaction() -> Error {
     }
 }
 
-fn duplicate_key(table: &Table, row: &[Value]) -> Error {
+pub(super) fn duplicate_key(table: &Table, row: &[Value]) -> Error {
     let indices = table.primary_key_indices();
     let names: Vec<_> = indices
         .iter()
@@ -393,7 +459,7 @@ fn duplicate_key(table: &Table, row: &[Value]) -> Error {
 }
 
 /// The smallest byte string greater than every string starting with `key`.
-fn successor(mut key: Vec<u8>) -> Vec<u8> {
+pub(super) fn successor(mut key: Vec<u8>) -> Vec<u8> {
     while let Some(last) = key.last_mut() {
         if *last < 0xff {
             *last += 1;

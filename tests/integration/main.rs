@@ -4,9 +4,12 @@
 //! binary doubles as the child process of the crash test (see `crash`).
 
 mod anomalies;
+mod cli;
 mod crash;
 mod directory;
 mod engine;
+mod slt;
+mod sql;
 mod stress;
 mod support;
 
@@ -71,5 +74,19 @@ fn main() {
     ));
     trials.extend(tests!(stress: serializable_transfers_keep_the_total));
     trials.extend(tests!(crash: acknowledged_commits_survive_sigkill));
+    trials.extend(tests!(sql:
+        fast_path_gives_the_general_paths_results_and_errors,
+        key_filters_are_pushed_down_exactly,
+        several_statements_in_one_text,
+    ));
+    trials.extend(tests!(cli:
+        commands_run_in_order_and_rows_go_to_stdout,
+        file_and_stdin_scripts,
+        data_written_by_one_process_is_read_by_another,
+        errors_stop_the_script_and_exit_non_zero,
+        output_formats,
+        data_dir_flag_and_environment,
+    ));
+    trials.extend(slt::trials());
     libtest_mimic::run(&args, trials).exit();
 }

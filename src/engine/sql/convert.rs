@@ -1,0 +1,497 @@
+//! Between the engine's rows of [`Value`]s and Arrow's columnar batches.
+//!
+//! Each engine type has one Arrow type ([`arrow_type`]); a table's rows become
+//! a [`RecordBatch`] of those types, and a batch computed by DataFusion is cast
+//! to a table's column types before its rows are written. The cast is Arrow's
+//! own, so a value written by the fast path and by the general path goes
+//! through the same conversion.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
+    Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
+    Float64Builder, Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
+    IntervalMonthDayNanoArray, IntervalMonthDayNanoBuilder, StringArray, StringBuilder,
+    Time64MicrosecondArray, Time64MicrosecondBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{
+    DataType as ArrowType, Field, Float64Type, IntervalMonthDayNano, Schema, SchemaRef, TimeUnit,
+};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::util::display::FormatOptions;
+
+use crate::engine::catalog::Table;
+use crate::engine::error::{Error, Result, SqlState};
+use crate::engine::types::{DataType, Decimal, Interval, Value};
+
+/// The time zone omen's TIMESTAMPTZ values carry in Arrow.
+pub const UTC: &str = "+00:00";
+
+/// The Arrow type that holds values of `data_type`.
+pub fn arrow_type(data_type: DataType) -> ArrowType {
+    match data_type {
+        DataType::Bool => ArrowType::Boolean,
+        DataType::Int16 => ArrowType::Int16,
+        DataType::Int32 => ArrowType::Int32,
+        DataType::Int64 => ArrowType::Int64,
+        DataType::Float32 => ArrowType::Float32,
+        DataType::Float64 => ArrowType::Float64,
+        DataType::Decimal { precision, scale } => ArrowType::Decimal128(precision, scale as i8),
+        DataType::Text | DataType::Varchar(_) | DataType::Char(_) => ArrowType::Utf8,
+        DataType::Bytes => ArrowType::Binary,
+        DataType::Date => ArrowType::Date32,
+        DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
+        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
+        DataType::TimestampTz => ArrowType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+        DataType::Interval => {
+            ArrowType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
+        }
+    }
+}
+
+/// The Arrow schema of a table's rows.
+pub fn table_schema(table: &Table) -> SchemaRef {
+    let fields: Vec<Field> = table
+        .columns
+        .iter()
+        .map(|c| Field::new(&c.name, arrow_type(c.data_type), c.nullable))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Rows as a batch of `schema`, keeping only the columns in `projection`.
+pub fn rows_to_batch(
+    schema: &SchemaRef,
+    rows: &[Vec<Value>],
+    projection: Option<&[usize]>,
+) -> Result<RecordBatch> {
+    let all: Vec<usize> = (0..schema.fields().len()).collect();
+    let columns = projection.unwrap_or(&all);
+    let arrays = columns
+        .iter()
+        .map(|&c| column_array(schema.field(c).data_type(), rows, c))
+        .collect::<Result<Vec<_>>>()?;
+    let projected = Arc::new(schema.project(columns).map_err(internal)?);
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    RecordBatch::try_new_with_options(projected, arrays, &options).map_err(internal)
+}
+
+macro_rules! build {
+    ($builder:ty, $rows:expr, $c:expr, $pattern:pat => $value:expr) => {{
+        let mut b = <$builder>::with_capacity($rows.len());
+        for row in $rows {
+            match &row[$c] {
+                Value::Null => b.append_null(),
+                $pattern => b.append_value($value),
+                other => return Err(mismatch(other)),
+            }
+        }
+        Arc::new(b.finish()) as ArrayRef
+    }};
+}
+
+fn column_array(arrow: &ArrowType, rows: &[Vec<Value>], c: usize) -> Result<ArrayRef> {
+    Ok(match arrow {
+        ArrowType::Boolean => build!(BooleanBuilder, rows, c, Value::Bool(v) => *v),
+        ArrowType::Int16 => build!(Int16Builder, rows, c, Value::Int16(v) => *v),
+        ArrowType::Int32 => build!(Int32Builder, rows, c, Value::Int32(v) => *v),
+        ArrowType::Int64 => build!(Int64Builder, rows, c, Value::Int64(v) => *v),
+        ArrowType::Float32 => build!(Float32Builder, rows, c, Value::Float32(v) => *v),
+        ArrowType::Float64 => build!(Float64Builder, rows, c, Value::Float64(v) => *v),
+        ArrowType::Utf8 => {
+            let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
+            for row in rows {
+                match &row[c] {
+                    Value::Null => b.append_null(),
+                    Value::Text(v) => b.append_value(v),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ArrowType::Binary => {
+            let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 8);
+            for row in rows {
+                match &row[c] {
+                    Value::Null => b.append_null(),
+                    Value::Bytes(v) => b.append_value(v),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ArrowType::Date32 => build!(Date32Builder, rows, c, Value::Date(v) => *v),
+        ArrowType::Time64(TimeUnit::Microsecond) => {
+            build!(Time64MicrosecondBuilder, rows, c, Value::Time(v) => *v)
+        }
+        ArrowType::Timestamp(TimeUnit::Microsecond, tz) => {
+            let b = build!(TimestampMicrosecondBuilder, rows, c,
+                Value::Timestamp(v) | Value::TimestampTz(v) => *v);
+            let array = b
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .expect("built as timestamps")
+                .clone()
+                .with_timezone_opt(tz.clone());
+            Arc::new(array)
+        }
+        ArrowType::Decimal128(p, s) => {
+            let mut b = Decimal128Builder::with_capacity(rows.len());
+            for row in rows {
+                match &row[c] {
+                    Value::Null => b.append_null(),
+                    Value::Decimal(d) => b.append_value(rescale(*d, *s as u8)?),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(
+                b.finish()
+                    .with_precision_and_scale(*p, *s)
+                    .map_err(internal)?,
+            )
+        }
+        ArrowType::Interval(_) => {
+            build!(IntervalMonthDayNanoBuilder, rows, c, Value::Interval(i) =>
+                IntervalMonthDayNano::new(i.months, i.days, i.micros * 1000))
+        }
+        other => return Err(Error::Internal(format!("no column of Arrow type {other}"))),
+    })
+}
+
+/// The mantissa of `d` at `scale` digits after the point.
+fn rescale(d: Decimal, scale: u8) -> Result<i128> {
+    let diff = scale as i32 - d.scale as i32;
+    let factor = 10i128
+        .checked_pow(diff.unsigned_abs())
+        .ok_or_else(out_of_range)?;
+    if diff >= 0 {
+        d.mantissa.checked_mul(factor).ok_or_else(out_of_range)
+    } else {
+        Ok(d.mantissa / factor)
+    }
+}
+
+/// Casts `array` to the type of a column of `data_type`, failing (not
+/// producing NULL) on values that do not fit, as an INSERT into PostgreSQL does.
+pub fn cast_to(array: &ArrayRef, data_type: DataType) -> Result<ArrayRef> {
+    let target = arrow_type(data_type);
+    if array.data_type() == &target {
+        return Ok(array.clone());
+    }
+    if data_type == DataType::Interval
+        && matches!(
+            array.data_type(),
+            ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
+        )
+    {
+        return intervals_from_text(array);
+    }
+    if data_type == DataType::Bytes
+        && matches!(
+            array.data_type(),
+            ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
+        )
+    {
+        return bytes_from_text(array);
+    }
+    if matches!(array.data_type(), ArrowType::Float32 | ArrowType::Float64)
+        && matches!(
+            data_type,
+            DataType::Int16 | DataType::Int32 | DataType::Int64
+        )
+    {
+        // PostgreSQL rounds floats to the nearest integer, halves to even;
+        // Arrow would truncate.
+        let floats = cast_with_options(array, &ArrowType::Float64, &strict())
+            .map_err(|e| cast_error(e, data_type))?;
+        let floats = floats
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("cast to f64");
+        let rounded: ArrayRef = Arc::new(floats.unary::<_, Float64Type>(f64::round_ties_even));
+        return cast_with_options(&rounded, &target, &strict())
+            .map_err(|e| cast_error(e, data_type));
+    }
+    cast_with_options(array, &target, &strict()).map_err(|e| cast_error(e, data_type))
+}
+
+/// Text in PostgreSQL's bytea input syntax: `\\x` and hex digits, or the
+/// escape form where `\\\\` is a backslash and `\\nnn` an octal byte.
+fn bytes_from_text(array: &ArrayRef) -> Result<ArrayRef> {
+    let text = cast_with_options(array, &ArrowType::Utf8, &strict())
+        .map_err(|e| cast_error(e, DataType::Bytes))?;
+    let text = text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8");
+    let mut b = BinaryBuilder::with_capacity(text.len(), text.len() * 8);
+    for value in text.iter() {
+        match value {
+            None => b.append_null(),
+            Some(s) => b.append_value(parse_bytea(s).ok_or_else(|| {
+                Error::invalid(
+                    SqlState::INVALID_TEXT_REPRESENTATION,
+                    format!("invalid input syntax for type bytea: \"{s}\""),
+                )
+            })?),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn parse_bytea(s: &str) -> Option<Vec<u8>> {
+    if let Some(hex) = s.strip_prefix("\\x") {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if digits.len() % 2 != 0 {
+            return None;
+        }
+        return digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+            .collect();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = std::str::from_utf8(bytes.get(i + 1..i + 4)?).ok()?;
+            out.push(u8::from_str_radix(octal, 8).ok()?);
+            i += 4;
+        }
+    }
+    Some(out)
+}
+
+/// Text in PostgreSQL's interval syntax (`1 day 02:00:00`, `3 mons`,
+/// `-1 year 2 hours`, `1:30`) as intervals; Arrow's parser lacks the clock part.
+fn intervals_from_text(array: &ArrayRef) -> Result<ArrayRef> {
+    let text = cast_with_options(array, &ArrowType::Utf8, &strict())
+        .map_err(|e| cast_error(e, DataType::Interval))?;
+    let text = text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8");
+    let mut b = IntervalMonthDayNanoBuilder::with_capacity(text.len());
+    for value in text.iter() {
+        match value {
+            None => b.append_null(),
+            Some(s) => {
+                let i = parse_interval(s).ok_or_else(|| {
+                    Error::invalid(
+                        SqlState::INVALID_TEXT_REPRESENTATION,
+                        format!("invalid input syntax for type interval: \"{s}\""),
+                    )
+                })?;
+                b.append_value(IntervalMonthDayNano::new(i.months, i.days, i.micros * 1000));
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// Parses `[N unit]... [[+-]H:M[:S[.f]]] [ago]`.
+pub fn parse_interval(s: &str) -> Option<Interval> {
+    let mut out = Interval::default();
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let mut i = 0;
+    let mut any = false;
+    let mut ago = false;
+    while i < words.len() {
+        let word = words[i].trim_start_matches('@');
+        if word.is_empty() {
+            i += 1;
+            continue;
+        }
+        if word.eq_ignore_ascii_case("ago") {
+            ago = true;
+            i += 1;
+            continue;
+        }
+        if word.contains(':') {
+            let (sign, clock) = match word.as_bytes()[0] {
+                b'-' => (-1i64, &word[1..]),
+                b'+' => (1, &word[1..]),
+                _ => (1, word),
+            };
+            let parts: Vec<&str> = clock.split(':').collect();
+            if parts.len() > 3 {
+                return None;
+            }
+            let hours: i64 = parts[0].parse().ok()?;
+            let minutes: i64 = parts.get(1).map_or(Some(0), |p| p.parse().ok())?;
+            let seconds: f64 = parts.get(2).map_or(Some(0.0), |p| p.parse().ok())?;
+            let micros =
+                hours * 3_600_000_000 + minutes * 60_000_000 + (seconds * 1e6).round() as i64;
+            out.micros = out.micros.checked_add(sign * micros)?;
+            any = true;
+            i += 1;
+            continue;
+        }
+        // A number, then its unit (in the same word, as in "5min", or the next).
+        let split = word
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(word.len());
+        let (number, mut unit) = word.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        if unit.is_empty() {
+            i += 1;
+            unit = words.get(i).copied().unwrap_or("second");
+        }
+        let unit = unit.to_ascii_lowercase();
+        let whole = |n: f64| (n.fract() == 0.0).then_some(n as i32);
+        let mut micros = |per: f64| out.micros += (number * per).round() as i64;
+        match unit.trim_end_matches(',') {
+            "year" | "years" | "yr" | "yrs" | "y" => {
+                out.months = out.months.checked_add(whole(number * 12.0)?)?
+            }
+            "mon" | "mons" | "month" | "months" => {
+                out.months = out.months.checked_add(whole(number)?)?
+            }
+            "week" | "weeks" | "w" => out.days = out.days.checked_add(whole(number * 7.0)?)?,
+            "day" | "days" | "d" => out.days = out.days.checked_add(whole(number)?)?,
+            "hour" | "hours" | "hr" | "hrs" | "h" => micros(3_600_000_000.0),
+            "minute" | "minutes" | "min" | "mins" | "m" => micros(60_000_000.0),
+            "second" | "seconds" | "sec" | "secs" | "s" => micros(1_000_000.0),
+            "millisecond" | "milliseconds" | "ms" => micros(1000.0),
+            "microsecond" | "microseconds" | "us" => micros(1.0),
+            _ => return None,
+        }
+        any = true;
+        i += 1;
+    }
+    if !any {
+        return None;
+    }
+    if ago {
+        out = Interval {
+            months: -out.months,
+            days: -out.days,
+            micros: -out.micros,
+        };
+    }
+    Some(out)
+}
+
+fn strict() -> CastOptions<'static> {
+    CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    }
+}
+
+fn cast_error(e: datafusion::arrow::error::ArrowError, data_type: DataType) -> Error {
+    let text = e.to_string();
+    if text.contains("Can't cast value")
+        || text.contains("overflow")
+        || text.contains("too large")
+        || text.contains("out of range")
+    {
+        return Error::invalid(
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("value out of range for type {data_type}: {text}"),
+        );
+    }
+    Error::invalid(
+        SqlState::INVALID_TEXT_REPRESENTATION,
+        format!("invalid input syntax for type {data_type}: {text}"),
+    )
+}
+
+/// The value at `row` of an array of one of omen's column types.
+pub fn value_at(array: &dyn Array, row: usize) -> Result<Value> {
+    if array.is_null(row) {
+        return Ok(Value::Null);
+    }
+    macro_rules! get {
+        ($t:ty) => {
+            array
+                .as_any()
+                .downcast_ref::<$t>()
+                .expect("type checked")
+                .value(row)
+        };
+    }
+    Ok(match array.data_type() {
+        ArrowType::Boolean => Value::Bool(get!(BooleanArray)),
+        ArrowType::Int16 => Value::Int16(get!(Int16Array)),
+        ArrowType::Int32 => Value::Int32(get!(Int32Array)),
+        ArrowType::Int64 => Value::Int64(get!(Int64Array)),
+        ArrowType::Float32 => Value::Float32(get!(Float32Array)),
+        ArrowType::Float64 => Value::Float64(get!(Float64Array)),
+        ArrowType::Utf8 => Value::Text(get!(StringArray).to_string()),
+        ArrowType::Binary => Value::Bytes(get!(BinaryArray).to_vec()),
+        ArrowType::Date32 => Value::Date(get!(Date32Array)),
+        ArrowType::Time64(TimeUnit::Microsecond) => Value::Time(get!(Time64MicrosecondArray)),
+        ArrowType::Timestamp(TimeUnit::Microsecond, None) => {
+            Value::Timestamp(get!(TimestampMicrosecondArray))
+        }
+        ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => {
+            Value::TimestampTz(get!(TimestampMicrosecondArray))
+        }
+        ArrowType::Decimal128(_, s) => Value::Decimal(Decimal::new(
+            get!(Decimal128Array),
+            u8::try_from(*s).map_err(|_| out_of_range())?,
+        )?),
+        ArrowType::Interval(_) => {
+            let v = get!(IntervalMonthDayNanoArray);
+            Value::Interval(Interval {
+                months: v.months,
+                days: v.days,
+                micros: v.nanoseconds / 1000,
+            })
+        }
+        other => return Err(Error::Internal(format!("no value of Arrow type {other}"))),
+    })
+}
+
+fn mismatch(value: &Value) -> Error {
+    Error::Internal(format!(
+        "value {value} does not match its column's Arrow type"
+    ))
+}
+
+fn out_of_range() -> Error {
+    Error::invalid(
+        SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+        "numeric field overflow",
+    )
+}
+
+fn internal(e: datafusion::arrow::error::ArrowError) -> Error {
+    Error::Internal(format!("Arrow: {e}"))
+}
+
+/// The PostgreSQL name of the type an Arrow type holds, for messages.
+pub fn pg_type_name(arrow: &ArrowType) -> String {
+    match arrow {
+        ArrowType::Null => "unknown".into(),
+        ArrowType::Boolean => "boolean".into(),
+        ArrowType::Int8 | ArrowType::Int16 | ArrowType::UInt8 => "smallint".into(),
+        ArrowType::Int32 | ArrowType::UInt16 => "integer".into(),
+        ArrowType::Int64 | ArrowType::UInt32 | ArrowType::UInt64 => "bigint".into(),
+        ArrowType::Float16 | ArrowType::Float32 => "real".into(),
+        ArrowType::Float64 => "double precision".into(),
+        ArrowType::Decimal128(..) | ArrowType::Decimal256(..) => "numeric".into(),
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => "text".into(),
+        ArrowType::Binary | ArrowType::LargeBinary | ArrowType::BinaryView => "bytea".into(),
+        ArrowType::Date32 | ArrowType::Date64 => "date".into(),
+        ArrowType::Time32(_) | ArrowType::Time64(_) => "time without time zone".into(),
+        ArrowType::Timestamp(_, None) => "timestamp without time zone".into(),
+        ArrowType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
+        ArrowType::Interval(_) | ArrowType::Duration(_) => "interval".into(),
+        ArrowType::List(f) | ArrowType::LargeList(f) => {
+            format!("{}[]", pg_type_name(f.data_type()))
+        }
+        other => other.to_string(),
+    }
+}

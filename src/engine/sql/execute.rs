@@ -1,0 +1,736 @@
+//! SQL statements run by a [`Session`]: transaction control, DDL and DML are
+//! the engine's own; every row a statement reads comes from a query that
+//! DataFusion plans and runs (see [`super::planner`]).
+//!
+//! UPDATE and DELETE become queries over the target table: DELETE selects the
+//! primary keys of matching rows, UPDATE selects their old keys followed by the
+//! whole new row. INSERT runs its VALUES or SELECT as a query. The rows are then
+//! checked and written through the transaction, so a failing row leaves the
+//! statement without effect.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::DataType as ArrowType;
+use datafusion::sql::sqlparser::ast::{
+    self, AssignmentTarget, FromTable, ObjectName, SetExpr, Statement, TableFactor, TableWithJoins,
+    TransactionIsolationLevel, TransactionMode,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use super::convert;
+use super::ddl;
+use super::planner::{Planner, Rows};
+use crate::engine::catalog::Table;
+use crate::engine::error::{Error, Result, SqlState};
+use crate::engine::mvcc::{IsolationLevel, WriteKind};
+use crate::engine::session::{duplicate_key, Open, Session};
+use crate::engine::types::{DataType, Value};
+
+/// What one statement produced.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// A query's rows.
+    Rows(Rows),
+    /// A statement without rows: its command tag (`INSERT`, `CREATE TABLE`,
+    /// ...) and, for DML, the number of rows it touched.
+    Command {
+        /// The command tag, as PostgreSQL names it.
+        tag: &'static str,
+        /// Rows inserted, updated or deleted.
+        rows: Option<u64>,
+    },
+}
+
+impl Output {
+    fn command(tag: &'static str) -> Output {
+        Output::Command { tag, rows: None }
+    }
+
+    fn count(tag: &'static str, rows: usize) -> Output {
+        Output::Command {
+            tag,
+            rows: Some(rows as u64),
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    /// The command tag PostgreSQL sends: `INSERT 0 3`, `SELECT 2`, `BEGIN`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Rows(rows) => write!(f, "SELECT {}", rows.len()),
+            Output::Command {
+                tag: "INSERT",
+                rows: Some(n),
+            } => write!(f, "INSERT 0 {n}"),
+            Output::Command { tag, rows: Some(n) } => write!(f, "{tag} {n}"),
+            Output::Command { tag, rows: None } => f.write_str(tag),
+        }
+    }
+}
+
+/// Parses SQL text into statements (PostgreSQL dialect).
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| Error::invalid(SqlState::SYNTAX_ERROR, format!("syntax error: {e}")))
+}
+
+/// A name as PostgreSQL folds it: unquoted identifiers in lower case.
+pub fn ident(ident: &ast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+/// The table an object name refers to (`t`, `public.t` or `omen.public.t`).
+pub fn table_name(name: &ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(ident))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::Unsupported(format!("the object name {name}")))?;
+    match parts.as_slice() {
+        [table] => Ok(table.clone()),
+        [schema, table] | [_, schema, table] if schema == "public" => Ok(table.clone()),
+        _ => Err(Error::NotFound {
+            code: SqlState::UNDEFINED_TABLE,
+            message: format!("relation \"{name}\" does not exist (omen has the schema \"public\")"),
+        }),
+    }
+}
+
+impl Session {
+    /// Runs SQL text of one or more statements separated by semicolons and
+    /// returns one output per statement. It stops at the first failing
+    /// statement; those before it keep their effect.
+    pub fn execute(&mut self, sql: &str) -> Result<Vec<Output>> {
+        parse(sql)?
+            .into_iter()
+            .map(|statement| self.execute_statement(statement))
+            .collect()
+    }
+
+    /// Runs one parsed statement.
+    pub fn execute_statement(&mut self, statement: Statement) -> Result<Output> {
+        let ends_transaction = matches!(
+            statement,
+            Statement::Commit { .. } | Statement::Rollback { .. }
+        );
+        if self.is_aborted() && !ends_transaction {
+            return Err(Error::TransactionState {
+                code: SqlState::IN_FAILED_SQL_TRANSACTION,
+                message: "current transaction is aborted, commands ignored until end of \
+                          transaction block"
+                    .into(),
+            });
+        }
+        let result = self.dispatch(statement);
+        if result.is_err() {
+            if let Some(open) = &mut self.txn {
+                open.aborted = true;
+            }
+        }
+        result
+    }
+
+    fn dispatch(&mut self, statement: Statement) -> Result<Output> {
+        if let Some(output) = self.fast_path(&statement)? {
+            return Ok(output);
+        }
+        match statement {
+            Statement::Query(_) | Statement::Explain { .. } => self.query(statement),
+            Statement::Insert(insert) => self.insert_sql(insert),
+            Statement::Update(update) => self.update_sql(update),
+            Statement::Delete(delete) => self.delete_sql(delete),
+            Statement::CreateTable(create) => {
+                let planner = self.planner()?;
+                let (name, columns, key) = ddl::create_table(&create, |expr, data_type| {
+                    self.constant(&planner, expr, data_type)
+                })?;
+                self.create_table(&name, columns, &key, create.if_not_exists)?;
+                Ok(Output::command("CREATE TABLE"))
+            }
+            Statement::Drop {
+                object_type: ast::ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => {
+                self.refuse_in_transaction_sql("DROP TABLE")?;
+                if !if_exists {
+                    // Every table must exist before any is dropped.
+                    for name in &names {
+                        self.table(&table_name(name)?)?;
+                    }
+                }
+                for name in &names {
+                    self.drop_table(&table_name(name)?, if_exists)?;
+                }
+                Ok(Output::command("DROP TABLE"))
+            }
+            Statement::AlterTable(alter) => {
+                let name = table_name(&alter.name)?;
+                let planner = self.planner()?;
+                for operation in &alter.operations {
+                    match ddl::alter(operation, |expr, t| self.constant(&planner, expr, t))? {
+                        ddl::Alter::AddColumn(column) => self.add_column(&name, column)?,
+                        ddl::Alter::DropColumn(column) => self.drop_column(&name, &column)?,
+                    }
+                }
+                Ok(Output::command("ALTER TABLE"))
+            }
+            Statement::StartTransaction { modes, .. } => {
+                if self.in_transaction() {
+                    self.notice("there is already a transaction in progress");
+                    return Ok(Output::command("BEGIN"));
+                }
+                let isolation = isolation_of(&modes)?.unwrap_or(self.default_isolation());
+                self.begin_with(isolation)?;
+                Ok(Output::command("BEGIN"))
+            }
+            Statement::Commit { .. } => {
+                if !self.in_transaction() {
+                    self.notice("there is no transaction in progress");
+                    return Ok(Output::command("COMMIT"));
+                }
+                if self.is_aborted() {
+                    self.rollback()?;
+                    return Ok(Output::command("ROLLBACK"));
+                }
+                self.commit()?;
+                Ok(Output::command("COMMIT"))
+            }
+            Statement::Rollback {
+                savepoint: None, ..
+            } => {
+                if !self.in_transaction() {
+                    self.notice("there is no transaction in progress");
+                } else {
+                    self.rollback()?;
+                }
+                Ok(Output::command("ROLLBACK"))
+            }
+            Statement::Set(set) => self.set_sql(set),
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(ident).collect::<Vec<_>>().join(" ");
+                let value = self.setting(&name)?;
+                Ok(Output::Rows(Rows::single_text(&name, &value)))
+            }
+            other => Err(Error::Unsupported(format!(
+                "the statement \"{}\"",
+                brief(&other)
+            ))),
+        }
+    }
+
+    /// The session's planner, made on first use.
+    pub(in crate::engine) fn planner(&mut self) -> Result<Arc<Planner>> {
+        if let Some(planner) = &self.sql {
+            return Ok(planner.clone());
+        }
+        let planner = Arc::new(Planner::new(self.shared.catalog.clone())?);
+        self.sql = Some(planner.clone());
+        Ok(planner)
+    }
+
+    fn query(&mut self, statement: Statement) -> Result<Output> {
+        let planner = self.planner()?;
+        let shared = self.shared.clone();
+        let rows = self.statement(|open| {
+            shared
+                .runtime
+                .block_on(planner.query(Some(&open.txn), statement))
+        })?;
+        Ok(Output::Rows(rows))
+    }
+
+    /// Evaluates a constant expression (a column default) as a value of `data_type`.
+    fn constant(&self, planner: &Planner, expr: &ast::Expr, data_type: DataType) -> Result<Value> {
+        let select = parse(&format!("SELECT {expr}"))?.remove(0);
+        let rows = self.shared.runtime.block_on(planner.query(None, select))?;
+        let batch = rows
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| Error::Internal("a constant without a row".into()))?;
+        let array = assign(batch.column(0), data_type, "DEFAULT")?;
+        convert::value_at(array.as_ref(), 0)
+    }
+
+    fn insert_sql(&mut self, insert: ast::Insert) -> Result<Output> {
+        if insert.on.is_some() || insert.returning.is_some() {
+            return Err(Error::Unsupported(
+                "INSERT with ON CONFLICT or RETURNING".into(),
+            ));
+        }
+        let ast::TableObject::TableName(name) = &insert.table else {
+            return Err(Error::Unsupported("INSERT into a table function".into()));
+        };
+        let table = self.table(&table_name(name)?)?;
+        let targets = insert_targets(&table, &insert.columns)?;
+        let Some(source) = insert.source else {
+            return Err(Error::Unsupported("INSERT without VALUES or SELECT".into()));
+        };
+        if let SetExpr::Values(values) = source.body.as_ref() {
+            if let Some(row) = values.rows.iter().find(|r| r.len() != targets.len()) {
+                return Err(count_mismatch(row.len(), targets.len()));
+            }
+        }
+        let planner = self.planner()?;
+        let shared = self.shared.clone();
+        let count = self.statement(|open| {
+            let rows = shared
+                .runtime
+                .block_on(planner.query(Some(&open.txn), Statement::Query(source)))?;
+            if rows.schema.fields().len() != targets.len() {
+                return Err(count_mismatch(rows.schema.fields().len(), targets.len()));
+            }
+            let mut count = 0;
+            for batch in &rows.batches {
+                let arrays = batch
+                    .columns()
+                    .iter()
+                    .zip(&targets)
+                    .map(|(array, &c)| {
+                        let column = &table.columns[c];
+                        assign(array, column.data_type, &column.name)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                for r in 0..batch.num_rows() {
+                    let mut row: Vec<Value> = table
+                        .columns
+                        .iter()
+                        .map(|c| c.default.clone().unwrap_or(Value::Null))
+                        .collect();
+                    for (array, &c) in arrays.iter().zip(&targets) {
+                        row[c] = convert::value_at(array.as_ref(), r)?;
+                    }
+                    insert_row(open, &table, row)?;
+                    count += 1;
+                }
+            }
+            Ok(count)
+        })?;
+        Ok(Output::count("INSERT", count))
+    }
+
+    fn update_sql(&mut self, update: ast::Update) -> Result<Output> {
+        if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
+            return Err(Error::Unsupported(
+                "UPDATE with FROM, RETURNING or LIMIT".into(),
+            ));
+        }
+        let table = self.table(&target_table(&update.table)?)?;
+        let mut new_values: Vec<Option<String>> = vec![None; table.columns.len()];
+        for assignment in &update.assignments {
+            let AssignmentTarget::ColumnName(name) = &assignment.target else {
+                return Err(Error::Unsupported("assigning to a tuple of columns".into()));
+            };
+            let column = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(ident)
+                .ok_or_else(|| Error::Unsupported(format!("the column name {name}")))?;
+            let index = table.column_index(&column)?;
+            if new_values[index].is_some() {
+                return Err(Error::invalid(
+                    SqlState::SYNTAX_ERROR,
+                    format!("multiple assignments to same column \"{column}\""),
+                ));
+            }
+            new_values[index] = Some(assignment.value.to_string());
+        }
+        let key = table.primary_key_indices();
+        // Aliases keep the old key columns and the new values apart when an
+        // expression repeats a column.
+        let items: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| format!("{} AS \"old {n}\"", quote(&table.columns[i].name)))
+            .chain(
+                new_values
+                    .iter()
+                    .zip(&table.columns)
+                    .enumerate()
+                    .map(|(n, (v, c))| {
+                        let value = v.clone().unwrap_or_else(|| quote(&c.name));
+                        format!("{value} AS \"new {n}\"")
+                    }),
+            )
+            .collect();
+        let query = select(&items, &update.table.to_string(), update.selection.as_ref())?;
+        let planner = self.planner()?;
+        let shared = self.shared.clone();
+        let count = self.statement(|open| {
+            let rows = shared
+                .runtime
+                .block_on(planner.query(Some(&open.txn), query))?;
+            let mut moved = Vec::new();
+            let mut count = 0;
+            for batch in &rows.batches {
+                let arrays = batch.columns()[key.len()..]
+                    .iter()
+                    .zip(&table.columns)
+                    .map(|(array, column)| assign(array, column.data_type, &column.name))
+                    .collect::<Result<Vec<_>>>()?;
+                for r in 0..batch.num_rows() {
+                    let old_key = key_values(&batch.columns()[..key.len()], r)?;
+                    let row = arrays
+                        .iter()
+                        .map(|a| convert::value_at(a.as_ref(), r))
+                        .collect::<Result<Vec<_>>>()?;
+                    let row = table.check_row(row)?;
+                    let old = table.key(&old_key)?;
+                    let new = table.row_key(&row)?;
+                    if old == new {
+                        let bytes = table.encode_row(&row)?;
+                        open.txn.lock().put(&new, bytes, WriteKind::Overwrite)?;
+                    } else {
+                        // A changed key: delete every old key before writing
+                        // the new ones, so keys may shift within the statement.
+                        open.txn.lock().delete(&old)?;
+                        moved.push(row);
+                    }
+                    count += 1;
+                }
+            }
+            for row in moved {
+                insert_row(open, &table, row)?;
+            }
+            open.tables.insert(table.id);
+            Ok(count)
+        })?;
+        Ok(Output::count("UPDATE", count))
+    }
+
+    fn delete_sql(&mut self, delete: ast::Delete) -> Result<Output> {
+        if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
+            return Err(Error::Unsupported(
+                "DELETE with USING, RETURNING or LIMIT".into(),
+            ));
+        }
+        let from = match &delete.from {
+            FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
+        };
+        let [target] = from.as_slice() else {
+            return Err(Error::Unsupported("DELETE from several tables".into()));
+        };
+        let table = self.table(&target_table(target)?)?;
+        let key = table.primary_key_indices();
+        let items: Vec<String> = key.iter().map(|&i| quote(&table.columns[i].name)).collect();
+        let query = select(&items, &target.to_string(), delete.selection.as_ref())?;
+        let planner = self.planner()?;
+        let shared = self.shared.clone();
+        let count = self.statement(|open| {
+            let rows = shared
+                .runtime
+                .block_on(planner.query(Some(&open.txn), query))?;
+            let mut count = 0;
+            for batch in &rows.batches {
+                for r in 0..batch.num_rows() {
+                    let key = table.key(&key_values(batch.columns(), r)?)?;
+                    open.txn.lock().delete(&key)?;
+                    count += 1;
+                }
+            }
+            open.tables.insert(table.id);
+            Ok(count)
+        })?;
+        Ok(Output::count("DELETE", count))
+    }
+
+    fn set_sql(&mut self, set: ast::Set) -> Result<Output> {
+        if let ast::Set::SetTransaction { modes, session, .. } = &set {
+            let Some(level) = isolation_of(modes)? else {
+                return Ok(Output::command("SET"));
+            };
+            if *session {
+                self.set_default_isolation(level);
+            } else if self.in_transaction() {
+                self.restart_transaction(level)?;
+            } else {
+                self.notice("SET TRANSACTION can only be used in transaction blocks");
+            }
+            return Ok(Output::command("SET"));
+        }
+        let ast::Set::SingleAssignment {
+            variable, values, ..
+        } = set
+        else {
+            return Err(Error::Unsupported(format!("the statement \"{set}\"")));
+        };
+        let name = table_name(&variable)
+            .unwrap_or_else(|_| variable.to_string())
+            .to_lowercase();
+        let value = values
+            .iter()
+            .map(|v| match v {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                ast::Expr::Identifier(i) => i.value.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.set_setting(&name, &value)?;
+        Ok(Output::command("SET"))
+    }
+
+    fn refuse_in_transaction_sql(&self, what: &str) -> Result<()> {
+        if self.in_transaction() {
+            return Err(Error::TransactionState {
+                code: SqlState::ACTIVE_SQL_TRANSACTION,
+                message: format!("{what} cannot run inside a transaction block"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Inserts a checked row; 23505 when its key holds a row already.
+pub(super) fn insert_row(open: &mut Open, table: &Table, row: Vec<Value>) -> Result<()> {
+    let row = table.check_row(row)?;
+    let key = table.row_key(&row)?;
+    let mut txn = open.txn.lock();
+    if txn.get(&key)?.is_some() {
+        return Err(duplicate_key(table, &row));
+    }
+    txn.put(&key, table.encode_row(&row)?, WriteKind::Insert)?;
+    open.tables.insert(table.id);
+    Ok(())
+}
+
+/// The positions of the columns an INSERT names (all, in order, when it names none).
+fn insert_targets(table: &Table, columns: &[ObjectName]) -> Result<Vec<usize>> {
+    if columns.is_empty() {
+        return Ok((0..table.columns.len()).collect());
+    }
+    let mut targets = Vec::with_capacity(columns.len());
+    for name in columns {
+        let column = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(ident)
+            .ok_or_else(|| Error::Unsupported(format!("the column name {name}")))?;
+        let index = table.column_index(&column)?;
+        if targets.contains(&index) {
+            return Err(Error::AlreadyExists {
+                code: SqlState::DUPLICATE_COLUMN,
+                message: format!("column \"{column}\" specified more than once"),
+            });
+        }
+        targets.push(index);
+    }
+    Ok(targets)
+}
+
+fn count_mismatch(given: usize, targets: usize) -> Error {
+    let more = if given > targets {
+        "more expressions than target columns"
+    } else {
+        "more target columns than expressions"
+    };
+    Error::invalid(SqlState::SYNTAX_ERROR, format!("INSERT has {more}"))
+}
+
+/// The table an UPDATE or DELETE writes: one plain table, no joins.
+fn target_table(target: &TableWithJoins) -> Result<String> {
+    match &target.relation {
+        TableFactor::Table {
+            name, args: None, ..
+        } if target.joins.is_empty() => table_name(name),
+        _ => Err(Error::Unsupported(format!("writing to {target}"))),
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `SELECT items FROM relation [WHERE selection]` as a parsed statement.
+fn select(items: &[String], relation: &str, selection: Option<&ast::Expr>) -> Result<Statement> {
+    let mut sql = format!("SELECT {} FROM {relation}", items.join(", "));
+    if let Some(selection) = selection {
+        sql.push_str(&format!(" WHERE {selection}"));
+    }
+    Ok(parse(&sql)?.remove(0))
+}
+
+/// The key values at row `r` of key columns read straight from the table.
+fn key_values(columns: &[ArrayRef], r: usize) -> Result<Vec<Value>> {
+    columns
+        .iter()
+        .map(|c| convert::value_at(c.as_ref(), r))
+        .collect()
+}
+
+/// A computed column cast to a table column's type, as PostgreSQL's
+/// assignment casts allow: numbers to numbers, text literals to anything,
+/// anything to text, times among themselves.
+pub(super) fn assign(array: &ArrayRef, data_type: DataType, column: &str) -> Result<ArrayRef> {
+    if !assignable(array.data_type(), data_type) {
+        return Err(Error::invalid(
+            SqlState::DATATYPE_MISMATCH,
+            format!(
+                "column \"{column}\" is of type {data_type} but expression is of type {}",
+                convert::pg_type_name(array.data_type())
+            ),
+        ));
+    }
+    convert::cast_to(array, data_type)
+}
+
+fn assignable(from: &ArrowType, to: DataType) -> bool {
+    use ArrowType as A;
+    let numeric = |t: &ArrowType| t.is_numeric();
+    let time = |t: &ArrowType| matches!(t, A::Date32 | A::Date64 | A::Timestamp(..));
+    match (from, to) {
+        (A::Null | A::Utf8 | A::LargeUtf8 | A::Utf8View, _) => true,
+        (_, DataType::Text | DataType::Varchar(_) | DataType::Char(_)) => true,
+        (
+            f,
+            DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal { .. },
+        ) => numeric(f),
+        (A::Boolean, DataType::Bool) => true,
+        (A::Binary | A::LargeBinary | A::BinaryView, DataType::Bytes) => true,
+        (f, DataType::Date | DataType::Timestamp | DataType::TimestampTz) => time(f),
+        (A::Time32(_) | A::Time64(_), DataType::Time) => true,
+        (A::Interval(_) | A::Duration(_), DataType::Interval) => true,
+        _ => false,
+    }
+}
+
+/// The isolation level a BEGIN or SET TRANSACTION names, if it names one.
+fn isolation_of(modes: &[TransactionMode]) -> Result<Option<IsolationLevel>> {
+    let mut level = None;
+    for mode in modes {
+        match mode {
+            TransactionMode::IsolationLevel(l) => {
+                level = Some(match l {
+                    TransactionIsolationLevel::ReadUncommitted
+                    | TransactionIsolationLevel::ReadCommitted => IsolationLevel::ReadCommitted,
+                    TransactionIsolationLevel::RepeatableRead => IsolationLevel::RepeatableRead,
+                    TransactionIsolationLevel::Serializable => IsolationLevel::Serializable,
+                    other => return Err(Error::Unsupported(format!("isolation level {other}"))),
+                })
+            }
+            TransactionMode::AccessMode(ast::TransactionAccessMode::ReadWrite) => {}
+            TransactionMode::AccessMode(_) => {
+                return Err(Error::Unsupported("READ ONLY transactions".into()))
+            }
+        }
+    }
+    Ok(level)
+}
+
+/// The first words of a statement, for messages.
+fn brief(statement: &Statement) -> String {
+    let text = statement.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(3).collect();
+    words.join(" ")
+}
+
+/// The session settings PostgreSQL clients read and write.
+pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
+    [
+        ("application_name", ""),
+        ("client_encoding", "UTF8"),
+        ("datestyle", "ISO, MDY"),
+        ("extra_float_digits", "1"),
+        ("intervalstyle", "postgres"),
+        ("search_path", "public"),
+        ("server_encoding", "UTF8"),
+        ("server_version", "15.0 (omen)"),
+        ("standard_conforming_strings", "on"),
+        ("statement_timeout", "0"),
+        ("timezone", "UTC"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl Session {
+    /// The value of a session setting, as SHOW prints it.
+    pub fn setting(&self, name: &str) -> Result<String> {
+        let name = name.to_lowercase();
+        match name.as_str() {
+            "transaction_isolation" | "transaction isolation level" => Ok(self
+                .txn_isolation()
+                .unwrap_or(self.default_isolation())
+                .sql_name()
+                .to_lowercase()),
+            "default_transaction_isolation" => {
+                Ok(self.default_isolation().sql_name().to_lowercase())
+            }
+            _ => self
+                .settings
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| unknown_setting(&name)),
+        }
+    }
+
+    /// Sets a session setting (SET name = value).
+    pub fn set_setting(&mut self, name: &str, value: &str) -> Result<()> {
+        let name = name.to_lowercase();
+        match name.as_str() {
+            "default_transaction_isolation" | "transaction_isolation" => {
+                let level = match value.to_lowercase().as_str() {
+                    "read uncommitted" | "read committed" => IsolationLevel::ReadCommitted,
+                    "repeatable read" => IsolationLevel::RepeatableRead,
+                    "serializable" => IsolationLevel::Serializable,
+                    other => {
+                        return Err(Error::invalid(
+                            SqlState::INVALID_PARAMETER_VALUE,
+                            format!("invalid value for parameter \"{name}\": \"{other}\""),
+                        ))
+                    }
+                };
+                if name == "transaction_isolation" && self.in_transaction() {
+                    self.restart_transaction(level)
+                } else {
+                    self.set_default_isolation(level);
+                    Ok(())
+                }
+            }
+            "timezone"
+                if !matches!(
+                    value.to_lowercase().as_str(),
+                    "utc" | "gmt" | "+00" | "00:00"
+                ) =>
+            {
+                Err(Error::Unsupported(format!(
+                    "the time zone \"{value}\" (omen runs in UTC)"
+                )))
+            }
+            _ if self.settings.contains_key(&name) || name.contains('.') => {
+                self.settings.insert(name, value.to_string());
+                Ok(())
+            }
+            _ => Err(unknown_setting(&name)),
+        }
+    }
+}
+
+fn unknown_setting(name: &str) -> Error {
+    Error::NotFound {
+        code: SqlState::UNDEFINED_OBJECT,
+        message: format!("unrecognized configuration parameter \"{name}\""),
+    }
+}

@@ -1,0 +1,432 @@
+//! The fast path: statements that touch one row by its full primary key, with
+//! literal values, run without DataFusion planning.
+//!
+//! ```text
+//!   INSERT INTO t [(cols)] VALUES (literals)         one row
+//!   SELECT * | cols FROM t WHERE pk = literal [AND pk2 = literal ...]
+//!   UPDATE t SET col = literal, ... WHERE <the same>   (key columns unchanged)
+//!   DELETE FROM t WHERE <the same>
+//! ```
+//!
+//! Anything else, or a literal whose type would need DataFusion's coercion
+//! rules, returns None and takes the general path. Literals become values the
+//! way the general path's do: as the Arrow scalar DataFusion would give the
+//! literal, cast by [`super::execute::assign`]. Tests run every statement both
+//! ways and compare results and errors.
+
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    self, AssignmentTarget, BinaryOperator, Expr, FromTable, GroupByExpr, SelectItem, SetExpr,
+    Statement, TableFactor, UnaryOperator,
+};
+
+use super::convert;
+use super::execute::{assign, ident, insert_row, table_name, Output};
+use super::planner::Rows;
+use crate::engine::catalog::Table;
+use crate::engine::error::Result;
+use crate::engine::mvcc::WriteKind;
+use crate::engine::session::Session;
+use crate::engine::types::{DataType, Value};
+
+impl Session {
+    /// Whether single-row statements skip the planner (on by default; tests
+    /// turn it off to compare the two paths).
+    pub fn set_fast_path(&mut self, enabled: bool) {
+        self.fast_path_enabled = enabled;
+    }
+
+    /// How many statements took the fast path so far.
+    pub fn fast_path_statements(&self) -> u64 {
+        self.fast_path_taken
+    }
+
+    /// Runs `statement` on the fast path if it qualifies.
+    pub(super) fn fast_path(&mut self, statement: &Statement) -> Result<Option<Output>> {
+        if !self.fast_path_enabled {
+            return Ok(None);
+        }
+        let output = match statement {
+            Statement::Insert(insert) => self.fast_insert(insert),
+            Statement::Query(query) => self.fast_select(query),
+            Statement::Update(update) => self.fast_update(update),
+            Statement::Delete(delete) => self.fast_delete(delete),
+            _ => Ok(None),
+        };
+        if !matches!(output, Ok(None)) {
+            self.fast_path_taken += 1;
+        }
+        output
+    }
+
+    fn fast_insert(&mut self, insert: &ast::Insert) -> Result<Option<Output>> {
+        if insert.on.is_some() || insert.returning.is_some() {
+            return Ok(None);
+        }
+        let (ast::TableObject::TableName(name), Some(source)) = (&insert.table, &insert.source)
+        else {
+            return Ok(None);
+        };
+        if !plain_query(source) {
+            return Ok(None);
+        }
+        let SetExpr::Values(values) = source.body.as_ref() else {
+            return Ok(None);
+        };
+        let [row] = values.rows.as_slice() else {
+            return Ok(None);
+        };
+        let Some(scalars) = row.iter().map(literal).collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        let Ok(table) = self.table(&table_name(name)?) else {
+            return Ok(None);
+        };
+        let mut targets = Vec::with_capacity(insert.columns.len());
+        for column in &insert.columns {
+            let Some(index) = column_of(&table, column.0.last().and_then(|p| p.as_ident())) else {
+                return Ok(None);
+            };
+            if targets.contains(&index) {
+                return Ok(None);
+            }
+            targets.push(index);
+        }
+        if targets.is_empty() {
+            targets = (0..table.columns.len()).collect();
+        }
+        if targets.len() != scalars.len() {
+            return Ok(None);
+        }
+        self.statement(|open| {
+            let mut row: Vec<Value> = table
+                .columns
+                .iter()
+                .map(|c| c.default.clone().unwrap_or(Value::Null))
+                .collect();
+            for (scalar, &c) in scalars.iter().zip(&targets) {
+                row[c] = value_for(&table, c, scalar)?;
+            }
+            insert_row(open, &table, row)
+        })?;
+        Ok(Some(Output::Command {
+            tag: "INSERT",
+            rows: Some(1),
+        }))
+    }
+
+    fn fast_select(&mut self, query: &ast::Query) -> Result<Option<Output>> {
+        if !plain_query(query) {
+            return Ok(None);
+        }
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return Ok(None);
+        };
+        let simple = select.distinct.is_none()
+            && select.top.is_none()
+            && select.into.is_none()
+            && select.exclude.is_none()
+            && select.lateral_views.is_empty()
+            && select.prewhere.is_none()
+            && matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+            && select.cluster_by.is_empty()
+            && select.distribute_by.is_empty()
+            && select.sort_by.is_empty()
+            && select.having.is_none()
+            && select.named_window.is_empty()
+            && select.qualify.is_none()
+            && select.connect_by.is_empty();
+        let [from] = select.from.as_slice() else {
+            return Ok(None);
+        };
+        let (Some(table), Some(selection)) = (self.plain_table(from), &select.selection) else {
+            return Ok(None);
+        };
+        if !simple {
+            return Ok(None);
+        }
+        let mut columns = Vec::new();
+        for item in &select.projection {
+            match item {
+                SelectItem::Wildcard(options)
+                    if options.opt_exclude.is_none()
+                        && options.opt_except.is_none()
+                        && options.opt_replace.is_none()
+                        && options.opt_rename.is_none()
+                        && options.opt_ilike.is_none() =>
+                {
+                    columns.extend(0..table.columns.len())
+                }
+                SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
+                    match column_of(&table, Some(id)) {
+                        Some(c) => columns.push(c),
+                        None => return Ok(None),
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+        let Some(key) = key_of(&table, selection) else {
+            return Ok(None);
+        };
+        let Ok(key) = table.key(&key) else {
+            return Ok(None);
+        };
+        let row = self.statement(|open| {
+            open.txn
+                .lock()
+                .get(&key)?
+                .map(|bytes| table.decode_row(&bytes))
+                .transpose()
+        })?;
+        let schema = convert::table_schema(&table);
+        let rows: Vec<Vec<Value>> = row.into_iter().collect();
+        let batch = convert::rows_to_batch(&schema, &rows, Some(&columns))?;
+        Ok(Some(Output::Rows(Rows {
+            schema: batch.schema(),
+            batches: vec![batch],
+        })))
+    }
+
+    fn fast_update(&mut self, update: &ast::Update) -> Result<Option<Output>> {
+        if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
+            return Ok(None);
+        }
+        let (Some(table), Some(selection)) = (self.plain_table(&update.table), &update.selection)
+        else {
+            return Ok(None);
+        };
+        let key_columns = table.primary_key_indices();
+        let mut assignments = Vec::with_capacity(update.assignments.len());
+        for assignment in &update.assignments {
+            let AssignmentTarget::ColumnName(name) = &assignment.target else {
+                return Ok(None);
+            };
+            let Some(c) = column_of(&table, name.0.last().and_then(|p| p.as_ident())) else {
+                return Ok(None);
+            };
+            let Some(scalar) = literal(&assignment.value) else {
+                return Ok(None);
+            };
+            if key_columns.contains(&c) || assignments.iter().any(|(a, _)| *a == c) {
+                return Ok(None);
+            }
+            assignments.push((c, scalar));
+        }
+        let Some(key) = key_of(&table, selection).and_then(|k| table.key(&k).ok()) else {
+            return Ok(None);
+        };
+        let count = self.statement(|open| {
+            let mut txn = open.txn.lock();
+            let Some(bytes) = txn.get(&key)? else {
+                return Ok(0);
+            };
+            let mut row = table.decode_row(&bytes)?;
+            for (c, scalar) in &assignments {
+                row[*c] = value_for(&table, *c, scalar)?;
+            }
+            let row = table.check_row(row)?;
+            txn.put(&key, table.encode_row(&row)?, WriteKind::Overwrite)?;
+            drop(txn);
+            open.tables.insert(table.id);
+            Ok(1)
+        })?;
+        Ok(Some(Output::Command {
+            tag: "UPDATE",
+            rows: Some(count),
+        }))
+    }
+
+    fn fast_delete(&mut self, delete: &ast::Delete) -> Result<Option<Output>> {
+        if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
+            return Ok(None);
+        }
+        let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+        let ([target], Some(selection)) = (from.as_slice(), &delete.selection) else {
+            return Ok(None);
+        };
+        let Some(table) = self.plain_table(target) else {
+            return Ok(None);
+        };
+        let Some(key) = key_of(&table, selection).and_then(|k| table.key(&k).ok()) else {
+            return Ok(None);
+        };
+        let count = self.statement(|open| {
+            let mut txn = open.txn.lock();
+            if txn.get(&key)?.is_none() {
+                return Ok(0);
+            }
+            txn.delete(&key)?;
+            drop(txn);
+            open.tables.insert(table.id);
+            Ok(1)
+        })?;
+        Ok(Some(Output::Command {
+            tag: "DELETE",
+            rows: Some(count),
+        }))
+    }
+
+    /// The table of a FROM item that names one existing table without alias or join.
+    fn plain_table(&self, from: &ast::TableWithJoins) -> Option<Arc<Table>> {
+        if !from.joins.is_empty() {
+            return None;
+        }
+        let TableFactor::Table {
+            name,
+            alias: None,
+            args: None,
+            with_hints,
+            version: None,
+            partitions,
+            ..
+        } = &from.relation
+        else {
+            return None;
+        };
+        if !with_hints.is_empty() || !partitions.is_empty() {
+            return None;
+        }
+        self.table(&table_name(name).ok()?).ok()
+    }
+}
+
+/// A query with no WITH, ORDER BY, LIMIT, FETCH or locking clause.
+fn plain_query(query: &ast::Query) -> bool {
+    query.with.is_none()
+        && query.order_by.is_none()
+        && query.limit_clause.is_none()
+        && query.fetch.is_none()
+        && query.locks.is_empty()
+        && query.for_clause.is_none()
+        && query.settings.is_none()
+        && query.format_clause.is_none()
+        && query.pipe_operators.is_empty()
+}
+
+fn column_of(table: &Table, name: Option<&ast::Ident>) -> Option<usize> {
+    let name = ident(name?);
+    table.columns.iter().position(|c| c.name == name)
+}
+
+/// The scalar DataFusion gives a literal: integers that fit as Int64, other
+/// numbers as Float64, strings as Utf8, booleans, NULL.
+fn literal(expr: &Expr) -> Option<ScalarValue> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => number(n, false),
+            ast::Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+            ast::Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
+            ast::Value::Null => Some(ScalarValue::Null),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) => number(n, true),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn number(text: &str, negative: bool) -> Option<ScalarValue> {
+    let signed = if negative {
+        format!("-{text}")
+    } else {
+        text.to_string()
+    };
+    if let Ok(i) = signed.parse::<i64>() {
+        return Some(ScalarValue::Int64(Some(i)));
+    }
+    if text.contains(['.', 'e', 'E']) {
+        return signed
+            .parse::<f64>()
+            .ok()
+            .map(|f| ScalarValue::Float64(Some(f)));
+    }
+    None
+}
+
+/// A literal stored into column `c`, through the general path's assignment cast.
+fn value_for(table: &Table, c: usize, scalar: &ScalarValue) -> Result<Value> {
+    let column = &table.columns[c];
+    let array = scalar
+        .to_array()
+        .map_err(|e| crate::engine::Error::Internal(e.to_string()))?;
+    let array = assign(&array, column.data_type, &column.name)?;
+    convert::value_at(array.as_ref(), 0)
+}
+
+/// The full primary key a WHERE clause fixes with `key = literal` terms joined
+/// by AND, each key column exactly once and nothing else; None otherwise.
+fn key_of(table: &Table, selection: &Expr) -> Option<Vec<Value>> {
+    let key_columns = table.primary_key_indices();
+    let mut key: Vec<Option<Value>> = vec![None; key_columns.len()];
+    let mut terms = vec![selection];
+    while let Some(term) = terms.pop() {
+        match term {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                terms.push(left);
+                terms.push(right);
+            }
+            Expr::Nested(inner) => terms.push(inner),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => {
+                let (id, value) = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Identifier(id), value) | (value, Expr::Identifier(id)) => (id, value),
+                    _ => return None,
+                };
+                let c = column_of(table, Some(id))?;
+                let position = key_columns.iter().position(|k| *k == c)?;
+                let value = key_literal(table.columns[c].data_type, &literal(value)?)?;
+                if key[position].replace(value).is_some() {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    key.into_iter().collect()
+}
+
+/// A literal compared with a key column, when the comparison means plain
+/// equality of the column's values: integers and floats against numeric
+/// columns (when they fit), strings against text and time columns.
+fn key_literal(data_type: DataType, scalar: &ScalarValue) -> Option<Value> {
+    let fits = match (scalar, data_type) {
+        (
+            ScalarValue::Int64(_),
+            DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Float64,
+        ) => true,
+        (ScalarValue::Float64(_), DataType::Float64) => true,
+        (
+            ScalarValue::Utf8(_),
+            DataType::Text
+            | DataType::Varchar(_)
+            | DataType::Date
+            | DataType::Timestamp
+            | DataType::TimestampTz,
+        ) => true,
+        _ => false,
+    };
+    if !fits {
+        return None;
+    }
+    let array = scalar.to_array().ok()?;
+    let cast = convert::cast_to(&array, data_type).ok()?;
+    convert::value_at(cast.as_ref(), 0).ok()
+}

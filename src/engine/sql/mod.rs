@@ -1,0 +1,28 @@
+//! SQL: statements parsed with the sqlparser DataFusion re-exports (PostgreSQL
+//! dialect), queries planned and run by DataFusion over the engine's tables,
+//! writes, DDL and transaction control run by the engine itself.
+//!
+//! ```text
+//!   Session::execute(sql)
+//!     -> parse (execute.rs)
+//!     -> fast path: one row by full primary key, no planner (fastpath.rs)
+//!     -> transaction control, DDL (execute.rs, ddl.rs)
+//!     -> INSERT / UPDATE / DELETE: rows chosen by a query, written by the engine
+//!     -> queries: DataFusion over TableProviders that read through the
+//!        statement's transaction, key filters pushed down (planner.rs, provider.rs)
+//! ```
+
+mod convert;
+mod ddl;
+mod execute;
+mod fastpath;
+pub mod format;
+mod planner;
+mod provider;
+mod script;
+
+pub use convert::{arrow_type, pg_type_name};
+pub(super) use execute::default_settings;
+pub use execute::{parse, Output};
+pub use planner::{Planner, Rows};
+pub use script::{is_complete, split_statements};

@@ -1,0 +1,236 @@
+//! The general path: a query planned and run by DataFusion over the tables of
+//! the catalog, read through one transaction.
+//!
+//! Each session has one [`Planner`] (a DataFusion context whose `omen.public`
+//! schema is the catalog). Before a statement is planned, the planner is given
+//! the statement's transaction; the table providers it creates capture it, read
+//! their rows while the plan is built, and are dropped with the plan, so no
+//! reference to the transaction outlives the statement.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::common::{DataFusionError, SchemaError};
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
+
+use super::provider::Tables;
+use crate::engine::catalog::{did_you_mean, Catalog};
+use crate::engine::error::{Error, Result, SqlState};
+use crate::engine::session::SharedTxn;
+
+/// The rows a query returned.
+#[derive(Clone, Debug)]
+pub struct Rows {
+    /// Column names and types.
+    pub schema: SchemaRef,
+    /// The rows, in batches.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Rows {
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// One row of one text column.
+    pub fn single_text(name: &str, value: &str) -> Rows {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
+        let column = Arc::new(StringArray::from(vec![value.to_string()]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column])
+            .expect("one text column matches its schema");
+        Rows {
+            schema,
+            batches: vec![batch],
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A session's DataFusion context.
+pub struct Planner {
+    ctx: SessionContext,
+    tables: Arc<Tables>,
+    catalog: Arc<Catalog>,
+}
+
+impl Planner {
+    /// A planner over the tables of `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> Result<Planner> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema("omen", "public")
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        let options = config.options_mut();
+        options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        // Rows come from one in-memory source per table; splitting them across
+        // partitions costs more than it saves at the sizes a statement reads.
+        options.execution.target_partitions = 1;
+        let ctx = SessionContext::new_with_config(config);
+        let tables = Arc::new(Tables::new(catalog.clone()));
+        let schemas = MemoryCatalogProvider::new();
+        schemas
+            .register_schema("public", tables.clone())
+            .map_err(|e| map_error(e, &catalog))?;
+        ctx.register_catalog("omen", Arc::new(schemas));
+        Ok(Planner {
+            ctx,
+            tables,
+            catalog,
+        })
+    }
+
+    /// Plans and runs a query, reading tables through `txn`.
+    pub async fn query(&self, txn: Option<&SharedTxn>, query: ast::Statement) -> Result<Rows> {
+        let _lend = Lend::new(&self.tables, txn);
+        let state = self.ctx.state();
+        let run = async {
+            let plan = state
+                .statement_to_plan(DfStatement::Statement(Box::new(query)))
+                .await?;
+            let frame = self.ctx.execute_logical_plan(plan).await?;
+            let schema = frame.schema().inner().clone();
+            let batches = frame.collect().await?;
+            Ok::<_, DataFusionError>(Rows { schema, batches })
+        };
+        run.await.map_err(|e| map_error(e, &self.catalog))
+    }
+}
+
+/// Gives the table providers a transaction for the length of one statement.
+struct Lend<'a> {
+    tables: &'a Tables,
+}
+
+impl<'a> Lend<'a> {
+    fn new(tables: &'a Tables, txn: Option<&SharedTxn>) -> Lend<'a> {
+        *tables.txn.lock() = txn.cloned();
+        Lend { tables }
+    }
+}
+
+impl Drop for Lend<'_> {
+    fn drop(&mut self) {
+        *self.tables.txn.lock() = None;
+    }
+}
+
+/// A DataFusion failure as the engine error a user can act on.
+pub fn map_error(e: DataFusionError, catalog: &Catalog) -> Error {
+    let e = match e {
+        DataFusionError::Context(_, inner) => return map_error(*inner, catalog),
+        DataFusionError::Diagnostic(_, inner) => return map_error(*inner, catalog),
+        DataFusionError::Shared(shared) => match Arc::try_unwrap(shared) {
+            Ok(inner) => return map_error(inner, catalog),
+            Err(shared) => DataFusionError::Execution(shared.to_string()),
+        },
+        DataFusionError::External(inner) => match inner.downcast::<Error>() {
+            Ok(engine) => return *engine,
+            Err(other) => match other.downcast::<DataFusionError>() {
+                Ok(df) => return map_error(*df, catalog),
+                Err(other) => DataFusionError::External(other),
+            },
+        },
+        DataFusionError::ArrowError(arrow, _) => return map_arrow(*arrow),
+        e => e,
+    };
+    let message = e.message().to_string();
+    match &e {
+        DataFusionError::SQL(parse, _) => {
+            Error::invalid(SqlState::SYNTAX_ERROR, format!("syntax error: {parse}"))
+        }
+        DataFusionError::SchemaError(schema, _) => match schema.as_ref() {
+            SchemaError::FieldNotFound {
+                field,
+                valid_fields,
+            } => Error::NotFound {
+                code: SqlState::UNDEFINED_COLUMN,
+                message: format!(
+                    "column \"{}\" does not exist{}",
+                    field.name(),
+                    did_you_mean(field.name(), valid_fields.iter().map(|c| c.name.as_str()))
+                ),
+            },
+            SchemaError::AmbiguousReference { field } => Error::invalid(
+                SqlState::AMBIGUOUS_COLUMN,
+                format!("column reference \"{}\" is ambiguous", field.name()),
+            ),
+            _ => Error::invalid(SqlState::SYNTAX_ERROR_OR_ACCESS_RULE, message),
+        },
+        DataFusionError::Plan(_) => {
+            if let Some(name) = missing_table(&message) {
+                let names = catalog.tables();
+                return Error::NotFound {
+                    code: SqlState::UNDEFINED_TABLE,
+                    message: format!(
+                        "relation \"{name}\" does not exist{}",
+                        did_you_mean(name, names.iter().map(|t| t.name.as_str()))
+                    ),
+                };
+            }
+            let code = if message.contains("oerc")
+                || message.contains("No function matches")
+                || message.contains("Cannot infer common")
+                || message.contains("not supported for")
+            {
+                SqlState::UNDEFINED_FUNCTION
+            } else if message.contains("GROUP BY") || message.contains("aggregate") {
+                SqlState::GROUPING_ERROR
+            } else {
+                SqlState::SYNTAX_ERROR_OR_ACCESS_RULE
+            };
+            Error::invalid(code, message)
+        }
+        DataFusionError::NotImplemented(what) => Error::Unsupported(what.clone()),
+        DataFusionError::Execution(_) if message.to_lowercase().contains("divide by zero") => {
+            division_by_zero()
+        }
+        DataFusionError::Execution(_) | DataFusionError::ResourcesExhausted(_) => {
+            Error::invalid(SqlState::DATA_EXCEPTION, message)
+        }
+        _ => Error::Internal(e.to_string()),
+    }
+}
+
+fn map_arrow(e: datafusion::arrow::error::ArrowError) -> Error {
+    use datafusion::arrow::error::ArrowError;
+    match e {
+        ArrowError::DivideByZero => division_by_zero(),
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+            Error::invalid(SqlState::INVALID_TEXT_REPRESENTATION, m)
+        }
+        ArrowError::ArithmeticOverflow(m) => {
+            Error::invalid(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, m)
+        }
+        ArrowError::ComputeError(m) if m.contains("verflow") => {
+            Error::invalid(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, m)
+        }
+        ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
+            Ok(engine) => *engine,
+            Err(other) => Error::invalid(SqlState::DATA_EXCEPTION, other.to_string()),
+        },
+        other => Error::invalid(SqlState::DATA_EXCEPTION, other.to_string()),
+    }
+}
+
+fn division_by_zero() -> Error {
+    Error::invalid(SqlState::DIVISION_BY_ZERO, "division by zero")
+}
+
+/// The table name of DataFusion's "table 'omen.public.x' not found".
+fn missing_table(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("table '")?;
+    let name = rest.strip_suffix("' not found")?;
+    Some(name.rsplit('.').next().unwrap_or(name))
+}

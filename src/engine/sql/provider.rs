@@ -1,0 +1,478 @@
+//! Tables as DataFusion sees them: a [`TableProvider`] per table that reads
+//! through the statement's transaction, and a [`SchemaProvider`] that finds
+//! tables in the engine's catalog.
+//!
+//! Filters on primary key columns become key lookups and key range reads and
+//! are reported to DataFusion as exact, so it does not filter those rows again:
+//!
+//! ```text
+//!   WHERE a = 1 AND b IN (2, 3) AND c > 10      primary key (a, b, c)
+//!     -> [1,2,10] .. [1,2,+inf]  and  [1,3,10] .. [1,3,+inf]   (c > 10 excludes 10)
+//! ```
+//!
+//! Equalities and IN lists fix leading key columns; one range (<, <=, >, >=,
+//! BETWEEN) may follow on the next column. Filters on later key columns, or
+//! with literals of another type than the column's, stay with DataFusion.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{SchemaProvider, Session as PlannerSession, TableProvider};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::Mutex;
+
+use super::convert;
+use crate::engine::catalog::{Catalog, Table};
+use crate::engine::error::{Error, Result};
+use crate::engine::session::{successor, SharedTxn};
+use crate::engine::types::Value;
+
+/// Rows per batch handed to DataFusion.
+const BATCH_ROWS: usize = 8192;
+/// Past this many point prefixes (IN lists multiplied out), a filter is left
+/// to DataFusion rather than turned into lookups.
+const MAX_POINTS: usize = 1024;
+
+/// The tables of the `public` schema, read through the transaction of the
+/// statement being planned.
+pub struct Tables {
+    catalog: Arc<Catalog>,
+    /// The transaction of the statement being planned, set by the session.
+    pub txn: Arc<Mutex<Option<SharedTxn>>>,
+}
+
+impl Tables {
+    pub fn new(catalog: Arc<Catalog>) -> Tables {
+        Tables {
+            catalog,
+            txn: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl fmt::Debug for Tables {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tables")
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for Tables {
+    fn table_names(&self) -> Vec<String> {
+        self.catalog
+            .tables()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Ok(table) = self.catalog.table(name) else {
+            return Ok(None);
+        };
+        let Some(txn) = self.txn.lock().clone() else {
+            return Err(DataFusionError::Internal(
+                "a table was read outside a statement".into(),
+            ));
+        };
+        Ok(Some(Arc::new(TableScan::new(table, txn))))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.catalog.table(name).is_ok()
+    }
+}
+
+/// One table, read through one transaction.
+pub struct TableScan {
+    table: Arc<Table>,
+    schema: SchemaRef,
+    txn: SharedTxn,
+}
+
+impl TableScan {
+    pub fn new(table: Arc<Table>, txn: SharedTxn) -> TableScan {
+        let schema = convert::table_schema(&table);
+        TableScan { table, schema, txn }
+    }
+}
+
+impl fmt::Debug for TableScan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TableScan({})", self.table.name)
+    }
+}
+
+#[async_trait]
+impl TableProvider for TableScan {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
+        let owned: Vec<Expr> = filters.iter().map(|f| (*f).clone()).collect();
+        let used = KeyRanges::plan(&self.table, &owned).used;
+        Ok(used
+            .into_iter()
+            .map(|u| {
+                if u {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn PlannerSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let ranges = KeyRanges::plan(&self.table, filters);
+        let rows = ranges.read(&self.table, &self.txn, limit)?;
+        let mut batches = Vec::with_capacity(rows.len().div_ceil(BATCH_ROWS));
+        for chunk in rows.chunks(BATCH_ROWS) {
+            batches.push(convert::rows_to_batch(
+                &self.schema,
+                chunk,
+                projection.map(|p| p.as_slice()),
+            )?);
+        }
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            projected,
+            None,
+        )?)
+    }
+}
+
+/// What the key filters of a scan allow: the byte ranges to read, and which
+/// filters those ranges enforce exactly.
+pub struct KeyRanges {
+    /// Half-open ranges of storage keys, or single keys to get.
+    ranges: Vec<Read>,
+    /// For each filter, whether the ranges enforce it.
+    pub used: Vec<bool>,
+}
+
+enum Read {
+    Get(Vec<u8>),
+    Scan(Vec<u8>, Vec<u8>),
+}
+
+/// What the filters say about one key column.
+#[derive(Default)]
+struct ColumnFilter {
+    /// Values it must equal one of (None: any).
+    points: Option<Vec<Value>>,
+    lower: Option<Bound<Value>>,
+    upper: Option<Bound<Value>>,
+    filters: Vec<usize>,
+}
+
+impl KeyRanges {
+    /// The ranges for `filters` over `table`'s primary key.
+    pub fn plan(table: &Table, filters: &[Expr]) -> KeyRanges {
+        let key = table.primary_key_indices();
+        let mut columns: Vec<ColumnFilter> = key.iter().map(|_| ColumnFilter::default()).collect();
+        for (i, filter) in filters.iter().enumerate() {
+            if let Some((position, constraint)) = key_constraint(table, &key, filter) {
+                columns[position].add(constraint, i);
+            }
+        }
+        let mut used = vec![false; filters.len()];
+        let mut prefixes: Vec<Vec<Value>> = vec![Vec::new()];
+        let mut range = None;
+        for column in columns {
+            if let Some(points) = column.points {
+                let points: Vec<Value> = points
+                    .into_iter()
+                    .filter(|p| column_admits(&column.lower, &column.upper, p))
+                    .collect();
+                if prefixes.len() * points.len().max(1) > MAX_POINTS {
+                    break;
+                }
+                prefixes = prefixes
+                    .iter()
+                    .flat_map(|prefix| {
+                        points.iter().map(move |p| {
+                            let mut next = prefix.clone();
+                            next.push(p.clone());
+                            next
+                        })
+                    })
+                    .collect();
+                column.filters.iter().for_each(|&f| used[f] = true);
+                continue;
+            }
+            if column.lower.is_some() || column.upper.is_some() {
+                range = Some((column.lower, column.upper));
+                column.filters.iter().for_each(|&f| used[f] = true);
+            }
+            break;
+        }
+        let full_key = prefixes.first().is_some_and(|p| p.len() == key.len());
+        let mut ranges = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let Ok(start) = table.key_prefix_of(&prefix) else {
+                // A value the key encoding refuses: leave every filter to DataFusion.
+                return KeyRanges::everything(table, filters.len());
+            };
+            if full_key {
+                ranges.push(Read::Get(start));
+                continue;
+            }
+            let end = if prefix.is_empty() {
+                table.key_end()
+            } else {
+                successor(start.clone())
+            };
+            let Some((lower, upper)) = &range else {
+                ranges.push(Read::Scan(start, end));
+                continue;
+            };
+            let encode = |v: &Value| {
+                let mut k = prefix.clone();
+                k.push(v.clone());
+                table.key_prefix_of(&k)
+            };
+            let from = match lower {
+                Some(Bound::Included(v)) => encode(v),
+                Some(Bound::Excluded(v)) => encode(v).map(successor),
+                _ => Ok(start),
+            };
+            let to = match upper {
+                Some(Bound::Included(v)) => encode(v).map(successor),
+                Some(Bound::Excluded(v)) => encode(v),
+                _ => Ok(end),
+            };
+            match (from, to) {
+                (Ok(from), Ok(to)) if from < to => ranges.push(Read::Scan(from, to)),
+                (Ok(_), Ok(_)) => {}
+                _ => return KeyRanges::everything(table, filters.len()),
+            }
+        }
+        KeyRanges { ranges, used }
+    }
+
+    fn everything(table: &Table, filters: usize) -> KeyRanges {
+        KeyRanges {
+            ranges: vec![Read::Scan(table.key_prefix(), table.key_end())],
+            used: vec![false; filters],
+        }
+    }
+
+    /// The rows in the ranges, in key order, at most `limit` of them.
+    pub fn read(
+        &self,
+        table: &Table,
+        txn: &SharedTxn,
+        limit: Option<usize>,
+    ) -> Result<Vec<Vec<Value>>> {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut rows = Vec::new();
+        let mut txn = txn.lock();
+        for read in &self.ranges {
+            if rows.len() >= limit {
+                break;
+            }
+            match read {
+                Read::Get(key) => {
+                    if let Some(bytes) = txn.get(key)? {
+                        rows.push(table.decode_row(&bytes)?);
+                    }
+                }
+                Read::Scan(from, to) => {
+                    for entry in txn.scan(from, Some(to)) {
+                        rows.push(table.decode_row(&entry?.1)?);
+                        if rows.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+enum Constraint {
+    Points(Vec<Value>),
+    Lower(Bound<Value>),
+    Upper(Bound<Value>),
+    Between(Value, Value),
+}
+
+impl ColumnFilter {
+    fn add(&mut self, constraint: Constraint, filter: usize) {
+        self.filters.push(filter);
+        match constraint {
+            Constraint::Points(mut values) => {
+                if let Some(existing) = &self.points {
+                    values.retain(|v| existing.contains(v));
+                }
+                values.sort_by(|a, b| a.sql_cmp(b).unwrap_or(Ordering::Equal));
+                values.dedup();
+                self.points = Some(values);
+            }
+            Constraint::Lower(b) => {
+                self.lower = Some(tighter(self.lower.take(), b, Ordering::Greater))
+            }
+            Constraint::Upper(b) => {
+                self.upper = Some(tighter(self.upper.take(), b, Ordering::Less))
+            }
+            Constraint::Between(low, high) => {
+                self.add(Constraint::Lower(Bound::Included(low)), filter);
+                self.add(Constraint::Upper(Bound::Included(high)), filter);
+                self.filters.pop();
+                self.filters.pop();
+            }
+        }
+    }
+}
+
+/// The stricter of two bounds on one side; `stricter` is the ordering a
+/// stricter bound's value has against the other's.
+fn tighter(current: Option<Bound<Value>>, new: Bound<Value>, stricter: Ordering) -> Bound<Value> {
+    let Some(current) = current else {
+        return new;
+    };
+    let value = |b: &Bound<Value>| match b {
+        Bound::Included(v) | Bound::Excluded(v) => Some(v.clone()),
+        Bound::Unbounded => None,
+    };
+    match (value(&current), value(&new)) {
+        (Some(a), Some(b)) => match b.sql_cmp(&a) {
+            Some(o) if o == stricter => new,
+            Some(Ordering::Equal) if matches!(new, Bound::Excluded(_)) => new,
+            _ => current,
+        },
+        (None, _) => new,
+        (_, None) => current,
+    }
+}
+
+fn column_admits(lower: &Option<Bound<Value>>, upper: &Option<Bound<Value>>, v: &Value) -> bool {
+    let above = match lower {
+        Some(Bound::Included(l)) => v.sql_cmp(l) != Some(Ordering::Less),
+        Some(Bound::Excluded(l)) => v.sql_cmp(l) == Some(Ordering::Greater),
+        _ => true,
+    };
+    let below = match upper {
+        Some(Bound::Included(u)) => v.sql_cmp(u) != Some(Ordering::Greater),
+        Some(Bound::Excluded(u)) => v.sql_cmp(u) == Some(Ordering::Less),
+        _ => true,
+    };
+    above && below
+}
+
+/// The key column a filter constrains (its position in the key) and how,
+/// when the filter is one omen can enforce by key ranges exactly.
+fn key_constraint(table: &Table, key: &[usize], filter: &Expr) -> Option<(usize, Constraint)> {
+    let column_position = |e: &Expr| -> Option<usize> {
+        let Expr::Column(c) = e else { return None };
+        let index = table.columns.iter().position(|col| col.name == c.name)?;
+        key.iter().position(|k| *k == index)
+    };
+    let literal = |e: &Expr, position: usize| -> Option<Value> {
+        let Expr::Literal(scalar, _) = e else {
+            return None;
+        };
+        key_value(table, key[position], scalar)
+    };
+    match filter {
+        // DataFusion turns short IN lists into ORs of equalities.
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let (p, Constraint::Points(mut a)) = key_constraint(table, key, left)? else {
+                return None;
+            };
+            let (q, Constraint::Points(b)) = key_constraint(table, key, right)? else {
+                return None;
+            };
+            (p == q).then(|| {
+                a.extend(b);
+                (p, Constraint::Points(a))
+            })
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (position, value, op) = match (column_position(left), column_position(right)) {
+                (Some(p), None) => (p, literal(right, p)?, *op),
+                (None, Some(p)) => (p, literal(left, p)?, op.swap()?),
+                _ => return None,
+            };
+            let constraint = match op {
+                Operator::Eq => Constraint::Points(vec![value]),
+                Operator::Lt => Constraint::Upper(Bound::Excluded(value)),
+                Operator::LtEq => Constraint::Upper(Bound::Included(value)),
+                Operator::Gt => Constraint::Lower(Bound::Excluded(value)),
+                Operator::GtEq => Constraint::Lower(Bound::Included(value)),
+                _ => return None,
+            };
+            Some((position, constraint))
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => {
+            let position = column_position(expr)?;
+            let (low, high) = (literal(low, position)?, literal(high, position)?);
+            Some((position, Constraint::Between(low, high)))
+        }
+        Expr::InList(list) if !list.negated => {
+            let position = column_position(&list.expr)?;
+            let values = list
+                .list
+                .iter()
+                .map(|e| literal(e, position))
+                .collect::<Option<Vec<_>>>()?;
+            Some((position, Constraint::Points(values)))
+        }
+        _ => None,
+    }
+}
+
+/// A literal as a value of key column `index`, when it has exactly that
+/// column's type and is not NULL (a NULL comparison matches nothing, which
+/// DataFusion handles).
+fn key_value(table: &Table, index: usize, scalar: &ScalarValue) -> Option<Value> {
+    let column = &table.columns[index];
+    if scalar.is_null() || scalar.data_type() != convert::arrow_type(column.data_type) {
+        return None;
+    }
+    let array = scalar.to_array().ok()?;
+    convert::value_at(array.as_ref(), 0).ok()
+}
+
+impl From<Error> for DataFusionError {
+    fn from(e: Error) -> DataFusionError {
+        DataFusionError::External(Box::new(e))
+    }
+}

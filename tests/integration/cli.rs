@@ -1,0 +1,200 @@
+//! The `omen repl` binary's contract: -c, -f, standard input, exit codes,
+//! stdout for rows and stderr for errors, output formats, persistence across
+//! processes.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn omen(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omen"))
+        .arg("repl")
+        .arg(dir)
+        .args(args)
+        .env_remove("OMEN_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("omen starts");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("omen finishes")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("utf-8 stderr")
+}
+
+const SETUP: &str = "CREATE TABLE t (id INT PRIMARY KEY, name TEXT, score DOUBLE PRECISION); \
+                     INSERT INTO t VALUES (1, 'ann', 1.5), (2, NULL, -2);";
+
+pub fn commands_run_in_order_and_rows_go_to_stdout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = omen(
+        dir.path(),
+        &["-c", SETUP, "-c", "SELECT id, name FROM t ORDER BY id"],
+        None,
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("CREATE TABLE"), "{text}");
+    assert!(text.contains("INSERT 0 2"), "{text}");
+    assert!(text.contains("|  1 | ann  |"), "{text}");
+    assert!(text.contains("|  2 | NULL |"), "{text}");
+    assert!(text.contains("(2 rows)"), "{text}");
+    assert_eq!(stderr(&out), "");
+}
+
+pub fn file_and_stdin_scripts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("setup.sql");
+    std::fs::write(
+        &script,
+        format!("-- a comment; with a semicolon\n{SETUP}\n"),
+    )
+    .expect("write");
+    let data = dir.path().join("data");
+    let data = data.as_path();
+    let out = omen(data, &["-f", script.to_str().expect("utf-8 path")], None);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let out = omen(
+        data,
+        &["--format", "csv"],
+        Some("SELECT id, name\n  FROM t\n  ORDER BY id;\n"),
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "id,name\n1,ann\n2,\n");
+}
+
+pub fn data_written_by_one_process_is_read_by_another() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = omen(dir.path(), &["-c", SETUP], None);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let out = omen(
+        dir.path(),
+        &[
+            "-c",
+            "UPDATE t SET name = 'bo' WHERE id = 2; DELETE FROM t WHERE id = 1",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let out = omen(
+        dir.path(),
+        &["--format", "ndjson", "-c", "SELECT * FROM t"],
+        None,
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "{\"id\":2,\"name\":\"bo\",\"score\":-2.0}\n");
+}
+
+pub fn errors_stop_the_script_and_exit_non_zero() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = omen(
+        dir.path(),
+        &[],
+        Some(&format!(
+            "{SETUP}\nINSERT INTO t VALUES (1, 'dup', 0);\nINSERT INTO t VALUES (3, 'c', 0);\n"
+        )),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("duplicate key value"), "{err}");
+    assert!(err.contains("SQLSTATE: 23505"), "{err}");
+    assert!(!stdout(&out).contains("ERROR"));
+    let count = omen(
+        dir.path(),
+        &["--format", "csv", "-c", "SELECT count(*) AS n FROM t"],
+        None,
+    );
+    assert_eq!(
+        stdout(&count),
+        "n\n2\n",
+        "the statement after the error must not run"
+    );
+
+    let out = omen(
+        dir.path(),
+        &[
+            "--continue-on-error",
+            "-c",
+            "SELECT * FROM nope; INSERT INTO t VALUES (3, 'c', 0)",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("SQLSTATE: 42P01"));
+    let count = omen(
+        dir.path(),
+        &["--format", "csv", "-c", "SELECT count(*) AS n FROM t"],
+        None,
+    );
+    assert_eq!(
+        stdout(&count),
+        "n\n3\n",
+        "--continue-on-error runs the rest"
+    );
+
+    let out = omen(dir.path(), &["-c", "SELECT 'unterminated"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("SQLSTATE: 42601"), "{}", stderr(&out));
+}
+
+pub fn output_formats() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    assert!(omen(dir.path(), &["-c", SETUP], None).status.success());
+    let query = "SELECT id, name, score FROM t ORDER BY id";
+    let run = |format: &str| {
+        let out = omen(dir.path(), &["--format", format, "-c", query], None);
+        assert!(out.status.success(), "stderr: {}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(run("csv"), "id,name,score\n1,ann,1.5\n2,,-2\n");
+    assert_eq!(
+        run("ndjson"),
+        "{\"id\":1,\"name\":\"ann\",\"score\":1.5}\n{\"id\":2,\"name\":null,\"score\":-2.0}\n"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run("json")).expect("valid JSON");
+    assert_eq!(json[0]["name"], "ann");
+    assert_eq!(json[1]["name"], serde_json::Value::Null);
+    assert_eq!(
+        run("markdown"),
+        "| id | name | score |\n|----|------|-------|\n|  1 | ann  |   1.5 |\n|  2 | NULL |    -2 |\n"
+    );
+    let table = run("table");
+    assert!(table.contains("| id | name | score |"), "{table}");
+    assert!(table.ends_with("(2 rows)\n"), "{table}");
+}
+
+pub fn data_dir_flag_and_environment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("via-env");
+    let out = Command::new(env!("CARGO_BIN_EXE_omen"))
+        .args(["repl", "-c", "CREATE TABLE x (id INT PRIMARY KEY)"])
+        .env("OMEN_DATA_DIR", &data)
+        .output()
+        .expect("omen runs");
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_omen"))
+        .args([
+            "repl",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n FROM x",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("OMEN_DATA_DIR")
+        .output()
+        .expect("omen runs");
+    assert_eq!(stdout(&out), "n\n0\n", "stderr: {}", stderr(&out));
+}

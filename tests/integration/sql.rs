@@ -1,0 +1,168 @@
+//! SQL through `Session::execute`: the fast path against the general path,
+//! key filters pushed down to key reads, multi-statement text.
+
+use omen::engine::sql::format;
+use omen::{Database, Options, Output, Session};
+
+/// An output as comparable text: the command tag, column names and rows.
+fn render(result: &omen::Result<Vec<Output>>) -> String {
+    match result {
+        Err(e) => format!("ERROR {} {e}", e.sqlstate()),
+        Ok(outputs) => outputs
+            .iter()
+            .map(|output| match output {
+                Output::Rows(rows) => {
+                    let mut text = format!("{output}\n");
+                    for field in rows.schema.fields() {
+                        text.push_str(&format!("{}:{} ", field.name(), field.data_type()));
+                    }
+                    for batch in &rows.batches {
+                        for r in 0..batch.num_rows() {
+                            text.push('\n');
+                            for c in batch.columns() {
+                                let value = format::text(c.as_ref(), r);
+                                text.push_str(&format!("{} ", value.as_deref().unwrap_or("NULL")));
+                            }
+                        }
+                    }
+                    text
+                }
+                command => command.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+fn session() -> Session {
+    Database::open_in_memory(Options::default())
+        .expect("in-memory database")
+        .session()
+}
+
+/// Statements that qualify for the fast path, and near misses that do not,
+/// with the errors both paths must report alike.
+const CORPUS: &[&str] = &[
+    "CREATE TABLE t (id INT PRIMARY KEY, name TEXT NOT NULL, score DOUBLE PRECISION, \
+     n NUMERIC(8,2) DEFAULT 1.5, d DATE, small SMALLINT)",
+    "CREATE TABLE c (a BIGINT, b TEXT, v INT, PRIMARY KEY (a, b))",
+    "INSERT INTO t VALUES (1, 'one', 1.5, 2.25, '2024-01-01', 1)",
+    "INSERT INTO t (id, name) VALUES (2, 'two')",
+    "INSERT INTO t (name, id, score) VALUES ('three', 3, -7)",
+    "INSERT INTO t VALUES (4, 'four', 4, 4.999, '2024-02-30', 4)",
+    "INSERT INTO t VALUES (4, 'four', 4, 4.5, '2024-02-28', 4)",
+    "INSERT INTO t VALUES (5, NULL, 1, 1, NULL, 1)",
+    "INSERT INTO t VALUES (6, 'six', 'x', 1, NULL, 1)",
+    "INSERT INTO t VALUES (7, 'seven', 1, 1, NULL, 70000)",
+    "INSERT INTO t VALUES (8, 'eight', 1, 1, NULL, 2.5)",
+    "INSERT INTO t VALUES (9, 'nine', 1, 1, NULL, true)",
+    "INSERT INTO t VALUES (10, 'ten')",
+    "INSERT INTO t (id, nope) VALUES (11, 1)",
+    "INSERT INTO t VALUES (12, 'twelve', 1e3, -0.5, '2024-03-01', -3)",
+    "INSERT INTO missing VALUES (1)",
+    "INSERT INTO c VALUES (1, 'x', 10)",
+    "INSERT INTO c VALUES (1, 'y', 20)",
+    "INSERT INTO c VALUES (1, 'x', 30)",
+    "SELECT * FROM t WHERE id = 1",
+    "SELECT name, id FROM t WHERE id = 2",
+    "SELECT * FROM t WHERE id = 99",
+    "SELECT * FROM t WHERE 3 = id",
+    "SELECT * FROM t WHERE id = 100000000000",
+    "SELECT score FROM t WHERE id = 4",
+    "SELECT * FROM t WHERE id = 1 AND name = 'one'",
+    "SELECT nope FROM t WHERE id = 1",
+    "SELECT * FROM c WHERE a = 1 AND b = 'y'",
+    "SELECT v FROM c WHERE b = 'x' AND a = 1",
+    "SELECT * FROM c WHERE a = 1",
+    "UPDATE t SET score = 9.5 WHERE id = 1",
+    "UPDATE t SET name = 'TWO', n = 3 WHERE id = 2",
+    "UPDATE t SET name = NULL WHERE id = 3",
+    "UPDATE t SET small = 99999 WHERE id = 3",
+    "UPDATE t SET score = 1 WHERE id = 98",
+    "UPDATE t SET nope = 1 WHERE id = 1",
+    "UPDATE c SET v = 11 WHERE a = 1 AND b = 'x'",
+    "DELETE FROM t WHERE id = 4",
+    "DELETE FROM t WHERE id = 4",
+    "DELETE FROM c WHERE a = 1 AND b = 'y'",
+    "SELECT * FROM t",
+    "SELECT * FROM c",
+    "BEGIN",
+    "INSERT INTO t VALUES (20, 'twenty', 0, 0, NULL, 0)",
+    "SELECT * FROM t WHERE id = 20",
+    "INSERT INTO t VALUES (20, 'again', 0, 0, NULL, 0)",
+    "SELECT * FROM t WHERE id = 20",
+    "ROLLBACK",
+    "SELECT * FROM t WHERE id = 20",
+];
+
+pub fn fast_path_gives_the_general_paths_results_and_errors() {
+    let mut fast = session();
+    let mut general = session();
+    general.set_fast_path(false);
+    for sql in CORPUS {
+        let a = render(&fast.execute(sql));
+        let b = render(&general.execute(sql));
+        assert_eq!(a, b, "the two paths differ on: {sql}");
+    }
+    assert!(
+        fast.fast_path_statements() >= 20,
+        "the corpus must exercise the fast path, took it {} times",
+        fast.fast_path_statements()
+    );
+    assert_eq!(general.fast_path_statements(), 0);
+}
+
+fn plan(session: &mut Session, sql: &str) -> String {
+    render(&session.execute(&format!("EXPLAIN {sql}")))
+}
+
+pub fn key_filters_are_pushed_down_exactly() {
+    let mut s = session();
+    s.execute(
+        "CREATE TABLE k (a INT, b INT, v INT, PRIMARY KEY (a, b)); \
+         INSERT INTO k SELECT x / 10, x % 10, x FROM generate_series(0, 99) AS g(x)",
+    )
+    .expect("setup");
+    for (sql, pushed) in [
+        ("SELECT v FROM k WHERE a = 3", true),
+        (
+            "SELECT v FROM k WHERE a IN (1, 3) AND b BETWEEN 2 AND 4",
+            true,
+        ),
+        ("SELECT v FROM k WHERE a > 7", true),
+        ("SELECT v FROM k WHERE a = 2 AND b < 3", true),
+        ("SELECT v FROM k WHERE b = 3", false),
+        ("SELECT v FROM k WHERE v = 3", false),
+    ] {
+        let plan = plan(&mut s, sql);
+        assert_eq!(!plan.contains("FilterExec"), pushed, "{sql}:\n{plan}");
+    }
+    let rows = |s: &mut Session, sql: &str| render(&s.execute(sql));
+    assert_eq!(
+        rows(&mut s, "SELECT v FROM k WHERE a IN (1, 3) AND b BETWEEN 2 AND 4 ORDER BY v"),
+        rows(&mut s, "SELECT v FROM k WHERE (v / 10 = 1 OR v / 10 = 3) AND v % 10 >= 2 AND v % 10 <= 4 ORDER BY v")
+    );
+    assert_eq!(
+        rows(
+            &mut s,
+            "SELECT count(*) FROM k WHERE a > 7 AND a <= 8 AND b >= 5"
+        ),
+        "SELECT 1\ncount(*):Int64 \n5 "
+    );
+}
+
+pub fn several_statements_in_one_text() {
+    let mut s = session();
+    let outputs = s
+        .execute("CREATE TABLE m (id INT PRIMARY KEY); INSERT INTO m VALUES (1), (2); SELECT count(*) FROM m;")
+        .expect("runs");
+    let tags: Vec<String> = outputs.iter().map(|o| o.to_string()).collect();
+    assert_eq!(tags, ["CREATE TABLE", "INSERT 0 2", "SELECT 1"]);
+    // A failing statement stops the text; those before it keep their effect.
+    let err = s
+        .execute("INSERT INTO m VALUES (3); INSERT INTO m VALUES (1); INSERT INTO m VALUES (4)")
+        .expect_err("duplicate key");
+    assert_eq!(err.sqlstate().code(), "23505");
+    let count = render(&s.execute("SELECT count(*) AS n FROM m"));
+    assert!(count.ends_with("\n3 "), "{count}");
+}
