@@ -407,22 +407,21 @@ fn key_of(table: &Table, selection: &Expr) -> Option<Vec<Value>> {
 /// equality of the column's values: integers and floats against numeric
 /// columns (when they fit), strings against text and time columns.
 fn key_literal(data_type: DataType, scalar: &ScalarValue) -> Option<Value> {
-    let fits = match (scalar, data_type) {
+    let fits = matches!(
+        (scalar, data_type),
         (
             ScalarValue::Int64(_),
             DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Float64,
-        ) => true,
-        (ScalarValue::Float64(_), DataType::Float64) => true,
-        (
-            ScalarValue::Utf8(_),
-            DataType::Text
-            | DataType::Varchar(_)
-            | DataType::Date
-            | DataType::Timestamp
-            | DataType::TimestampTz,
-        ) => true,
-        _ => false,
-    };
+        ) | (ScalarValue::Float64(_), DataType::Float64)
+            | (
+                ScalarValue::Utf8(_),
+                DataType::Text
+                    | DataType::Varchar(_)
+                    | DataType::Date
+                    | DataType::Timestamp
+                    | DataType::TimestampTz,
+            )
+    );
     if !fits {
         return None;
     }
