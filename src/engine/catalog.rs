@@ -108,12 +108,6 @@ impl Table {
                 "a table needs at least one column",
             ));
         }
-        if primary_key.is_empty() {
-            return Err(Error::invalid(
-                SqlState::INVALID_TABLE_DEFINITION,
-                format!("table \"{name}\" needs a PRIMARY KEY"),
-            ));
-        }
         let mut table = Table {
             id,
             name: name.to_string(),
@@ -214,9 +208,30 @@ impl Table {
         (self.id as u64 + 1).to_be_bytes()[4..].to_vec()
     }
 
+    /// Whether rows are keyed by a hidden row id, the table having no primary key.
+    pub fn has_row_ids(&self) -> bool {
+        self.primary_key.is_empty()
+    }
+
+    /// The storage key of the row with hidden row id `id` (tables without a primary key).
+    pub fn row_id_key(&self, id: i64) -> Vec<u8> {
+        let mut out = self.key_prefix();
+        keycode::encode_value(&Value::Int64(id), &mut out).expect("bigints always encode");
+        out
+    }
+
     /// The storage key of the row whose primary key is `key`.
     pub fn key(&self, key: &[Value]) -> Result<Vec<u8>> {
         let indices = self.primary_key_indices();
+        if indices.is_empty() {
+            return Err(Error::invalid(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!(
+                    "table \"{}\" has no primary key to address rows by",
+                    self.name
+                ),
+            ));
+        }
         if key.len() != indices.len() {
             return Err(Error::invalid(
                 SqlState::INVALID_PARAMETER_VALUE,

@@ -40,6 +40,11 @@ pub(super) struct Shared {
     pub directories: Arc<Directories>,
     /// Serialises schema changes, which read the catalog before committing.
     pub ddl: Mutex<()>,
+    /// The next hidden row id for tables without a primary key. Ids start at
+    /// the open time (or past the newest commit) in microseconds times 1024,
+    /// so ids given out before a restart stay below those given out after it
+    /// unless a process inserted more than 1024 rows per microsecond.
+    pub row_ids: std::sync::atomic::AtomicI64,
     /// Runs DataFusion's query execution, which is async.
     pub runtime: tokio::runtime::Runtime,
     path: Option<PathBuf>,
@@ -89,7 +94,12 @@ impl Database {
             .enable_all()
             .build()
             .map_err(|e| super::Error::io("starting the query runtime", e))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let first_row_id = (now.max(mvcc.horizon().visible() + 1) as i64).saturating_mul(1024);
         let shared = Shared {
+            row_ids: std::sync::atomic::AtomicI64::new(first_row_id),
             mvcc,
             catalog,
             directories,

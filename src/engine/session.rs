@@ -213,17 +213,8 @@ impl Session {
     /// Inserts a full row; fails with 23505 if its primary key exists.
     pub fn insert(&mut self, table: &str, row: Vec<Value>) -> Result<()> {
         let table = self.table(table)?;
-        self.statement(|open| {
-            let row = table.check_row(row)?;
-            let key = table.row_key(&row)?;
-            if open.txn.lock().get(&key)?.is_some() {
-                return Err(duplicate_key(&table, &row));
-            }
-            let value = table.encode_row(&row)?;
-            open.txn.lock().put(&key, value, WriteKind::Insert)?;
-            open.tables.insert(table.id);
-            Ok(())
-        })
+        let shared = self.shared.clone();
+        self.statement(|open| insert_row(&shared, open, &table, row))
     }
 
     /// The row with primary key `key`, if any.
@@ -411,6 +402,34 @@ impl Session {
     }
 }
 
+/// Inserts a row after checking it; 23505 when its primary key holds a row
+/// already. A table without a primary key gives the row a new hidden row id.
+pub(super) fn insert_row(
+    shared: &Shared,
+    open: &mut Open,
+    table: &Table,
+    row: Vec<Value>,
+) -> Result<()> {
+    let row = table.check_row(row)?;
+    let value = table.encode_row(&row)?;
+    let mut txn = open.txn.lock();
+    if table.has_row_ids() {
+        let id = shared
+            .row_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        txn.put(&table.row_id_key(id), value, WriteKind::Insert)?;
+    } else {
+        let key = table.row_key(&row)?;
+        if txn.get(&key)?.is_some() {
+            return Err(duplicate_key(table, &row));
+        }
+        txn.put(&key, value, WriteKind::Insert)?;
+    }
+    drop(txn);
+    open.tables.insert(table.id);
+    Ok(())
+}
+
 /// Commits a transaction after checking, in commit order, that the tables it
 /// wrote still exist.
 pub(super) fn commit(catalog: &Arc<Catalog>, mut open: Open) -> Result<()> {
@@ -440,7 +459,7 @@ fn no_transaction() -> Error {
     }
 }
 
-pub(super) fn duplicate_key(table: &Table, row: &[Value]) -> Error {
+fn duplicate_key(table: &Table, row: &[Value]) -> Error {
     let indices = table.primary_key_indices();
     let names: Vec<_> = indices
         .iter()

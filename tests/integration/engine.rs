@@ -322,7 +322,13 @@ pub fn ddl_errors() {
     assert!(!s
         .create_table("test", cols(), &["id".to_string()], true)
         .unwrap());
-    assert_sqlstate(s.create_table("nokey", cols(), &[], false), "42P16");
+    // A table without a primary key keys rows by hidden row ids: equal rows
+    // are allowed, and there is no key to address a row by.
+    assert!(s.create_table("nokey", cols(), &[], false).unwrap());
+    s.insert("nokey", vec![Value::Int32(1)]).unwrap();
+    s.insert("nokey", vec![Value::Int32(1)]).unwrap();
+    assert_eq!(s.scan_all("nokey").unwrap().len(), 2);
+    assert_sqlstate(s.get("nokey", &[]), "22023");
     assert_sqlstate(
         s.create_table("badkey", cols(), &["nope".to_string()], false),
         "42703",
@@ -433,4 +439,21 @@ pub fn gc_respects_retention_window() {
         20,
         "versions within the retention window stay"
     );
+}
+
+/// Rows of a table without a primary key written before a restart are not
+/// overwritten by rows written after it (their hidden row ids stay unique).
+pub fn row_ids_stay_unique_across_reopen() {
+    let t = TestDb::new();
+    let mut s = t.db.session();
+    s.execute("CREATE TABLE events (kind TEXT); INSERT INTO events VALUES ('a'), ('b')")
+        .unwrap();
+    drop(s);
+    let t = t.reopen();
+    let mut s = t.db.session();
+    s.execute("INSERT INTO events VALUES ('c'), ('a')").unwrap();
+    let rows = s.scan_all("events").unwrap();
+    let mut kinds: Vec<String> = rows.iter().map(|r| r[0].to_string()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["a", "a", "b", "c"]);
 }

@@ -67,6 +67,7 @@ fn main() {
         concurrent_drop_fails_writer,
         gc_removes_invisible_versions_only,
         gc_respects_retention_window,
+        row_ids_stay_unique_across_reopen,
     ));
     trials.extend(tests!(directory:
         every_directory_gives_the_same_answers,

@@ -63,12 +63,6 @@ pub fn create_table(
     if key.len() > 1 && create.columns.iter().filter(|c| is_primary(c)).count() > 1 {
         return Err(multiple_keys(&name));
     }
-    if key.is_empty() {
-        return Err(Error::invalid(
-            SqlState::INVALID_TABLE_DEFINITION,
-            format!("table \"{name}\" needs a PRIMARY KEY: omen stores rows in primary key order"),
-        ));
-    }
     Ok((name, columns, key))
 }
 

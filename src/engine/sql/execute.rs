@@ -24,10 +24,11 @@ use datafusion::sql::sqlparser::parser::Parser;
 use super::convert;
 use super::ddl;
 use super::planner::{Planner, Rows};
+use super::provider::KEY_COLUMN;
 use crate::engine::catalog::Table;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::mvcc::{IsolationLevel, WriteKind};
-use crate::engine::session::{duplicate_key, Open, Session};
+use crate::engine::session::{insert_row, Session};
 use crate::engine::types::{DataType, Value};
 
 /// What one statement produced.
@@ -311,7 +312,7 @@ impl Session {
                     for (array, &c) in arrays.iter().zip(&targets) {
                         row[c] = convert::value_at(array.as_ref(), r)?;
                     }
-                    insert_row(open, &table, row)?;
+                    insert_row(&shared, open, &table, row)?;
                     count += 1;
                 }
             }
@@ -347,13 +348,9 @@ impl Session {
             }
             new_values[index] = Some(assignment.value.to_string());
         }
-        let key = table.primary_key_indices();
-        // Aliases keep the old key columns and the new values apart when an
-        // expression repeats a column.
-        let items: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(n, &i)| format!("{} AS \"old {n}\"", quote(&table.columns[i].name)))
+        // The row's storage key first, then the whole new row; aliases keep
+        // the values apart when an expression repeats a column.
+        let items: Vec<String> = std::iter::once(quote(KEY_COLUMN))
             .chain(
                 new_values
                     .iter()
@@ -371,24 +368,27 @@ impl Session {
         let count = self.statement(|open| {
             let rows = shared
                 .runtime
-                .block_on(planner.query(Some(&open.txn), query))?;
+                .block_on(planner.query_keyed(&open.txn, query, table.id))?;
             let mut moved = Vec::new();
             let mut count = 0;
             for batch in &rows.batches {
-                let arrays = batch.columns()[key.len()..]
+                let arrays = batch.columns()[1..]
                     .iter()
                     .zip(&table.columns)
                     .map(|(array, column)| assign(array, column.data_type, &column.name))
                     .collect::<Result<Vec<_>>>()?;
                 for r in 0..batch.num_rows() {
-                    let old_key = key_values(&batch.columns()[..key.len()], r)?;
+                    let old = stored_key(batch.column(0), r)?;
                     let row = arrays
                         .iter()
                         .map(|a| convert::value_at(a.as_ref(), r))
                         .collect::<Result<Vec<_>>>()?;
                     let row = table.check_row(row)?;
-                    let old = table.key(&old_key)?;
-                    let new = table.row_key(&row)?;
+                    let new = if table.has_row_ids() {
+                        old.clone()
+                    } else {
+                        table.row_key(&row)?
+                    };
                     if old == new {
                         let bytes = table.encode_row(&row)?;
                         open.txn.lock().put(&new, bytes, WriteKind::Overwrite)?;
@@ -402,7 +402,7 @@ impl Session {
                 }
             }
             for row in moved {
-                insert_row(open, &table, row)?;
+                insert_row(&shared, open, &table, row)?;
             }
             open.tables.insert(table.id);
             Ok(count)
@@ -423,20 +423,21 @@ impl Session {
             return Err(Error::Unsupported("DELETE from several tables".into()));
         };
         let table = self.table(&target_table(target)?)?;
-        let key = table.primary_key_indices();
-        let items: Vec<String> = key.iter().map(|&i| quote(&table.columns[i].name)).collect();
-        let query = select(&items, &target.to_string(), delete.selection.as_ref())?;
+        let query = select(
+            &[quote(KEY_COLUMN)],
+            &target.to_string(),
+            delete.selection.as_ref(),
+        )?;
         let planner = self.planner()?;
         let shared = self.shared.clone();
         let count = self.statement(|open| {
             let rows = shared
                 .runtime
-                .block_on(planner.query(Some(&open.txn), query))?;
+                .block_on(planner.query_keyed(&open.txn, query, table.id))?;
             let mut count = 0;
             for batch in &rows.batches {
                 for r in 0..batch.num_rows() {
-                    let key = table.key(&key_values(batch.columns(), r)?)?;
-                    open.txn.lock().delete(&key)?;
+                    open.txn.lock().delete(&stored_key(batch.column(0), r)?)?;
                     count += 1;
                 }
             }
@@ -496,19 +497,6 @@ impl Session {
     }
 }
 
-/// Inserts a checked row; 23505 when its key holds a row already.
-pub(super) fn insert_row(open: &mut Open, table: &Table, row: Vec<Value>) -> Result<()> {
-    let row = table.check_row(row)?;
-    let key = table.row_key(&row)?;
-    let mut txn = open.txn.lock();
-    if txn.get(&key)?.is_some() {
-        return Err(duplicate_key(table, &row));
-    }
-    txn.put(&key, table.encode_row(&row)?, WriteKind::Insert)?;
-    open.tables.insert(table.id);
-    Ok(())
-}
-
 /// The positions of the columns an INSERT names (all, in order, when it names none).
 fn insert_targets(table: &Table, columns: &[ObjectName]) -> Result<Vec<usize>> {
     if columns.is_empty() {
@@ -566,12 +554,12 @@ fn select(items: &[String], relation: &str, selection: Option<&ast::Expr>) -> Re
     Ok(parse(&sql)?.remove(0))
 }
 
-/// The key values at row `r` of key columns read straight from the table.
-fn key_values(columns: &[ArrayRef], r: usize) -> Result<Vec<Value>> {
-    columns
-        .iter()
-        .map(|c| convert::value_at(c.as_ref(), r))
-        .collect()
+/// The storage key at row `r` of a [`KEY_COLUMN`].
+fn stored_key(column: &ArrayRef, r: usize) -> Result<Vec<u8>> {
+    match convert::value_at(column.as_ref(), r)? {
+        Value::Bytes(key) => Ok(key),
+        other => Err(Error::Internal(format!("a row key read as {other}"))),
+    }
 }
 
 /// A computed column cast to a table column's type, as PostgreSQL's

@@ -23,12 +23,12 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::convert;
-use super::execute::{assign, ident, insert_row, table_name, Output};
+use super::execute::{assign, ident, table_name, Output};
 use super::planner::Rows;
 use crate::engine::catalog::Table;
 use crate::engine::error::Result;
 use crate::engine::mvcc::WriteKind;
-use crate::engine::session::Session;
+use crate::engine::session::{insert_row, Session};
 use crate::engine::types::{DataType, Value};
 
 impl Session {
@@ -100,6 +100,7 @@ impl Session {
         if targets.len() != scalars.len() {
             return Ok(None);
         }
+        let shared = self.shared.clone();
         self.statement(|open| {
             let mut row: Vec<Value> = table
                 .columns
@@ -109,7 +110,7 @@ impl Session {
             for (scalar, &c) in scalars.iter().zip(&targets) {
                 row[c] = value_for(&table, c, scalar)?;
             }
-            insert_row(open, &table, row)
+            insert_row(&shared, open, &table, row)
         })?;
         Ok(Some(Output::Command {
             tag: "INSERT",

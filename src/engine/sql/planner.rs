@@ -93,7 +93,28 @@ impl Planner {
 
     /// Plans and runs a query, reading tables through `txn`.
     pub async fn query(&self, txn: Option<&SharedTxn>, query: ast::Statement) -> Result<Rows> {
-        let _lend = Lend::new(&self.tables, txn);
+        self.run(txn, query, None).await
+    }
+
+    /// Plans and runs a query in which table `keyed` has one more column,
+    /// [`KEY_COLUMN`](super::provider::KEY_COLUMN): each row's storage key, for
+    /// the UPDATE or DELETE that reads those rows.
+    pub async fn query_keyed(
+        &self,
+        txn: &SharedTxn,
+        query: ast::Statement,
+        keyed: u32,
+    ) -> Result<Rows> {
+        self.run(Some(txn), query, Some(keyed)).await
+    }
+
+    async fn run(
+        &self,
+        txn: Option<&SharedTxn>,
+        query: ast::Statement,
+        keyed: Option<u32>,
+    ) -> Result<Rows> {
+        let _lend = Lend::new(&self.tables, txn, keyed);
         let state = self.ctx.state();
         let run = async {
             let plan = state
@@ -114,8 +135,9 @@ struct Lend<'a> {
 }
 
 impl<'a> Lend<'a> {
-    fn new(tables: &'a Tables, txn: Option<&SharedTxn>) -> Lend<'a> {
+    fn new(tables: &'a Tables, txn: Option<&SharedTxn>, keyed: Option<u32>) -> Lend<'a> {
         *tables.txn.lock() = txn.cloned();
+        *tables.keyed.lock() = keyed;
         Lend { tables }
     }
 }
@@ -123,6 +145,7 @@ impl<'a> Lend<'a> {
 impl Drop for Lend<'_> {
     fn drop(&mut self) {
         *self.tables.txn.lock() = None;
+        *self.tables.keyed.lock() = None;
     }
 }
 

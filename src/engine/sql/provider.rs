@@ -35,6 +35,9 @@ use crate::engine::error::{Error, Result};
 use crate::engine::session::{successor, SharedTxn};
 use crate::engine::types::Value;
 
+/// The column an UPDATE or DELETE reads its target rows' storage keys from.
+pub const KEY_COLUMN: &str = "__omen_key";
+
 /// Rows per batch handed to DataFusion.
 const BATCH_ROWS: usize = 8192;
 /// Past this many point prefixes (IN lists multiplied out), a filter is left
@@ -47,6 +50,8 @@ pub struct Tables {
     catalog: Arc<Catalog>,
     /// The transaction of the statement being planned, set by the session.
     pub txn: Arc<Mutex<Option<SharedTxn>>>,
+    /// The table whose scans add [`KEY_COLUMN`] in this statement.
+    pub keyed: Mutex<Option<u32>>,
 }
 
 impl Tables {
@@ -54,6 +59,7 @@ impl Tables {
         Tables {
             catalog,
             txn: Arc::new(Mutex::new(None)),
+            keyed: Mutex::new(None),
         }
     }
 }
@@ -83,7 +89,8 @@ impl SchemaProvider for Tables {
                 "a table was read outside a statement".into(),
             ));
         };
-        Ok(Some(Arc::new(TableScan::new(table, txn))))
+        let with_keys = *self.keyed.lock() == Some(table.id);
+        Ok(Some(Arc::new(TableScan::new(table, txn, with_keys))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -96,12 +103,28 @@ pub struct TableScan {
     table: Arc<Table>,
     schema: SchemaRef,
     txn: SharedTxn,
+    /// Whether rows end with their storage key, as [`KEY_COLUMN`].
+    with_keys: bool,
 }
 
 impl TableScan {
-    pub fn new(table: Arc<Table>, txn: SharedTxn) -> TableScan {
-        let schema = convert::table_schema(&table);
-        TableScan { table, schema, txn }
+    pub fn new(table: Arc<Table>, txn: SharedTxn, with_keys: bool) -> TableScan {
+        let mut schema = convert::table_schema(&table);
+        if with_keys {
+            let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+            fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+                KEY_COLUMN,
+                datafusion::arrow::datatypes::DataType::Binary,
+                false,
+            )));
+            schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        }
+        TableScan {
+            table,
+            schema,
+            txn,
+            with_keys,
+        }
     }
 }
 
@@ -147,7 +170,7 @@ impl TableProvider for TableScan {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
         let ranges = KeyRanges::plan(&self.table, filters);
-        let rows = ranges.read(&self.table, &self.txn, limit)?;
+        let rows = ranges.read(&self.table, &self.txn, limit, self.with_keys)?;
         let mut batches = Vec::with_capacity(rows.len().div_ceil(BATCH_ROWS));
         for chunk in rows.chunks(BATCH_ROWS) {
             batches.push(convert::rows_to_batch(
@@ -233,7 +256,7 @@ impl KeyRanges {
             }
             break;
         }
-        let full_key = prefixes.first().is_some_and(|p| p.len() == key.len());
+        let full_key = !key.is_empty() && prefixes.first().is_some_and(|p| p.len() == key.len());
         let mut ranges = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {
             let Ok(start) = table.key_prefix_of(&prefix) else {
@@ -284,13 +307,22 @@ impl KeyRanges {
         }
     }
 
-    /// The rows in the ranges, in key order, at most `limit` of them.
+    /// The rows in the ranges, in key order, at most `limit` of them; with
+    /// `keys`, each ends with its storage key.
     pub fn read(
         &self,
         table: &Table,
         txn: &SharedTxn,
         limit: Option<usize>,
+        keys: bool,
     ) -> Result<Vec<Vec<Value>>> {
+        let decode = |key: &[u8], bytes: &[u8]| -> Result<Vec<Value>> {
+            let mut row = table.decode_row(bytes)?;
+            if keys {
+                row.push(Value::Bytes(key.to_vec()));
+            }
+            Ok(row)
+        };
         let limit = limit.unwrap_or(usize::MAX);
         let mut rows = Vec::new();
         let mut txn = txn.lock();
@@ -301,12 +333,13 @@ impl KeyRanges {
             match read {
                 Read::Get(key) => {
                     if let Some(bytes) = txn.get(key)? {
-                        rows.push(table.decode_row(&bytes)?);
+                        rows.push(decode(key, &bytes)?);
                     }
                 }
                 Read::Scan(from, to) => {
                     for entry in txn.scan(from, Some(to)) {
-                        rows.push(table.decode_row(&entry?.1)?);
+                        let (key, bytes) = entry?;
+                        rows.push(decode(&key, &bytes)?);
                         if rows.len() >= limit {
                             break;
                         }
