@@ -79,6 +79,7 @@ fn main() {
         fast_path_gives_the_general_paths_results_and_errors,
         key_filters_are_pushed_down_exactly,
         several_statements_in_one_text,
+        concurrent_sql_transactions_conflict_with_40001,
     ));
     trials.extend(tests!(cli:
         commands_run_in_order_and_rows_go_to_stdout,

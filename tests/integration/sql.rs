@@ -166,3 +166,56 @@ pub fn several_statements_in_one_text() {
     let count = render(&s.execute("SELECT count(*) AS n FROM m"));
     assert!(count.ends_with("\n3 "), "{count}");
 }
+
+fn assert_code(result: omen::Result<Vec<Output>>, code: &str) {
+    match result {
+        Err(e) => assert_eq!(e.sqlstate().code(), code, "{e}"),
+        Ok(outputs) => panic!("expected SQLSTATE {code}, got {}", render(&Ok(outputs))),
+    }
+}
+
+/// Two sessions through SQL: a write-write conflict at REPEATABLE READ and a
+/// write skew at SERIALIZABLE each fail one transaction with 40001.
+pub fn concurrent_sql_transactions_conflict_with_40001() {
+    let db = Database::open_in_memory(Options::default()).expect("in-memory database");
+    let (mut a, mut b) = (db.session(), db.session());
+    a.execute(
+        "CREATE TABLE doctors (name TEXT PRIMARY KEY, on_call BOOLEAN); \
+               INSERT INTO doctors VALUES ('alice', true), ('bob', true)",
+    )
+    .expect("setup");
+
+    a.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .expect("begin");
+    b.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .expect("begin");
+    a.execute("UPDATE doctors SET on_call = false WHERE name = 'alice'")
+        .expect("a writes");
+    a.execute("COMMIT").expect("a commits");
+    assert_code(
+        b.execute("UPDATE doctors SET on_call = false WHERE name = 'alice'"),
+        "40001",
+    );
+    b.execute("ROLLBACK").expect("rollback");
+    a.execute("UPDATE doctors SET on_call = true")
+        .expect("reset");
+
+    // Write skew: each checks that someone else is on call, then leaves.
+    for s in [&mut a, &mut b] {
+        s.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+            .expect("begin");
+        let count = render(&s.execute("SELECT count(*) FROM doctors WHERE on_call"));
+        assert!(count.ends_with("\n2 "), "{count}");
+    }
+    a.execute("UPDATE doctors SET on_call = false WHERE name = 'alice'")
+        .expect("a writes");
+    b.execute("UPDATE doctors SET on_call = false WHERE name = 'bob'")
+        .expect("b writes");
+    a.execute("COMMIT").expect("the first to commit wins");
+    assert_code(b.execute("COMMIT"), "40001");
+    let on_call = render(&a.execute("SELECT count(*) FROM doctors WHERE on_call"));
+    assert!(
+        on_call.ends_with("\n1 "),
+        "someone stays on call: {on_call}"
+    );
+}

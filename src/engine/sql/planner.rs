@@ -14,6 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::execution::context::SessionContext;
+use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
@@ -115,14 +116,16 @@ impl Planner {
         keyed: Option<u32>,
     ) -> Result<Rows> {
         let _lend = Lend::new(&self.tables, txn, keyed);
+        // One copy of the session state per statement (it also fixes now()
+        // for the statement), used to plan and to run.
         let state = self.ctx.state();
         let run = async {
             let plan = state
                 .statement_to_plan(DfStatement::Statement(Box::new(query)))
                 .await?;
-            let frame = self.ctx.execute_logical_plan(plan).await?;
-            let schema = frame.schema().inner().clone();
-            let batches = frame.collect().await?;
+            let physical = state.create_physical_plan(&plan).await?;
+            let schema = physical.schema();
+            let batches = collect(physical, state.task_ctx()).await?;
             Ok::<_, DataFusionError>(Rows { schema, batches })
         };
         run.await.map_err(|e| map_error(e, &self.catalog))
