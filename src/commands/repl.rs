@@ -16,14 +16,9 @@ pub struct Args {
     /// The data directory (created when missing).
     #[arg(value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// The data directory, as a flag.
-    #[arg(
-        long,
-        env = "OMEN_DATA_DIR",
-        default_value = "omen-data",
-        conflicts_with = "dir"
-    )]
-    data_dir: PathBuf,
+    /// The data directory, as a flag (default: omen-data; a DIR argument wins).
+    #[arg(long, env = "OMEN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Run these SQL statements and exit (repeatable; runs before -f).
     #[arg(short = 'c', long = "command", value_name = "SQL")]
     commands: Vec<String>,
@@ -44,7 +39,10 @@ pub struct Args {
 /// Opens the database and runs the shell; exits with 1 when a statement
 /// failed (its error is printed already).
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = args.dir.unwrap_or(args.data_dir);
+    let dir = args
+        .dir
+        .or(args.data_dir)
+        .unwrap_or_else(|| PathBuf::from("omen-data"));
     let db = Database::open(&dir, Options::default())
         .with_context(|| format!("opening the database in {}", dir.display()))?;
     let on_error = if args.continue_on_error {

@@ -197,4 +197,14 @@ pub fn data_dir_flag_and_environment() {
         .output()
         .expect("omen runs");
     assert_eq!(stdout(&out), "n\n0\n", "stderr: {}", stderr(&out));
+    // A DIR argument wins over OMEN_DATA_DIR.
+    let other = dir.path().join("positional");
+    let out = Command::new(env!("CARGO_BIN_EXE_omen"))
+        .args(["repl", "-c", "CREATE TABLE y (id INT PRIMARY KEY)"])
+        .arg(&other)
+        .env("OMEN_DATA_DIR", &data)
+        .output()
+        .expect("omen runs");
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert!(other.join("CURRENT").exists(), "the database is in DIR");
 }
