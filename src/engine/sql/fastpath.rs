@@ -358,6 +358,21 @@ fn number(text: &str, negative: bool) -> Option<ScalarValue> {
 /// A literal stored into column `c`, through the general path's assignment cast.
 fn value_for(table: &Table, c: usize, scalar: &ScalarValue) -> Result<Value> {
     let column = &table.columns[c];
+    // Literals that fit their column unchanged skip Arrow; the result is the
+    // one the cast gives. Anything else, errors included, takes the cast.
+    let direct = match (scalar, column.data_type) {
+        (ScalarValue::Null, _) => Some(Value::Null),
+        (ScalarValue::Int64(Some(v)), DataType::Int64) => Some(Value::Int64(*v)),
+        (ScalarValue::Int64(Some(v)), DataType::Int32) => i32::try_from(*v).ok().map(Value::Int32),
+        (ScalarValue::Int64(Some(v)), DataType::Int16) => i16::try_from(*v).ok().map(Value::Int16),
+        (ScalarValue::Float64(Some(v)), DataType::Float64) => Some(Value::Float64(*v)),
+        (ScalarValue::Utf8(Some(v)), DataType::Text) => Some(Value::Text(v.clone())),
+        (ScalarValue::Boolean(Some(v)), DataType::Bool) => Some(Value::Bool(*v)),
+        _ => None,
+    };
+    if let Some(value) = direct {
+        return Ok(value);
+    }
     let array = scalar
         .to_array()
         .map_err(|e| crate::engine::Error::Internal(e.to_string()))?;
