@@ -208,6 +208,15 @@ impl Table {
         (self.id as u64 + 1).to_be_bytes()[4..].to_vec()
     }
 
+    /// A row of every column's default (NULL where there is none), which an
+    /// INSERT fills in with the values it names.
+    pub fn default_row(&self) -> Vec<Value> {
+        self.columns
+            .iter()
+            .map(|c| c.default.clone().unwrap_or(Value::Null))
+            .collect()
+    }
+
     /// Whether rows are keyed by a hidden row id, the table having no primary key.
     pub fn has_row_ids(&self) -> bool {
         self.primary_key.is_empty()

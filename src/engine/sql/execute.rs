@@ -304,11 +304,7 @@ impl Session {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 for r in 0..batch.num_rows() {
-                    let mut row: Vec<Value> = table
-                        .columns
-                        .iter()
-                        .map(|c| c.default.clone().unwrap_or(Value::Null))
-                        .collect();
+                    let mut row = table.default_row();
                     for (array, &c) in arrays.iter().zip(&targets) {
                         row[c] = convert::value_at(array.as_ref(), r)?;
                     }

@@ -102,11 +102,7 @@ impl Session {
         }
         let shared = self.shared.clone();
         self.statement(|open| {
-            let mut row: Vec<Value> = table
-                .columns
-                .iter()
-                .map(|c| c.default.clone().unwrap_or(Value::Null))
-                .collect();
+            let mut row = table.default_row();
             for (scalar, &c) in scalars.iter().zip(&targets) {
                 row[c] = value_for(&table, c, scalar)?;
             }
