@@ -391,7 +391,7 @@ impl Session {
         Ok(())
     }
 
-    fn refuse_in_transaction(&self, what: &str) -> Result<()> {
+    pub(super) fn refuse_in_transaction(&self, what: &str) -> Result<()> {
         if self.txn.is_some() {
             return Err(Error::TransactionState {
                 code: SqlState::ACTIVE_SQL_TRANSACTION,

@@ -181,21 +181,18 @@ pub fn cast_to(array: &ArrayRef, data_type: DataType) -> Result<ArrayRef> {
     if array.data_type() == &target {
         return Ok(array.clone());
     }
-    if data_type == DataType::Interval
-        && matches!(
-            array.data_type(),
-            ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
-        )
-    {
-        return intervals_from_text(array);
-    }
-    if data_type == DataType::Bytes
-        && matches!(
-            array.data_type(),
-            ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
-        )
-    {
-        return bytes_from_text(array);
+    let from_text = matches!(
+        array.data_type(),
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
+    );
+    match data_type {
+        DataType::Interval if from_text => {
+            return parse_text(array, data_type, |s| parse_interval(s).map(Value::Interval))
+        }
+        DataType::Bytes if from_text => {
+            return parse_text(array, data_type, |s| parse_bytea(s).map(Value::Bytes))
+        }
+        _ => {}
     }
     if matches!(array.data_type(), ArrowType::Float32 | ArrowType::Float64)
         && matches!(
@@ -218,30 +215,36 @@ pub fn cast_to(array: &ArrayRef, data_type: DataType) -> Result<ArrayRef> {
     cast_with_options(array, &target, &strict()).map_err(|e| cast_error(e, data_type))
 }
 
-/// Text in PostgreSQL's bytea input syntax: `\\x` and hex digits, or the
-/// escape form where `\\\\` is a backslash and `\\nnn` an octal byte.
-fn bytes_from_text(array: &ArrayRef) -> Result<ArrayRef> {
+/// Text values read by PostgreSQL's input syntax for `data_type`, where
+/// Arrow's cast lacks it; a value that does not parse is 22P02.
+fn parse_text(
+    array: &ArrayRef,
+    data_type: DataType,
+    parse: fn(&str) -> Option<Value>,
+) -> Result<ArrayRef> {
     let text = cast_with_options(array, &ArrowType::Utf8, &strict())
-        .map_err(|e| cast_error(e, DataType::Bytes))?;
+        .map_err(|e| cast_error(e, data_type))?;
     let text = text
         .as_any()
         .downcast_ref::<StringArray>()
         .expect("cast to Utf8");
-    let mut b = BinaryBuilder::with_capacity(text.len(), text.len() * 8);
-    for value in text.iter() {
-        match value {
-            None => b.append_null(),
-            Some(s) => b.append_value(parse_bytea(s).ok_or_else(|| {
+    let rows = text
+        .iter()
+        .map(|value| match value {
+            None => Ok(vec![Value::Null]),
+            Some(s) => parse(s).map(|v| vec![v]).ok_or_else(|| {
                 Error::invalid(
                     SqlState::INVALID_TEXT_REPRESENTATION,
-                    format!("invalid input syntax for type bytea: \"{s}\""),
+                    format!("invalid input syntax for type {data_type}: \"{s}\""),
                 )
-            })?),
-        }
-    }
-    Ok(Arc::new(b.finish()))
+            }),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    column_array(&arrow_type(data_type), &rows, 0)
 }
 
+/// PostgreSQL's bytea input syntax: `\\x` and hex digits, or the escape
+/// form where `\\\\` is a backslash and `\\nnn` an octal byte.
 fn parse_bytea(s: &str) -> Option<Vec<u8>> {
     if let Some(hex) = s.strip_prefix("\\x") {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
@@ -272,34 +275,9 @@ fn parse_bytea(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Text in PostgreSQL's interval syntax (`1 day 02:00:00`, `3 mons`,
-/// `-1 year 2 hours`, `1:30`) as intervals; Arrow's parser lacks the clock part.
-fn intervals_from_text(array: &ArrayRef) -> Result<ArrayRef> {
-    let text = cast_with_options(array, &ArrowType::Utf8, &strict())
-        .map_err(|e| cast_error(e, DataType::Interval))?;
-    let text = text
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8");
-    let mut b = IntervalMonthDayNanoBuilder::with_capacity(text.len());
-    for value in text.iter() {
-        match value {
-            None => b.append_null(),
-            Some(s) => {
-                let i = parse_interval(s).ok_or_else(|| {
-                    Error::invalid(
-                        SqlState::INVALID_TEXT_REPRESENTATION,
-                        format!("invalid input syntax for type interval: \"{s}\""),
-                    )
-                })?;
-                b.append_value(IntervalMonthDayNano::new(i.months, i.days, i.micros * 1000));
-            }
-        }
-    }
-    Ok(Arc::new(b.finish()))
-}
-
-/// Parses `[N unit]... [[+-]H:M[:S[.f]]] [ago]`.
+/// PostgreSQL's interval syntax (`1 day 02:00:00`, `3 mons`, `-1 year 2 hours`,
+/// `1:30`), which Arrow's parser lacks the clock part of:
+/// `[N unit]... [[+-]H:M[:S[.f]]] [ago]`.
 pub fn parse_interval(s: &str) -> Option<Interval> {
     let mut out = Interval::default();
     let words: Vec<&str> = s.split_whitespace().collect();

@@ -88,6 +88,15 @@ pub fn ident(ident: &ast::Ident) -> String {
     }
 }
 
+/// The column a possibly qualified name (`c`, `t.c`) refers to.
+pub fn column_name(name: &ObjectName) -> Result<String> {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident)
+        .ok_or_else(|| Error::Unsupported(format!("the column name {name}")))
+}
+
 /// The table an object name refers to (`t`, `public.t` or `omen.public.t`).
 pub fn table_name(name: &ObjectName) -> Result<String> {
     let parts: Vec<String> = name
@@ -163,7 +172,7 @@ impl Session {
                 names,
                 ..
             } => {
-                self.refuse_in_transaction_sql("DROP TABLE")?;
+                self.refuse_in_transaction("DROP TABLE")?;
                 if !if_exists {
                     // Every table must exist before any is dropped.
                     for name in &names {
@@ -329,12 +338,7 @@ impl Session {
             let AssignmentTarget::ColumnName(name) = &assignment.target else {
                 return Err(Error::Unsupported("assigning to a tuple of columns".into()));
             };
-            let column = name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .map(ident)
-                .ok_or_else(|| Error::Unsupported(format!("the column name {name}")))?;
+            let column = column_name(name)?;
             let index = table.column_index(&column)?;
             if new_values[index].is_some() {
                 return Err(Error::invalid(
@@ -481,16 +485,6 @@ impl Session {
         self.set_setting(&name, &value)?;
         Ok(Output::command("SET"))
     }
-
-    fn refuse_in_transaction_sql(&self, what: &str) -> Result<()> {
-        if self.in_transaction() {
-            return Err(Error::TransactionState {
-                code: SqlState::ACTIVE_SQL_TRANSACTION,
-                message: format!("{what} cannot run inside a transaction block"),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// The positions of the columns an INSERT names (all, in order, when it names none).
@@ -500,12 +494,7 @@ fn insert_targets(table: &Table, columns: &[ObjectName]) -> Result<Vec<usize>> {
     }
     let mut targets = Vec::with_capacity(columns.len());
     for name in columns {
-        let column = name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(ident)
-            .ok_or_else(|| Error::Unsupported(format!("the column name {name}")))?;
+        let column = column_name(name)?;
         let index = table.column_index(&column)?;
         if targets.contains(&index) {
             return Err(Error::AlreadyExists {

@@ -23,7 +23,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::convert;
-use super::execute::{assign, ident, table_name, Output};
+use super::execute::{assign, column_name, ident, table_name, Output};
 use super::planner::Rows;
 use crate::engine::catalog::Table;
 use crate::engine::error::Result;
@@ -86,7 +86,7 @@ impl Session {
         };
         let mut targets = Vec::with_capacity(insert.columns.len());
         for column in &insert.columns {
-            let Some(index) = column_of(&table, column.0.last().and_then(|p| p.as_ident())) else {
+            let Some(index) = column_name(column).ok().and_then(|n| column_of(&table, &n)) else {
                 return Ok(None);
             };
             if targets.contains(&index) {
@@ -157,7 +157,7 @@ impl Session {
                     columns.extend(0..table.columns.len())
                 }
                 SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
-                    match column_of(&table, Some(id)) {
+                    match column_of(&table, &ident(id)) {
                         Some(c) => columns.push(c),
                         None => return Ok(None),
                     }
@@ -201,7 +201,7 @@ impl Session {
             let AssignmentTarget::ColumnName(name) = &assignment.target else {
                 return Ok(None);
             };
-            let Some(c) = column_of(&table, name.0.last().and_then(|p| p.as_ident())) else {
+            let Some(c) = column_name(name).ok().and_then(|n| column_of(&table, &n)) else {
                 return Ok(None);
             };
             let Some(scalar) = literal(&assignment.value) else {
@@ -303,8 +303,7 @@ fn plain_query(query: &ast::Query) -> bool {
         && query.pipe_operators.is_empty()
 }
 
-fn column_of(table: &Table, name: Option<&ast::Ident>) -> Option<usize> {
-    let name = ident(name?);
+fn column_of(table: &Table, name: &str) -> Option<usize> {
     table.columns.iter().position(|c| c.name == name)
 }
 
@@ -402,7 +401,7 @@ fn key_of(table: &Table, selection: &Expr) -> Option<Vec<Value>> {
                     (Expr::Identifier(id), value) | (value, Expr::Identifier(id)) => (id, value),
                     _ => return None,
                 };
-                let c = column_of(table, Some(id))?;
+                let c = column_of(table, &ident(id))?;
                 let position = key_columns.iter().position(|k| *k == c)?;
                 let value = key_literal(table.columns[c].data_type, &literal(value)?)?;
                 if key[position].replace(value).is_some() {

@@ -49,7 +49,7 @@ const MAX_POINTS: usize = 1024;
 pub struct Tables {
     catalog: Arc<Catalog>,
     /// The transaction of the statement being planned, set by the session.
-    pub txn: Arc<Mutex<Option<SharedTxn>>>,
+    pub txn: Mutex<Option<SharedTxn>>,
     /// The table whose scans add [`KEY_COLUMN`] in this statement.
     pub keyed: Mutex<Option<u32>>,
 }
@@ -58,7 +58,7 @@ impl Tables {
     pub fn new(catalog: Arc<Catalog>) -> Tables {
         Tables {
             catalog,
-            txn: Arc::new(Mutex::new(None)),
+            txn: Mutex::new(None),
             keyed: Mutex::new(None),
         }
     }
@@ -148,8 +148,7 @@ impl TableProvider for TableScan {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
-        let owned: Vec<Expr> = filters.iter().map(|f| (*f).clone()).collect();
-        let used = KeyRanges::plan(&self.table, &owned).used;
+        let used = KeyRanges::plan(&self.table, filters).used;
         Ok(used
             .into_iter()
             .map(|u| {
@@ -169,7 +168,8 @@ impl TableProvider for TableScan {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-        let ranges = KeyRanges::plan(&self.table, filters);
+        let filters: Vec<&Expr> = filters.iter().collect();
+        let ranges = KeyRanges::plan(&self.table, &filters);
         let rows = ranges.read(&self.table, &self.txn, limit, self.with_keys)?;
         let mut batches = Vec::with_capacity(rows.len().div_ceil(BATCH_ROWS));
         for chunk in rows.chunks(BATCH_ROWS) {
@@ -217,7 +217,7 @@ struct ColumnFilter {
 
 impl KeyRanges {
     /// The ranges for `filters` over `table`'s primary key.
-    pub fn plan(table: &Table, filters: &[Expr]) -> KeyRanges {
+    pub fn plan(table: &Table, filters: &[&Expr]) -> KeyRanges {
         let key = table.primary_key_indices();
         let mut columns: Vec<ColumnFilter> = key.iter().map(|_| ColumnFilter::default()).collect();
         for (i, filter) in filters.iter().enumerate() {
