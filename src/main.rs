@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod repl;
+mod server;
 
 /// omen: a SQL database in one binary.
 #[derive(Parser)]
@@ -19,14 +20,24 @@ struct Cli {
 enum Command {
     /// An SQL shell: interactive on a terminal, or running -c, -f or standard input.
     Repl(commands::repl::Args),
+    /// Serve the database over the PostgreSQL wire protocol (psql, drivers, pgbench).
+    Serve(commands::serve::Args),
     /// Measure the engine: durable commit throughput beside the disk's fsync rate.
     Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("serve") {
+        if let Err(e) = commands::serve::load_config_file(&argv) {
+            eprintln!("omen: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Repl(args) => commands::repl::run(args),
+        Command::Serve(args) => commands::serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => commands::bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match outcome {

@@ -3,3 +3,4 @@
 
 pub mod bench;
 pub mod repl;
+pub mod serve;

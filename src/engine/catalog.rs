@@ -447,8 +447,30 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 const TABLE_KEY_PREFIX: &[u8] = b"table/";
 const NEXT_TABLE_ID_KEY: &[u8] = b"catalog.next_table_id";
+const ROLE_KEY_PREFIX: &[u8] = b"role/";
 
-/// Every table, by name and id.
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    *end.last_mut().expect("non-empty prefix") += 1;
+    end
+}
+
+/// A role: who may log in to the server, and with what password.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    /// Role name.
+    pub name: String,
+    /// Whether the role may create, change and drop roles.
+    pub superuser: bool,
+    /// Whether the role may log in.
+    pub login: bool,
+    /// The password's SCRAM-SHA-256 verifier in PostgreSQL's text form;
+    /// never the password. A role without one cannot log in with a password.
+    pub verifier: Option<String>,
+}
+
+/// Every table, by name and id, and every role.
 #[derive(Default)]
 pub struct Catalog {
     state: RwLock<State>,
@@ -459,6 +481,7 @@ struct State {
     by_name: HashMap<String, Arc<Table>>,
     by_id: HashMap<u32, Arc<Table>>,
     next_table_id: u32,
+    roles: BTreeMap<String, Arc<Role>>,
 }
 
 impl Catalog {
@@ -468,15 +491,27 @@ impl Catalog {
             next_table_id: 1,
             ..State::default()
         };
-        let mut end = TABLE_KEY_PREFIX.to_vec();
-        *end.last_mut().expect("non-empty") += 1;
-        for entry in storage.scan(Cf::Catalog, TABLE_KEY_PREFIX, Some(&end)) {
+        for entry in storage.scan(
+            Cf::Catalog,
+            TABLE_KEY_PREFIX,
+            Some(&prefix_end(TABLE_KEY_PREFIX)),
+        ) {
             let (_, value) = entry?;
             let table: Table = serde_json::from_slice(&value)
                 .map_err(|e| Error::Corruption(format!("table definition does not decode: {e}")))?;
             let table = Arc::new(table);
             state.by_id.insert(table.id, table.clone());
             state.by_name.insert(table.name.clone(), table);
+        }
+        for entry in storage.scan(
+            Cf::Catalog,
+            ROLE_KEY_PREFIX,
+            Some(&prefix_end(ROLE_KEY_PREFIX)),
+        ) {
+            let (_, value) = entry?;
+            let role: Role = serde_json::from_slice(&value)
+                .map_err(|e| Error::Corruption(format!("role does not decode: {e}")))?;
+            state.roles.insert(role.name.clone(), Arc::new(role));
         }
         if let Some(bytes) = storage.get(Cf::Meta, NEXT_TABLE_ID_KEY)? {
             state.next_table_id = u32::from_be_bytes(
@@ -554,6 +589,45 @@ impl Catalog {
         let table = Arc::new(table);
         state.by_id.insert(table.id, table.clone());
         state.by_name.insert(table.name.clone(), table);
+    }
+
+    /// The role called `name`.
+    pub fn role(&self, name: &str) -> Option<Arc<Role>> {
+        self.state.read().roles.get(name).cloned()
+    }
+
+    /// Every role, ordered by name.
+    pub fn roles(&self) -> Vec<Arc<Role>> {
+        self.state.read().roles.values().cloned().collect()
+    }
+
+    /// The catalog key of role `name`.
+    pub fn role_key(name: &str) -> Vec<u8> {
+        let mut key = ROLE_KEY_PREFIX.to_vec();
+        key.extend_from_slice(name.as_bytes());
+        key
+    }
+
+    /// The write that records `role`.
+    pub fn put_role(role: &Role) -> Result<WriteBatch> {
+        let value = serde_json::to_vec(role)
+            .map_err(|e| Error::Internal(format!("role does not encode: {e}")))?;
+        let mut batch = WriteBatch::new();
+        batch.put(Cf::Catalog, Self::role_key(&role.name), value);
+        Ok(batch)
+    }
+
+    /// Adds or replaces a role in memory (after it is durable).
+    pub fn install_role(&self, role: Role) {
+        self.state
+            .write()
+            .roles
+            .insert(role.name.clone(), Arc::new(role));
+    }
+
+    /// Removes a role from memory (after its removal is durable).
+    pub fn uninstall_role(&self, name: &str) {
+        self.state.write().roles.remove(name);
     }
 
     /// Removes a table from memory (after its removal is durable).

@@ -69,6 +69,28 @@ impl SqlState {
     pub const DATA_CORRUPTED: SqlState = SqlState("XX001");
     /// 58030: the operating system or storage failed an I/O.
     pub const IO_ERROR: SqlState = SqlState("58030");
+    /// 42501: the role lacks the privilege the statement needs.
+    pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState("42501");
+    /// 42710: an object (a role) by that name exists already.
+    pub const DUPLICATE_OBJECT: SqlState = SqlState("42710");
+    /// 28P01: wrong password, or no such role (the two are not told apart).
+    pub const INVALID_PASSWORD: SqlState = SqlState("28P01");
+    /// 22P04: COPY data that does not fit the table.
+    pub const BAD_COPY_FILE_FORMAT: SqlState = SqlState("22P04");
+    /// 08P01: a message the protocol does not allow here.
+    pub const PROTOCOL_VIOLATION: SqlState = SqlState("08P01");
+    /// 42P02: a `$n` without a parameter n.
+    pub const UNDEFINED_PARAMETER: SqlState = SqlState("42P02");
+    /// 22P03: a binary parameter that is not a value of its type.
+    pub const INVALID_BINARY_REPRESENTATION: SqlState = SqlState("22P03");
+    /// 22021: bytes that are not UTF-8.
+    pub const CHARACTER_NOT_IN_REPERTOIRE: SqlState = SqlState("22021");
+    /// 3D000: no database by that name.
+    pub const INVALID_CATALOG_NAME: SqlState = SqlState("3D000");
+    /// 55006: the object is in use (the current user cannot be dropped).
+    pub const OBJECT_IN_USE: SqlState = SqlState("55006");
+    /// 57014: the statement was cancelled.
+    pub const QUERY_CANCELED: SqlState = SqlState("57014");
     /// XX000: a bug in omen.
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 

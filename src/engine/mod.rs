@@ -11,6 +11,7 @@ pub mod encoding;
 mod error;
 pub mod index;
 pub mod mvcc;
+pub mod scram;
 mod session;
 pub mod sql;
 pub mod storage;

@@ -35,6 +35,8 @@ pub struct Session {
     pub(super) fast_path_enabled: bool,
     /// Statements the fast path ran.
     pub(super) fast_path_taken: u64,
+    /// The role a server connection logged in as; None in the local shell.
+    pub(super) user: Option<String>,
 }
 
 /// A transaction shared with the query plans of the statement that reads it.
@@ -80,6 +82,7 @@ impl Session {
             notices: Vec::new(),
             fast_path_enabled: true,
             fast_path_taken: 0,
+            user: None,
         }
     }
 
@@ -128,6 +131,15 @@ impl Session {
         let old = self.txn.take().expect("checked above");
         old.into_transaction().rollback();
         self.begin_with(isolation)
+    }
+
+    /// Marks an open transaction failed, as a failing statement does (for
+    /// failures outside the engine, such as a parameter that does not
+    /// decode). Outside a transaction it does nothing.
+    pub fn fail_transaction(&mut self) {
+        if let Some(open) = &mut self.txn {
+            open.aborted = true;
+        }
     }
 
     /// Whether the open transaction failed and awaits ROLLBACK.

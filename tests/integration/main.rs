@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod directory;
 mod engine;
+mod server;
 mod slt;
 mod sql;
 mod stress;
@@ -88,6 +89,18 @@ fn main() {
         errors_stop_the_script_and_exit_non_zero,
         output_formats,
         data_dir_flag_and_environment,
+    ));
+    trials.extend(tests!(server:
+        simple_protocol_and_transaction_status,
+        extended_protocol_parameters_and_binary_results,
+        concurrent_transactions_are_isolated,
+        scram_authentication_and_roles,
+        refuses_to_listen_beyond_loopback_without_authentication,
+        psql_over_tls_with_scram,
+        psql_script_stops_on_error,
+        bad_clients_do_not_disturb_others,
+        shutdown_is_clean_and_data_survives,
+        connection_limit,
     ));
     trials.extend(slt::trials());
     libtest_mimic::run(&args, trials).exit();

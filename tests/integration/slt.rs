@@ -88,13 +88,19 @@ pub fn trials() -> Vec<Trial> {
     files.sort();
     files
         .into_iter()
-        .map(|path| {
+        .flat_map(|path| {
             let name = path
                 .strip_prefix(&root)
                 .expect("under the corpus root")
                 .display()
                 .to_string();
-            Trial::test(format!("slt::{name}"), move || run_file(&path))
+            let wire = path.clone();
+            [
+                Trial::test(format!("slt::{name}"), move || run_file(&path)),
+                Trial::test(format!("slt_wire::{name}"), move || {
+                    super::server::run_slt_over_wire(&wire)
+                }),
+            ]
         })
         .collect()
 }

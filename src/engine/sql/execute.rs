@@ -47,7 +47,7 @@ pub enum Output {
 }
 
 impl Output {
-    fn command(tag: &'static str) -> Output {
+    pub(super) fn command(tag: &'static str) -> Output {
         Output::Command { tag, rows: None }
     }
 
@@ -76,7 +76,12 @@ impl fmt::Display for Output {
 
 /// Parses SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql)
+    let sql = if sql.len() < 4096 && sql.to_ascii_lowercase().contains("user") {
+        std::borrow::Cow::Owned(super::roles::user_as_role(sql))
+    } else {
+        std::borrow::Cow::Borrowed(sql)
+    };
+    Parser::parse_sql(&PostgreSqlDialect {}, &sql)
         .map_err(|e| Error::invalid(SqlState::SYNTAX_ERROR, format!("syntax error: {e}")))
 }
 
@@ -195,6 +200,15 @@ impl Session {
                 }
                 Ok(Output::command("ALTER TABLE"))
             }
+            Statement::Truncate(truncate) => self.truncate_sql(truncate),
+            Statement::CreateRole(create) => self.create_role_sql(create),
+            Statement::AlterRole { name, operation } => self.alter_role_sql(&name, operation),
+            Statement::Drop {
+                object_type: ast::ObjectType::Role | ast::ObjectType::User,
+                if_exists,
+                names,
+                ..
+            } => self.drop_role_sql(&names, if_exists),
             Statement::StartTransaction { modes, .. } => {
                 if self.in_transaction() {
                     self.notice("there is already a transaction in progress");
@@ -332,37 +346,7 @@ impl Session {
                 "UPDATE with FROM, RETURNING or LIMIT".into(),
             ));
         }
-        let table = self.table(&target_table(&update.table)?)?;
-        let mut new_values: Vec<Option<String>> = vec![None; table.columns.len()];
-        for assignment in &update.assignments {
-            let AssignmentTarget::ColumnName(name) = &assignment.target else {
-                return Err(Error::Unsupported("assigning to a tuple of columns".into()));
-            };
-            let column = column_name(name)?;
-            let index = table.column_index(&column)?;
-            if new_values[index].is_some() {
-                return Err(Error::invalid(
-                    SqlState::SYNTAX_ERROR,
-                    format!("multiple assignments to same column \"{column}\""),
-                ));
-            }
-            new_values[index] = Some(assignment.value.to_string());
-        }
-        // The row's storage key first, then the whole new row; aliases keep
-        // the values apart when an expression repeats a column.
-        let items: Vec<String> = std::iter::once(quote(KEY_COLUMN))
-            .chain(
-                new_values
-                    .iter()
-                    .zip(&table.columns)
-                    .enumerate()
-                    .map(|(n, (v, c))| {
-                        let value = v.clone().unwrap_or_else(|| quote(&c.name));
-                        format!("{value} AS \"new {n}\"")
-                    }),
-            )
-            .collect();
-        let query = select(&items, &update.table.to_string(), update.selection.as_ref())?;
+        let (table, query) = self.update_query(&update)?;
         let planner = self.planner()?;
         let shared = self.shared.clone();
         let count = self.statement(|open| {
@@ -410,7 +394,45 @@ impl Session {
         Ok(Output::count("UPDATE", count))
     }
 
-    fn delete_sql(&mut self, delete: ast::Delete) -> Result<Output> {
+    /// The query an UPDATE reads: each matching row's storage key, then the
+    /// whole new row.
+    pub(super) fn update_query(&self, update: &ast::Update) -> Result<(Arc<Table>, Statement)> {
+        let table = self.table(&target_table(&update.table)?)?;
+        let mut new_values: Vec<Option<String>> = vec![None; table.columns.len()];
+        for assignment in &update.assignments {
+            let AssignmentTarget::ColumnName(name) = &assignment.target else {
+                return Err(Error::Unsupported("assigning to a tuple of columns".into()));
+            };
+            let column = column_name(name)?;
+            let index = table.column_index(&column)?;
+            if new_values[index].is_some() {
+                return Err(Error::invalid(
+                    SqlState::SYNTAX_ERROR,
+                    format!("multiple assignments to same column \"{column}\""),
+                ));
+            }
+            new_values[index] = Some(assignment.value.to_string());
+        }
+        // The row's storage key first, then the whole new row; aliases keep
+        // the values apart when an expression repeats a column.
+        let items: Vec<String> = std::iter::once(quote(KEY_COLUMN))
+            .chain(
+                new_values
+                    .iter()
+                    .zip(&table.columns)
+                    .enumerate()
+                    .map(|(n, (v, c))| {
+                        let value = v.clone().unwrap_or_else(|| quote(&c.name));
+                        format!("{value} AS \"new {n}\"")
+                    }),
+            )
+            .collect();
+        let query = select(&items, &update.table.to_string(), update.selection.as_ref())?;
+        Ok((table, query))
+    }
+
+    /// The query a DELETE reads: each matching row's storage key.
+    pub(super) fn delete_query(&self, delete: &ast::Delete) -> Result<(Arc<Table>, Statement)> {
         if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
             return Err(Error::Unsupported(
                 "DELETE with USING, RETURNING or LIMIT".into(),
@@ -428,6 +450,11 @@ impl Session {
             &target.to_string(),
             delete.selection.as_ref(),
         )?;
+        Ok((table, query))
+    }
+
+    pub(super) fn delete_sql(&mut self, delete: ast::Delete) -> Result<Output> {
+        let (table, query) = self.delete_query(&delete)?;
         let planner = self.planner()?;
         let shared = self.shared.clone();
         let count = self.statement(|open| {
@@ -488,7 +515,7 @@ impl Session {
 }
 
 /// The positions of the columns an INSERT names (all, in order, when it names none).
-fn insert_targets(table: &Table, columns: &[ObjectName]) -> Result<Vec<usize>> {
+pub(super) fn insert_targets(table: &Table, columns: &[ObjectName]) -> Result<Vec<usize>> {
     if columns.is_empty() {
         return Ok((0..table.columns.len()).collect());
     }

@@ -12,17 +12,21 @@
 //!        statement's transaction, key filters pushed down (planner.rs, provider.rs)
 //! ```
 
+mod bulk;
 mod convert;
 mod ddl;
+mod describe;
 mod execute;
 mod fastpath;
 pub mod format;
 mod planner;
 mod provider;
+mod roles;
 mod script;
 
 pub use convert::{arrow_type, pg_type_name};
+pub use describe::{placeholder, placeholder_count, Description};
 pub(super) use execute::default_settings;
-pub use execute::{parse, Output};
+pub use execute::{ident, parse, table_name, Output};
 pub use planner::{Planner, Rows};
 pub use script::{is_complete, split_statements};

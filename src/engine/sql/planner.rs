@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::common::{DataFusionError, SchemaError};
@@ -42,7 +42,7 @@ impl Rows {
     /// One row of one text column.
     pub fn single_text(name: &str, value: &str) -> Rows {
         use datafusion::arrow::array::StringArray;
-        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::arrow::datatypes::{Field, Schema};
         let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
         let column = Arc::new(StringArray::from(vec![value.to_string()]));
         let batch = RecordBatch::try_new(schema.clone(), vec![column])
@@ -107,6 +107,39 @@ impl Planner {
         keyed: u32,
     ) -> Result<Rows> {
         self.run(Some(txn), query, Some(keyed)).await
+    }
+
+    /// Plans a statement without running it: the types its placeholders take
+    /// from their context (`$1` at index 0, None where nothing fixes one) and
+    /// its result columns.
+    pub async fn describe(
+        &self,
+        txn: &SharedTxn,
+        query: ast::Statement,
+        keyed: Option<u32>,
+    ) -> Result<(Vec<Option<DataType>>, SchemaRef)> {
+        let _lend = Lend::new(&self.tables, Some(txn), keyed);
+        let state = self.ctx.state();
+        let describe = async {
+            let plan = state
+                .statement_to_plan(DfStatement::Statement(Box::new(query)))
+                .await?;
+            let mut params = Vec::new();
+            for (name, data_type) in plan.get_parameter_types()? {
+                let Some(n) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) else {
+                    continue;
+                };
+                if n == 0 {
+                    continue;
+                }
+                if params.len() < n {
+                    params.resize(n, None);
+                }
+                params[n - 1] = data_type;
+            }
+            Ok::<_, DataFusionError>((params, plan.schema().inner().clone()))
+        };
+        describe.await.map_err(|e| map_error(e, &self.catalog))
     }
 
     async fn run(

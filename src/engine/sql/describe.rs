@@ -1,0 +1,169 @@
+//! What a statement takes and returns, without running it: the types of its
+//! `$n` placeholders and its result columns. The server answers a client's
+//! Describe with this, and decodes the parameters of a Bind by it.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, Expr, SetExpr, Statement, Visit};
+use std::ops::ControlFlow;
+
+use super::convert::arrow_type;
+use super::execute::{column_name, insert_targets, table_name};
+use crate::engine::error::Result;
+use crate::engine::Session;
+
+/// A statement's placeholders and result columns.
+#[derive(Clone, Debug, Default)]
+pub struct Description {
+    /// The type of each placeholder (`$1` first); None where the statement
+    /// does not fix one.
+    pub params: Vec<Option<ArrowType>>,
+    /// The result columns; None for a statement that returns no rows.
+    pub columns: Option<SchemaRef>,
+}
+
+/// The highest placeholder number in `statement` (0 when it has none).
+pub fn placeholder_count(statement: &Statement) -> usize {
+    let mut count = 0;
+    let _ = statement.visit(&mut PlaceholderVisitor(&mut count));
+    count
+}
+
+struct PlaceholderVisitor<'a>(&'a mut usize);
+
+impl ast::Visitor for PlaceholderVisitor<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Some(n) = placeholder(expr) {
+            *self.0 = (*self.0).max(n);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Placeholders cast to a type (`$1::int`) take that type, as in PostgreSQL.
+struct CastVisitor<'a>(&'a mut Vec<Option<ArrowType>>);
+
+impl ast::Visitor for CastVisitor<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = expr
+        {
+            if let (Some(n), Ok(t)) = (placeholder(inner), super::ddl::data_type(data_type)) {
+                if let Some(slot) = self.0.get_mut(n - 1) {
+                    slot.get_or_insert(arrow_type(t));
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The number of a `$n` placeholder expression.
+pub fn placeholder(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Placeholder(p) => p.strip_prefix('$')?.parse().ok().filter(|&n| n > 0),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl Session {
+    /// Describes `statement`: the types its placeholders take from context
+    /// and the columns it returns.
+    pub fn describe(&mut self, statement: &Statement) -> Result<Description> {
+        let count = placeholder_count(statement);
+        let mut description = Description {
+            params: vec![None; count],
+            columns: None,
+        };
+        let _ = statement.visit(&mut CastVisitor(&mut description.params));
+        let fixed = |description: &mut Description, expr: &Expr, t: ArrowType| {
+            if let Some(n) = placeholder(expr) {
+                description.params[n - 1].get_or_insert(t);
+            }
+        };
+        // The query DataFusion plans to find the remaining types (and, for
+        // queries, the columns), with the table whose keys it reads.
+        let query = match statement {
+            Statement::Query(_) | Statement::Explain { .. } => Some((statement.clone(), None)),
+            Statement::Insert(insert) => {
+                let ast::TableObject::TableName(name) = &insert.table else {
+                    return Ok(description);
+                };
+                let table = self.table(&table_name(name)?)?;
+                let targets = insert_targets(&table, &insert.columns)?;
+                let source = insert.source.clone();
+                if let Some(SetExpr::Values(values)) = source.as_ref().map(|s| s.body.as_ref()) {
+                    for row in &values.rows {
+                        for (expr, &c) in row.iter().zip(&targets) {
+                            fixed(
+                                &mut description,
+                                expr,
+                                arrow_type(table.columns[c].data_type),
+                            );
+                        }
+                    }
+                }
+                source.map(|s| (Statement::Query(s), None))
+            }
+            Statement::Update(update) => {
+                let (table, query) = self.update_query(update)?;
+                for assignment in &update.assignments {
+                    if let AssignmentTarget::ColumnName(name) = &assignment.target {
+                        let c = table.column_index(&column_name(name)?)?;
+                        let t = arrow_type(table.columns[c].data_type);
+                        fixed(&mut description, &assignment.value, t);
+                    }
+                }
+                Some((query, Some(table.id)))
+            }
+            Statement::Delete(delete) => {
+                let (table, query) = self.delete_query(delete)?;
+                Some((query, Some(table.id)))
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable
+                    .iter()
+                    .map(super::execute::ident)
+                    .collect::<Vec<_>>();
+                let field = Field::new(name.join(" "), ArrowType::Utf8, false);
+                description.columns = Some(Arc::new(Schema::new(vec![field])));
+                None
+            }
+            _ => None,
+        };
+        let Some((query, keyed)) = query else {
+            return Ok(description);
+        };
+        let returns_rows = matches!(statement, Statement::Query(_) | Statement::Explain { .. });
+        if count == 0 && !returns_rows {
+            return Ok(description);
+        }
+        let planner = self.planner()?;
+        let shared = self.shared.clone();
+        let (params, columns) = self.statement(|open| {
+            shared
+                .runtime
+                .block_on(planner.describe(&open.txn, query, keyed))
+        })?;
+        for (slot, t) in description.params.iter_mut().zip(params) {
+            if slot.is_none() {
+                *slot = t.filter(|t| *t != ArrowType::Null);
+            }
+        }
+        if returns_rows {
+            description.columns = Some(columns);
+        }
+        Ok(description)
+    }
+}

@@ -1,0 +1,578 @@
+//! One client connection: an engine [`Session`] behind the simple and
+//! extended query protocols.
+//!
+//! Engine calls block (storage reads, fsyncs, DataFusion on the engine's own
+//! runtime), so each runs on tokio's blocking pool while the connection's task
+//! waits. The session's transaction state decides the status byte of every
+//! ReadyForQuery (idle, in a transaction, failed).
+
+use std::fmt::Debug;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::sql::sqlparser::ast::{self, Expr, Statement, VisitMut, VisitorMut};
+use futures::{stream, Sink, SinkExt};
+use parking_lot::Mutex;
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
+    QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type, METADATA_USER};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::PgWireBackendMessage;
+
+use super::copy::{self, Copy};
+use super::wire;
+use omen::engine::sql::{placeholder, Description};
+use omen::{Error, Output, Session, SqlState};
+
+/// A statement prepared by Parse: parsed once, described once.
+#[derive(Debug)]
+pub struct Prepared {
+    statement: Statement,
+    /// The type of each parameter: the client's, else the one the statement
+    /// gives it, else text.
+    params: Vec<Type>,
+    /// Result columns; None when the statement returns no rows.
+    description: Description,
+}
+
+/// The query handlers of one connection.
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+/// A connection's session; it also parses the extended protocol's statements.
+pub struct Inner {
+    session: Arc<Mutex<Session>>,
+    /// Whether the session has taken the login's user.
+    started: Mutex<bool>,
+    /// The COPY FROM STDIN in progress: its target and the data so far.
+    copy_in: Mutex<Option<CopyIn>>,
+}
+
+struct CopyIn {
+    table: String,
+    columns: Vec<String>,
+    format: copy::Format,
+    data: Vec<u8>,
+}
+
+impl Connection {
+    pub fn new(session: Session) -> Connection {
+        Connection {
+            inner: Arc::new(Inner {
+                session: Arc::new(Mutex::new(session)),
+                started: Mutex::new(false),
+                copy_in: Mutex::new(None),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    /// Runs `f` on the session on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Session) -> T + Send + 'static,
+    ) -> PgWireResult<T> {
+        let session = self.session.clone();
+        tokio::task::spawn_blocking(move || f(&mut session.lock()))
+            .await
+            .map_err(|e| user_error(Error::Internal(format!("a statement's thread failed: {e}"))))
+    }
+
+    /// On the first statement: the session acts as the login's user.
+    fn start<C: ClientInfo>(&self, client: &C) {
+        let mut started = self.started.lock();
+        if !*started {
+            let user = client.metadata().get(METADATA_USER).cloned();
+            self.session.lock().set_user(user);
+            *started = true;
+        }
+    }
+
+    /// Runs statements in order until one fails, with the response of each.
+    async fn execute<C>(
+        &self,
+        client: &mut C,
+        statements: Vec<Statement>,
+    ) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (results, notices) = self
+            .run(move |session| {
+                let mut results = Vec::new();
+                for statement in statements {
+                    let before = session.in_transaction();
+                    let result = session.execute_statement(statement);
+                    let failed = result.is_err();
+                    results.push((result, before, session.in_transaction()));
+                    if failed {
+                        break;
+                    }
+                }
+                (results, session.take_notices())
+            })
+            .await?;
+        send_notices(client, notices).await?;
+        results
+            .into_iter()
+            .map(|(result, before, after)| match result {
+                Ok(output) => response(output, before, after, &|_| FieldFormat::Text),
+                Err(e) => Ok(Response::Error(Box::new(error_info(&e)))),
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    /// Starts COPY FROM STDIN (the client sends data next) or runs COPY TO
+    /// STDOUT.
+    async fn start_copy(&self, copy: Copy) -> PgWireResult<Result<Response, Error>> {
+        let Copy {
+            source,
+            to_stdout,
+            format,
+        } = copy;
+        if to_stdout {
+            let query = match source {
+                ast::CopySource::Query(query) => Statement::Query(query),
+                ast::CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let list = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    match omen::engine::sql::parse(&format!("SELECT {list} FROM {table_name}")) {
+                        Ok(mut statements) => statements.remove(0),
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
+            };
+            let result = self
+                .run(move |session| session.execute_statement(query))
+                .await?;
+            return Ok(result.map(|output| {
+                let Output::Rows(rows) = output else {
+                    unreachable!("a query returns rows")
+                };
+                let columns = rows.schema.fields().len();
+                let lines = copy::lines(&rows, &format);
+                Response::CopyOut(CopyResponse::new(
+                    0,
+                    columns,
+                    stream::iter(lines.into_iter().map(|l| Ok(CopyData::new(l.into())))),
+                ))
+            }));
+        }
+        let ast::CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            unreachable!("Copy::read refuses COPY FROM a query")
+        };
+        let table = match omen::engine::sql::table_name(&table_name) {
+            Ok(table) => table,
+            Err(e) => return Ok(Err(e)),
+        };
+        let columns: Vec<String> = columns.iter().map(omen::engine::sql::ident).collect();
+        let (table_copy, columns_copy) = (table.clone(), columns.clone());
+        let count = self
+            .run(move |session| {
+                if session.is_aborted() {
+                    return Err(Error::TransactionState {
+                        code: SqlState::IN_FAILED_SQL_TRANSACTION,
+                        message: "current transaction is aborted, commands ignored until end of \
+                                  transaction block"
+                            .into(),
+                    });
+                }
+                session.copy_columns(&table_copy, &columns_copy)
+            })
+            .await?;
+        Ok(count.map(|count| {
+            *self.copy_in.lock() = Some(CopyIn {
+                table,
+                columns,
+                format,
+                data: Vec::new(),
+            });
+            Response::CopyIn(CopyResponse::new(0, count, stream::empty()))
+        }))
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(copy) = self.inner.copy_in.lock().as_mut() {
+            copy.data.extend_from_slice(&copy_data.data);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(copy) = self.inner.copy_in.lock().take() else {
+            return Err(user_error(Error::invalid(
+                SqlState::PROTOCOL_VIOLATION,
+                "COPY data without a COPY FROM STDIN",
+            )));
+        };
+        let result = self
+            .inner
+            .run(move |session| {
+                let result = copy::parse(&copy.data, &copy.format)
+                    .and_then(|rows| session.copy_from(&copy.table, &copy.columns, &rows));
+                if result.is_err() {
+                    session.fail_transaction();
+                }
+                result
+            })
+            .await?;
+        let count = result.map_err(user_error)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(count as usize).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.inner.copy_in.lock().take();
+        let _ = self.inner.run(|session| session.fail_transaction()).await;
+        user_error(Error::invalid(
+            SqlState::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        ))
+    }
+}
+
+/// The response for one statement's output; `before` and `after` say whether
+/// a transaction was open around it, which moves the status byte.
+fn response(
+    output: Output,
+    before: bool,
+    after: bool,
+    format: &dyn Fn(usize) -> FieldFormat,
+) -> PgWireResult<Response> {
+    match output {
+        Output::Rows(rows) => {
+            let fields = Arc::new(wire::fields(&rows.schema, format));
+            let data = wire::encode_rows(&rows.batches, &fields).map_err(user_error)?;
+            Ok(Response::Query(QueryResponse::new(
+                fields,
+                stream::iter(data.into_iter().map(Ok)),
+            )))
+        }
+        Output::Command { .. } => {
+            let tag = Tag::new(&output.to_string());
+            Ok(match (before, after) {
+                (false, true) => Response::TransactionStart(tag),
+                (true, false) => Response::TransactionEnd(tag),
+                _ => Response::Execution(tag),
+            })
+        }
+    }
+}
+
+async fn send_notices<C>(client: &mut C, notices: Vec<String>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for notice in notices {
+        let info = ErrorInfo::new("NOTICE".into(), "00000".into(), notice);
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                info,
+            )))
+            .await?;
+    }
+    Ok(())
+}
+
+/// An engine error as the client sees it.
+pub fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo::new("ERROR".into(), e.sqlstate().code().into(), e.to_string())
+}
+
+pub fn user_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&e)))
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.inner.start(client);
+        let statements = match omen::engine::sql::parse(query) {
+            Ok(statements) => statements,
+            Err(e) => {
+                // A statement that does not parse fails an open transaction
+                // like any other failing statement.
+                self.inner.run(|session| session.fail_transaction()).await?;
+                return Ok(vec![Response::Error(Box::new(error_info(&e)))]);
+            }
+        };
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        if let Some(copy) = statements.iter().find_map(Copy::from_statement) {
+            let result = match (copy, statements.len()) {
+                (Ok(copy), 1) => self.inner.start_copy(copy).await?,
+                (Ok(_), _) => Err(Error::Unsupported(
+                    "COPY together with other statements in one query".into(),
+                )),
+                (Err(e), _) => Err(e),
+            };
+            return match result {
+                Ok(response) => Ok(vec![response]),
+                Err(e) => {
+                    self.inner.run(|session| session.fail_transaction()).await?;
+                    Ok(vec![Response::Error(Box::new(error_info(&e)))])
+                }
+            };
+        }
+        self.inner.execute(client, statements).await
+    }
+}
+
+#[async_trait]
+impl QueryParser for Inner {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        self.start(client);
+        let mut statements = omen::engine::sql::parse(sql).map_err(user_error)?;
+        let statement = match statements.len() {
+            0 => return Ok(None),
+            1 => statements.remove(0),
+            _ => {
+                return Err(user_error(Error::invalid(
+                    SqlState::SYNTAX_ERROR,
+                    "cannot insert multiple commands into a prepared statement",
+                )))
+            }
+        };
+        let types = types.to_vec();
+        let prepared = self
+            .run(move |session| {
+                let description = session.describe(&statement)?;
+                let params = description
+                    .params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, inferred)| match types.get(i) {
+                        Some(Some(t)) => t.clone(),
+                        _ => inferred.as_ref().map_or(Type::TEXT, wire::pg_type),
+                    })
+                    .collect();
+                Ok::<_, Error>(Prepared {
+                    statement,
+                    params,
+                    description,
+                })
+            })
+            .await?
+            .map_err(user_error)?;
+        Ok(Some(Arc::new(prepared)))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.params.clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(columns(stmt, column_format))
+    }
+}
+
+/// The result columns of a prepared statement, in the formats asked for.
+fn columns(stmt: &Prepared, format: Option<&Format>) -> Vec<FieldInfo> {
+    match &stmt.description.columns {
+        Some(schema) => wire::fields(schema, |i| {
+            format.map_or(FieldFormat::Text, |f| f.format_for(i))
+        }),
+        None => Vec::new(),
+    }
+}
+
+/// Replaces each `$n` with the literal for parameter n.
+struct Bind<'a>(&'a [Expr]);
+
+impl VisitorMut for Bind<'_> {
+    type Break = usize;
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<usize> {
+        if let Some(n) = placeholder(expr) {
+            match self.0.get(n - 1) {
+                Some(value) => *expr = value.clone(),
+                None => return ControlFlow::Break(n),
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The portal's statement with its parameters in place.
+fn bind(portal: &Portal<Arc<Prepared>>) -> Result<Statement, Error> {
+    let stmt = &portal.statement.statement;
+    let values = portal
+        .parameters
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let t = stmt.params.get(i).cloned().unwrap_or(Type::TEXT);
+            let text = value
+                .as_ref()
+                .map(|bytes| wire::parameter_text(bytes, &t, portal.parameter_format.is_binary(i)))
+                .transpose()?;
+            Ok(wire::literal(text, &t))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let mut statement = stmt.statement.clone();
+    if let ControlFlow::Break(n) = statement.visit(&mut Bind(&values)) {
+        return Err(Error::invalid(
+            SqlState::UNDEFINED_PARAMETER,
+            format!("there is no parameter ${n}"),
+        ));
+    }
+    Ok(statement)
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = Arc<Prepared>;
+    type QueryParser = Inner;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.inner.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = match bind(portal) {
+            Ok(statement) => statement,
+            Err(e) => {
+                self.inner.run(|session| session.fail_transaction()).await?;
+                return Err(user_error(e));
+            }
+        };
+        let (result, before, after, notices) = self
+            .inner
+            .run(move |session| {
+                let before = session.in_transaction();
+                let result = session.execute_statement(statement);
+                (
+                    result,
+                    before,
+                    session.in_transaction(),
+                    session.take_notices(),
+                )
+            })
+            .await?;
+        send_notices(client, notices).await?;
+        let format = portal.result_column_format.clone();
+        response(result.map_err(user_error)?, before, after, &|i| {
+            format.format_for(i)
+        })
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmt = &target.statement;
+        Ok(DescribeStatementResponse::new(
+            stmt.params.clone(),
+            columns(stmt, None),
+        ))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Ok(DescribePortalResponse::new(columns(
+            &portal.statement.statement,
+            Some(&portal.result_column_format),
+        )))
+    }
+}

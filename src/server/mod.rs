@@ -1,0 +1,275 @@
+//! `omen serve`: the engine over the PostgreSQL wire protocol.
+//!
+//! ```text
+//!   TcpListener --accept--> [TLS negotiation] --> startup (trust or SCRAM)
+//!        |                                          |
+//!   connection limit                          Connection (one Session)
+//!        |                                          |
+//!   SIGTERM / SIGINT: stop accepting, let running statements finish,
+//!   roll back open transactions, close the database
+//! ```
+//!
+//! Authentication: when the catalog has a role with a password, every login
+//! is SCRAM-SHA-256 (and SCRAM-SHA-256-PLUS over TLS). A database without
+//! roles accepts loopback connections without a password and refuses to
+//! listen anywhere else.
+
+mod auth;
+mod connection;
+mod copy;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{ErrorHandler, PgWireServerHandlers};
+use pgwire::tokio::tokio_rustls::rustls;
+use pgwire::tokio::TlsAcceptor;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use connection::Connection;
+use omen::engine::catalog::Role;
+use omen::engine::scram::Verifier;
+use omen::{Database, Options};
+
+/// Prints a line to the server log (standard error), PostgreSQL style.
+macro_rules! log {
+    ($($arg:tt)*) => {
+        eprintln!(
+            "{} LOG:  {}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+            format_args!($($arg)*)
+        )
+    };
+}
+pub(crate) use log;
+
+/// How `omen serve` runs.
+#[derive(Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: Tls,
+    pub max_connections: usize,
+    /// The superuser to create on a database without roles.
+    pub superuser: Option<(String, String)>,
+}
+
+/// Where the TLS certificate comes from.
+#[derive(Debug)]
+pub enum Tls {
+    None,
+    Files { cert: PathBuf, key: PathBuf },
+    SelfSigned,
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let db = Database::open(&config.data_dir, Options::default())
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    bootstrap(&db, config.superuser.as_ref())?;
+    let authenticate = db.catalog().roles().iter().any(|r| r.verifier.is_some());
+    if !authenticate && !config.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {} without authentication: the database has no role with a \
+             password. Create one (set OMEN_SUPERUSER and OMEN_PASSWORD, or --superuser and \
+             --password), or listen on a loopback address.",
+            config.listen
+        );
+    }
+    let tls = load_tls(&config.tls)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("omen-serve")
+        .build()
+        .context("cannot start the network runtime")?;
+    let server = Arc::new(Server {
+        db,
+        authenticate,
+        certificate: tls.as_ref().map(|(_, pem)| pem.clone()),
+    });
+    let listener = runtime
+        .block_on(TcpListener::bind(config.listen))
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    log!(
+        "omen {} listening on {} ({}, {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?,
+        if tls.is_some() {
+            "TLS available"
+        } else {
+            "no TLS"
+        },
+        if authenticate {
+            "SCRAM-SHA-256 authentication"
+        } else {
+            "no authentication: loopback only"
+        }
+    );
+    let acceptor = tls.map(|(acceptor, _)| acceptor);
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    runtime.block_on(accept(listener, acceptor, server.clone(), slots));
+    log!("shutting down: waiting for running statements");
+    // Dropping the runtime cancels every connection's task; statements already
+    // on the blocking pool run to completion first, and dropping each session
+    // rolls its transaction back.
+    runtime.shutdown_timeout(Duration::from_secs(60));
+    drop(server);
+    log!("database closed");
+    Ok(())
+}
+
+/// State every connection shares.
+pub struct Server {
+    db: Database,
+    /// Whether logins need a password.
+    authenticate: bool,
+    /// The certificate (PEM) for SCRAM channel binding.
+    certificate: Option<Vec<u8>>,
+}
+
+async fn accept(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    server: Arc<Server>,
+    slots: Arc<Semaphore>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    log!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            log!("connection from {peer} refused: too many connections");
+            tokio::spawn(auth::refuse_too_many(socket));
+            continue;
+        };
+        let handlers = Arc::new(Handlers {
+            connection: Arc::new(Connection::new(server.db.session())),
+            startup: Arc::new(auth::Startup::new(&server)),
+        });
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                log!("connection from {peer} ended: {e}");
+            }
+            drop(slot);
+        });
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => log!("received SIGTERM"),
+        _ = int.recv() => log!("received SIGINT"),
+    }
+}
+
+/// Creates the first superuser on a database without roles.
+fn bootstrap(db: &Database, superuser: Option<&(String, String)>) -> anyhow::Result<()> {
+    let Some((name, password)) = superuser else {
+        return Ok(());
+    };
+    if !db.catalog().roles().is_empty() {
+        return Ok(());
+    }
+    if password.is_empty() {
+        bail!("the superuser's password is empty");
+    }
+    db.session().create_role(Role {
+        name: name.clone(),
+        superuser: true,
+        login: true,
+        verifier: Some(Verifier::new(password).to_string()),
+    })?;
+    log!("created superuser \"{name}\"");
+    Ok(())
+}
+
+/// The TLS acceptor and the certificate's PEM, when TLS is configured.
+fn load_tls(tls: &Tls) -> anyhow::Result<Option<(TlsAcceptor, Vec<u8>)>> {
+    let (cert_pem, key_pem) = match tls {
+        Tls::None => return Ok(None),
+        Tls::Files { cert, key } => (
+            std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?,
+            std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?,
+        ),
+        Tls::SelfSigned => {
+            let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            let generated = rcgen::generate_simple_self_signed(names)
+                .context("cannot generate a self-signed certificate")?;
+            log!("using a self-signed certificate for localhost (development only)");
+            (
+                generated.cert.pem().into_bytes(),
+                generated.signing_key.serialize_pem().into_bytes(),
+            )
+        }
+    };
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("the certificate file is not PEM")?;
+    if certs.is_empty() {
+        bail!("the certificate file holds no certificate");
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).context("the key file holds no private key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and key do not make a TLS configuration")?;
+    // PostgreSQL 17's direct TLS negotiation requires this ALPN protocol.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(Some((TlsAcceptor::from(Arc::new(config)), cert_pem)))
+}
+
+/// The handlers of one connection.
+struct Handlers {
+    connection: Arc<Connection>,
+    startup: Arc<auth::Startup>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.connection.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.connection.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.connection.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(auth::Errors)
+    }
+}
