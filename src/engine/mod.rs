@@ -4,6 +4,7 @@
 //! connection) over [`catalog`] over [`mvcc`] over [`storage`]; [`encoding`]
 //! and [`types`] are shared by all of them.
 
+mod cancel;
 pub mod catalog;
 mod database;
 mod directory;
@@ -17,6 +18,7 @@ pub mod sql;
 pub mod storage;
 pub mod types;
 
+pub use cancel::Canceller;
 pub use database::{Database, Options};
 pub use directory::DirectoryKind;
 pub use error::{Error, Result, SqlState};

@@ -37,6 +37,8 @@ pub struct Session {
     pub(super) fast_path_taken: u64,
     /// The role a server connection logged in as; None in the local shell.
     pub(super) user: Option<String>,
+    /// Cancels the running statement from another thread.
+    pub(super) canceller: super::Canceller,
 }
 
 /// A transaction shared with the query plans of the statement that reads it.
@@ -83,7 +85,14 @@ impl Session {
             fast_path_enabled: true,
             fast_path_taken: 0,
             user: None,
+            canceller: super::Canceller::default(),
         }
+    }
+
+    /// A handle that cancels this session's running statement from another
+    /// thread (the statement fails with 57014).
+    pub fn canceller(&self) -> super::Canceller {
+        self.canceller.clone()
     }
 
     /// The isolation level of transactions begun without naming one.

@@ -31,6 +31,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::copy::{self, Copy};
 use super::wire;
+use super::Server;
 use omen::engine::sql::{placeholder, Description};
 use omen::{Error, Output, Session, SqlState};
 
@@ -57,6 +58,17 @@ pub struct Inner {
     started: Mutex<bool>,
     /// The COPY FROM STDIN in progress: its target and the data so far.
     copy_in: Mutex<Option<CopyIn>>,
+    server: Arc<Server>,
+    /// The process id cancel requests name this connection by.
+    pid: Mutex<Option<i32>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.lock().take() {
+            self.server.cancels.lock().remove(&pid);
+        }
+    }
 }
 
 struct CopyIn {
@@ -67,12 +79,14 @@ struct CopyIn {
 }
 
 impl Connection {
-    pub fn new(session: Session) -> Connection {
+    pub fn new(session: Session, server: Arc<Server>) -> Connection {
         Connection {
             inner: Arc::new(Inner {
                 session: Arc::new(Mutex::new(session)),
                 started: Mutex::new(false),
                 copy_in: Mutex::new(None),
+                server,
+                pid: Mutex::new(None),
             }),
         }
     }
@@ -90,12 +104,31 @@ impl Inner {
             .map_err(|e| user_error(Error::Internal(format!("a statement's thread failed: {e}"))))
     }
 
-    /// On the first statement: the session acts as the login's user.
+    /// On the first statement: the session acts as the login's user, and
+    /// cancel requests with the connection's key reach it.
     fn start<C: ClientInfo>(&self, client: &C) {
         let mut started = self.started.lock();
         if !*started {
             let user = client.metadata().get(METADATA_USER).cloned();
-            self.session.lock().set_user(user);
+            let mut session = self.session.lock();
+            session.set_user(user);
+            // Settings the client sent at startup (application_name,
+            // DateStyle, ...); one omen cannot take (a time zone other than
+            // UTC) leaves the default, as the parameter status told the client.
+            for (name, value) in client.metadata() {
+                if !matches!(
+                    name.as_str(),
+                    "user" | "database" | "options" | "replication"
+                ) {
+                    let _ = session.set_setting(name, value);
+                }
+            }
+            let (pid, key) = client.pid_and_secret_key();
+            self.server
+                .cancels
+                .lock()
+                .insert(pid, (key, session.canceller()));
+            *self.pid.lock() = Some(pid);
             *started = true;
         }
     }

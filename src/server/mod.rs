@@ -19,6 +19,7 @@ mod connection;
 mod copy;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,9 +27,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ErrorHandler, PgWireServerHandlers};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::SecretKey;
 use pgwire::tokio::tokio_rustls::rustls;
 use pgwire::tokio::TlsAcceptor;
 use rustls_pki_types::pem::PemObject;
@@ -39,6 +43,7 @@ use tokio::sync::Semaphore;
 use connection::Connection;
 use omen::engine::catalog::Role;
 use omen::engine::scram::Verifier;
+use omen::engine::Canceller;
 use omen::{Database, Options};
 
 /// Prints a line to the server log (standard error), PostgreSQL style.
@@ -96,6 +101,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         db,
         authenticate,
         certificate: tls.as_ref().map(|(_, pem)| pem.clone()),
+        cancels: parking_lot::Mutex::new(HashMap::new()),
     });
     let listener = runtime
         .block_on(TcpListener::bind(config.listen))
@@ -135,6 +141,35 @@ pub struct Server {
     authenticate: bool,
     /// The certificate (PEM) for SCRAM channel binding.
     certificate: Option<Vec<u8>>,
+    /// Each logged-in connection's cancel key and the canceller of its
+    /// session, by process id.
+    cancels: parking_lot::Mutex<HashMap<i32, (SecretKey, Canceller)>>,
+}
+
+/// A cancel key as bytes: a request may carry as bytes the key the server
+/// sent as a 4-byte integer.
+fn key_bytes(key: &SecretKey) -> Vec<u8> {
+    match key {
+        SecretKey::I32(k) => k.to_be_bytes().to_vec(),
+        SecretKey::Bytes(bytes) => bytes.to_vec(),
+    }
+}
+
+/// Cancel requests: a new connection names a process id and its key.
+struct Cancels(Arc<Server>);
+
+#[async_trait::async_trait]
+impl CancelHandler for Cancels {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let cancels = self.0.cancels.lock();
+        match cancels.get(&request.pid) {
+            Some((key, canceller)) if key_bytes(key) == key_bytes(&request.secret_key) => {
+                log!("cancel request for process {}", request.pid);
+                canceller.cancel();
+            }
+            _ => log!("cancel request with a wrong process id or key ignored"),
+        }
+    }
 }
 
 async fn accept(
@@ -163,8 +198,9 @@ async fn accept(
             continue;
         };
         let handlers = Arc::new(Handlers {
-            connection: Arc::new(Connection::new(server.db.session())),
+            connection: Arc::new(Connection::new(server.db.session(), server.clone())),
             startup: Arc::new(auth::Startup::new(&server)),
+            cancels: Arc::new(Cancels(server.clone())),
         });
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -250,6 +286,7 @@ fn load_tls(tls: &Tls) -> anyhow::Result<Option<(TlsAcceptor, Vec<u8>)>> {
 struct Handlers {
     connection: Arc<Connection>,
     startup: Arc<auth::Startup>,
+    cancels: Arc<Cancels>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -267,6 +304,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.connection.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancels.clone()
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {

@@ -101,6 +101,7 @@ fn main() {
         bad_clients_do_not_disturb_others,
         shutdown_is_clean_and_data_survives,
         connection_limit,
+        cancel_request_stops_a_running_query,
     ));
     trials.extend(slt::trials());
     libtest_mimic::run(&args, trials).exit();

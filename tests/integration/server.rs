@@ -180,7 +180,8 @@ fn code(e: &tokio_postgres::Error) -> String {
 pub fn simple_protocol_and_transaction_status() {
     let server = Server::start();
     runtime().block_on(async {
-        let client = connect(&server.conninfo("alice", None)).await.expect("connect");
+        let conninfo = format!("{} application_name=omen-tests", server.conninfo("alice", None));
+        let client = connect(&conninfo).await.expect("connect");
         let messages = client
             .simple_query(
                 "CREATE TABLE t (id INT PRIMARY KEY, name TEXT); \
@@ -202,6 +203,26 @@ pub fn simple_protocol_and_transaction_status() {
                 vec![Some("1".into()), Some("one".into())],
                 vec![Some("2".into()), None]
             ]
+        );
+        let session = simple_rows(
+            &client,
+            "SELECT current_user, current_database(), current_schema(), version() LIKE 'PostgreSQL 15%'",
+        )
+        .await;
+        assert_eq!(
+            session,
+            vec![vec![
+                Some("alice".into()),
+                Some("omen".into()),
+                Some("public".into()),
+                Some("t".into())
+            ]]
+        );
+        // Settings sent at startup (tokio-postgres sends client_encoding;
+        // application_name comes from the connection string).
+        assert_eq!(
+            simple_rows(&client, "SHOW application_name").await,
+            vec![vec![Some("omen-tests".into())]]
         );
         // An empty query is answered, not an error.
         client.simple_query("").await.expect("empty query");
@@ -640,6 +661,34 @@ pub fn shutdown_is_clean_and_data_survives() {
         assert_eq!(
             simple_rows(&client, "SELECT count(*) FROM d").await,
             vec![vec![Some("2".into())]]
+        );
+    });
+}
+
+pub fn cancel_request_stops_a_running_query() {
+    let server = Server::start();
+    runtime().block_on(async {
+        let client = connect(&server.conninfo("a", None)).await.expect("connect");
+        let token = client.cancel_token();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            token
+                .cancel_query(NoTls)
+                .await
+                .expect("cancel request sent");
+        });
+        let started = Instant::now();
+        let e = client
+            .simple_query("SELECT count(*) FROM generate_series(1, 100000000000)")
+            .await
+            .expect_err(&format!("cancelled; server log:\n{}", server.log()));
+        assert_eq!(code(&e), "57014");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        canceller.await.expect("canceller");
+        // The connection goes on.
+        assert_eq!(
+            simple_rows(&client, "SELECT 1").await,
+            vec![vec![Some("1".into())]]
         );
     });
 }

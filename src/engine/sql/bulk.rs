@@ -5,12 +5,43 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::sql::sqlparser::ast::{self, Statement};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::convert;
 use super::execute::{assign, insert_targets, parse, table_name, Output};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::session::insert_row;
 use crate::engine::Session;
+
+/// COPY's boolean options spelled `on`/`off` (`WITH (FREEZE on)`, as
+/// pgbench sends), which the parser reads only as `true`/`false`.
+pub fn copy_booleans(sql: &str) -> String {
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let Ok(mut tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        return sql.to_string();
+    };
+    let word = |t: &Token| match t {
+        Token::Word(w) if w.quote_style.is_none() => w.value.to_lowercase(),
+        _ => String::new(),
+    };
+    let mut previous: Option<usize> = None;
+    for i in 0..tokens.len() {
+        if matches!(tokens[i], Token::Whitespace(_)) {
+            continue;
+        }
+        if let Some(p) = previous {
+            let option = word(&tokens[p]);
+            let is_flag = matches!(option.as_str(), "freeze" | "header");
+            match word(&tokens[i]).as_str() {
+                "on" if is_flag => tokens[i] = Token::make_keyword("TRUE"),
+                "off" if is_flag => tokens[i] = Token::make_keyword("FALSE"),
+                _ => {}
+            }
+        }
+        previous = Some(i);
+    }
+    tokens.iter().map(|t| t.to_string()).collect()
+}
 
 impl Session {
     /// The number of fields each row of a COPY into `table` has: one per
@@ -114,5 +145,22 @@ impl Session {
             self.commit()?;
         }
         Ok(Output::command("TRUNCATE TABLE"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_booleans;
+
+    #[test]
+    fn copy_flags_spelled_on_and_off() {
+        assert_eq!(
+            copy_booleans("copy t from stdin with (freeze on)"),
+            "copy t from stdin with (freeze TRUE)"
+        );
+        assert_eq!(
+            copy_booleans("COPY t TO STDOUT (FORMAT csv, HEADER off)"),
+            "COPY t TO STDOUT (FORMAT csv, HEADER FALSE)"
+        );
     }
 }

@@ -76,8 +76,14 @@ impl fmt::Display for Output {
 
 /// Parses SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let starts_with = |word: &str| {
+        let head = sql.trim_start().get(..word.len()).unwrap_or_default();
+        head.eq_ignore_ascii_case(word)
+    };
     let sql = if sql.len() < 4096 && sql.to_ascii_lowercase().contains("user") {
         std::borrow::Cow::Owned(super::roles::user_as_role(sql))
+    } else if starts_with("copy") {
+        std::borrow::Cow::Owned(super::bulk::copy_booleans(sql))
     } else {
         std::borrow::Cow::Borrowed(sql)
     };
@@ -145,6 +151,7 @@ impl Session {
                     .into(),
             });
         }
+        self.canceller.reset();
         let result = self.dispatch(statement);
         if result.is_err() {
             if let Some(open) = &mut self.txn {
@@ -258,7 +265,12 @@ impl Session {
         if let Some(planner) = &self.sql {
             return Ok(planner.clone());
         }
-        let planner = Arc::new(Planner::new(self.shared.catalog.clone())?);
+        let user = self.user.as_deref().unwrap_or("omen");
+        let planner = Arc::new(Planner::new(
+            self.shared.catalog.clone(),
+            user,
+            self.canceller.clone(),
+        )?);
         self.sql = Some(planner.clone());
         Ok(planner)
     }

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::common::ScalarValue;
 use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -23,6 +25,7 @@ use super::provider::Tables;
 use crate::engine::catalog::{did_you_mean, Catalog};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::session::SharedTxn;
+use crate::engine::Canceller;
 
 /// The rows a query returned.
 #[derive(Clone, Debug)]
@@ -64,11 +67,14 @@ pub struct Planner {
     ctx: SessionContext,
     tables: Arc<Tables>,
     catalog: Arc<Catalog>,
+    /// Stops a running query when the session's statement is cancelled.
+    canceller: Canceller,
 }
 
 impl Planner {
-    /// A planner over the tables of `catalog`.
-    pub fn new(catalog: Arc<Catalog>) -> Result<Planner> {
+    /// A planner over the tables of `catalog`, for a session acting as
+    /// `user`.
+    pub fn new(catalog: Arc<Catalog>, user: &str, canceller: Canceller) -> Result<Planner> {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema("omen", "public")
             .with_create_default_catalog_and_schema(false)
@@ -85,10 +91,29 @@ impl Planner {
             .register_schema("public", tables.clone())
             .map_err(|e| map_error(e, &catalog))?;
         ctx.register_catalog("omen", Arc::new(schemas));
+        // The session functions clients ask PostgreSQL for.
+        let version = format!(
+            "PostgreSQL 15.0 (omen {}) on {}-linux",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH
+        );
+        for (name, value) in [
+            ("version", version.as_str()),
+            ("current_user", user),
+            ("session_user", user),
+            ("current_role", user),
+            ("user", user),
+            ("current_database", "omen"),
+            ("current_catalog", "omen"),
+            ("current_schema", "public"),
+        ] {
+            ctx.register_udf(constant_function(name, value));
+        }
         Ok(Planner {
             ctx,
             tables,
             catalog,
+            canceller,
         })
     }
 
@@ -161,8 +186,22 @@ impl Planner {
             let batches = collect(physical, state.task_ctx()).await?;
             Ok::<_, DataFusionError>(Rows { schema, batches })
         };
-        run.await.map_err(|e| map_error(e, &self.catalog))
+        self.canceller
+            .guard(async { run.await.map_err(|e| map_error(e, &self.catalog)) })
+            .await
     }
+}
+
+/// A function of no arguments that returns `value`.
+fn constant_function(name: &str, value: &str) -> ScalarUDF {
+    let value = ScalarValue::Utf8(Some(value.to_string()));
+    create_udf(
+        name,
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
+    )
 }
 
 /// Gives the table providers a transaction for the length of one statement.

@@ -69,6 +69,8 @@ impl Session {
     /// Makes the session act as `user`.
     pub fn set_user(&mut self, user: Option<String>) {
         self.user = user;
+        // The planner's current_user() names the user it was made for.
+        self.sql = None;
     }
 
     /// Creates a role directly (the server's first superuser).
