@@ -81,6 +81,7 @@ fn main() {
         key_filters_are_pushed_down_exactly,
         several_statements_in_one_text,
         concurrent_sql_transactions_conflict_with_40001,
+        read_committed_updates_lose_no_increment,
     ));
     trials.extend(tests!(cli:
         commands_run_in_order_and_rows_go_to_stdout,
@@ -102,6 +103,7 @@ fn main() {
         shutdown_is_clean_and_data_survives,
         connection_limit,
         cancel_request_stops_a_running_query,
+        psycopg_driver,
     ));
     trials.extend(slt::trials());
     libtest_mimic::run(&args, trials).exit();

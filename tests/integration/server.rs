@@ -693,6 +693,24 @@ pub fn cancel_request_stops_a_running_query() {
     });
 }
 
+pub fn psycopg_driver() {
+    let server = Server::start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/psycopg_client.py");
+    // Debian's Python, where scripts/setup installs psycopg 3.
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(server.conninfo("py", None))
+        .output()
+        .expect("python3 runs (scripts/setup installs it)");
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
 pub fn connection_limit() {
     let server = Server::start_with(&["--max-connections", "2"], &[]);
     runtime().block_on(async {

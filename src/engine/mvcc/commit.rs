@@ -100,7 +100,7 @@ impl Tracker {
                         .into(),
                 });
             }
-            if strict {
+            if strict || write.kind == WriteKind::Update {
                 return Err(conflict("a concurrent update"));
             }
         }

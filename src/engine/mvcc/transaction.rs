@@ -43,6 +43,12 @@ pub enum WriteKind {
     Insert,
     /// Replace or delete whatever the key holds.
     Overwrite,
+    /// Replace the row with one computed from the version the statement
+    /// read (SQL UPDATE). If another transaction committed a newer version
+    /// after that read, the write would lose its update, so it fails with
+    /// 40001 at every isolation level; at READ COMMITTED PostgreSQL waits
+    /// for the other writer and recomputes the row instead.
+    Update,
 }
 
 /// A transaction: reads at its snapshot, buffers writes until commit.
@@ -147,27 +153,33 @@ impl Transaction {
     }
 
     fn write(&mut self, key: &[u8], value: Option<Vec<u8>>, kind: WriteKind) -> Result<()> {
-        if self.isolation != IsolationLevel::ReadCommitted {
-            // Fail now rather than at commit, as PostgreSQL does.
+        // Fail now rather than at commit, as PostgreSQL does.
+        let since = match (self.isolation, kind) {
+            (IsolationLevel::ReadCommitted, WriteKind::Update) => Some(self.read_ts),
+            (IsolationLevel::ReadCommitted, _) => None,
+            _ => Some(self.start_ts),
+        };
+        if let Some(since) = since {
             if let Some((ts, _)) = self.mvcc.pipeline().tracker().last_write(key) {
-                if ts > self.start_ts {
+                if ts > since {
                     return Err(Error::SerializationConflict {
                         reason: "a concurrent update".into(),
                     });
                 }
             }
         }
-        let kind = match self.writes.get(key) {
-            // A key this transaction wrote keeps the assumption of its first write.
-            Some(earlier) => earlier.kind,
-            None => kind,
+        let (kind, read_ts) = match self.writes.get(key) {
+            // A key this transaction wrote keeps the assumption of its first
+            // write and the snapshot that write was computed from.
+            Some(earlier) => (earlier.kind, earlier.read_ts),
+            None => (kind, self.read_ts),
         };
         self.writes.insert(
             key.to_vec(),
             Write {
                 value,
                 kind,
-                read_ts: self.read_ts,
+                read_ts,
             },
         );
         Ok(())

@@ -387,7 +387,7 @@ impl Session {
                     };
                     if old == new {
                         let bytes = table.encode_row(&row)?;
-                        open.txn.lock().put(&new, bytes, WriteKind::Overwrite)?;
+                        open.txn.lock().put(&new, bytes, WriteKind::Update)?;
                     } else {
                         // A changed key: delete every old key before writing
                         // the new ones, so keys may shift within the statement.

@@ -225,7 +225,7 @@ impl Session {
                 row[*c] = value_for(&table, *c, scalar)?;
             }
             let row = table.check_row(row)?;
-            txn.put(&key, table.encode_row(&row)?, WriteKind::Overwrite)?;
+            txn.put(&key, table.encode_row(&row)?, WriteKind::Update)?;
             drop(txn);
             open.tables.insert(table.id);
             Ok(1)
