@@ -204,13 +204,13 @@ impl Session {
             let Some(c) = column_name(name).ok().and_then(|n| column_of(&table, &n)) else {
                 return Ok(None);
             };
-            let Some(scalar) = literal(&assignment.value) else {
+            let Some(assigned) = assigned(&table, c, &assignment.value) else {
                 return Ok(None);
             };
             if key_columns.contains(&c) || assignments.iter().any(|(a, _)| *a == c) {
                 return Ok(None);
             }
-            assignments.push((c, scalar));
+            assignments.push((c, assigned));
         }
         let Some(key) = key_of(&table, selection).and_then(|k| table.key(&k).ok()) else {
             return Ok(None);
@@ -218,19 +218,27 @@ impl Session {
         let count = self.statement(|open| {
             let mut txn = open.txn.lock();
             let Some(bytes) = txn.get(&key)? else {
-                return Ok(0);
+                return Ok(Some(0));
             };
-            let mut row = table.decode_row(&bytes)?;
-            for (c, scalar) in &assignments {
-                row[*c] = value_for(&table, *c, scalar)?;
+            let old = table.decode_row(&bytes)?;
+            let mut row = old.clone();
+            for (c, assigned) in &assignments {
+                row[*c] = match assigned {
+                    Assigned::Literal(scalar) => value_for(&table, *c, scalar)?,
+                    Assigned::Add { from, delta } => match added(&old[*from], *delta, &table, *c) {
+                        Some(value) => value,
+                        // Out of range: the general path reports it.
+                        None => return Ok(None),
+                    },
+                };
             }
             let row = table.check_row(row)?;
             txn.put(&key, table.encode_row(&row)?, WriteKind::Update)?;
             drop(txn);
             open.tables.insert(table.id);
-            Ok(1)
+            Ok(Some(1))
         })?;
-        Ok(Some(Output::Command {
+        Ok(count.map(|count| Output::Command {
             tag: "UPDATE",
             rows: Some(count),
         }))
@@ -301,6 +309,63 @@ fn plain_query(query: &ast::Query) -> bool {
         && query.settings.is_none()
         && query.format_clause.is_none()
         && query.pipe_operators.is_empty()
+}
+
+/// What an UPDATE's SET stores in a column.
+enum Assigned {
+    /// A literal.
+    Literal(ScalarValue),
+    /// `column + n` or `column - n` of integer columns (pgbench's
+    /// `abalance = abalance + :delta`), from the row before the UPDATE.
+    Add { from: usize, delta: i64 },
+}
+
+/// The fast path's reading of `SET column c = expr`, when it has one.
+fn assigned(table: &Table, c: usize, expr: &Expr) -> Option<Assigned> {
+    if let Some(scalar) = literal(expr) {
+        return Some(Assigned::Literal(scalar));
+    }
+    let Expr::BinaryOp { left, op, right } = expr else {
+        return None;
+    };
+    let integer = |i: usize| {
+        matches!(
+            table.columns[i].data_type,
+            DataType::Int16 | DataType::Int32 | DataType::Int64
+        )
+    };
+    let from = match left.as_ref() {
+        Expr::Identifier(ident) => column_of(table, &super::execute::ident(ident))?,
+        _ => return None,
+    };
+    let ScalarValue::Int64(Some(n)) = literal(right)? else {
+        return None;
+    };
+    let delta = match op {
+        ast::BinaryOperator::Plus => n,
+        ast::BinaryOperator::Minus => n.checked_neg()?,
+        _ => return None,
+    };
+    (integer(from) && integer(c)).then_some(Assigned::Add { from, delta })
+}
+
+/// `old + delta` as column `c` stores it; None when it does not fit (or
+/// `old` is not an integer), for the general path to report.
+fn added(old: &Value, delta: i64, table: &Table, c: usize) -> Option<Value> {
+    let old = match old {
+        Value::Null => return Some(Value::Null),
+        Value::Int16(v) => i64::from(*v),
+        Value::Int32(v) => i64::from(*v),
+        Value::Int64(v) => *v,
+        _ => return None,
+    };
+    let sum = old.checked_add(delta)?;
+    match table.columns[c].data_type {
+        DataType::Int16 => i16::try_from(sum).ok().map(Value::Int16),
+        DataType::Int32 => i32::try_from(sum).ok().map(Value::Int32),
+        DataType::Int64 => Some(Value::Int64(sum)),
+        _ => None,
+    }
 }
 
 fn column_of(table: &Table, name: &str) -> Option<usize> {
