@@ -449,6 +449,22 @@ const TABLE_KEY_PREFIX: &[u8] = b"table/";
 const NEXT_TABLE_ID_KEY: &[u8] = b"catalog.next_table_id";
 const ROLE_KEY_PREFIX: &[u8] = b"role/";
 
+/// Every catalog entry under `prefix`, decoded (`what` names them in errors).
+fn load_all<T: serde::de::DeserializeOwned>(
+    storage: &dyn Storage,
+    prefix: &[u8],
+    what: &str,
+) -> Result<Vec<T>> {
+    storage
+        .scan(Cf::Catalog, prefix, Some(&prefix_end(prefix)))
+        .map(|entry| {
+            let (_, value) = entry?;
+            serde_json::from_slice(&value)
+                .map_err(|e| Error::Corruption(format!("{what} does not decode: {e}")))
+        })
+        .collect()
+}
+
 /// The first key after every key that starts with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -491,26 +507,12 @@ impl Catalog {
             next_table_id: 1,
             ..State::default()
         };
-        for entry in storage.scan(
-            Cf::Catalog,
-            TABLE_KEY_PREFIX,
-            Some(&prefix_end(TABLE_KEY_PREFIX)),
-        ) {
-            let (_, value) = entry?;
-            let table: Table = serde_json::from_slice(&value)
-                .map_err(|e| Error::Corruption(format!("table definition does not decode: {e}")))?;
+        for table in load_all::<Table>(storage, TABLE_KEY_PREFIX, "table definition")? {
             let table = Arc::new(table);
             state.by_id.insert(table.id, table.clone());
             state.by_name.insert(table.name.clone(), table);
         }
-        for entry in storage.scan(
-            Cf::Catalog,
-            ROLE_KEY_PREFIX,
-            Some(&prefix_end(ROLE_KEY_PREFIX)),
-        ) {
-            let (_, value) = entry?;
-            let role: Role = serde_json::from_slice(&value)
-                .map_err(|e| Error::Corruption(format!("role does not decode: {e}")))?;
+        for role in load_all::<Role>(storage, ROLE_KEY_PREFIX, "role")? {
             state.roles.insert(role.name.clone(), Arc::new(role));
         }
         if let Some(bytes) = storage.get(Cf::Meta, NEXT_TABLE_ID_KEY)? {

@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::convert;
 use super::execute::{assign, insert_targets, parse, table_name, Output};
+use crate::engine::catalog::Table;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::session::insert_row;
 use crate::engine::Session;
@@ -47,12 +48,18 @@ impl Session {
     /// The number of fields each row of a COPY into `table` has: one per
     /// named column, or one per column when none are named.
     pub fn copy_columns(&self, table: &str, columns: &[String]) -> Result<usize> {
+        Ok(self.copy_targets(table, columns)?.1.len())
+    }
+
+    /// The table a COPY writes and the index of each column it fills.
+    fn copy_targets(&self, table: &str, columns: &[String]) -> Result<(Arc<Table>, Vec<usize>)> {
         let table = self.table(table)?;
         let names: Vec<ast::ObjectName> = columns
             .iter()
             .map(|c| ast::ObjectName::from(vec![ast::Ident::with_quote('"', c)]))
             .collect();
-        Ok(insert_targets(&table, &names)?.len())
+        let targets = insert_targets(&table, &names)?;
+        Ok((table, targets))
     }
 
     /// Inserts rows of text fields (None for NULL) into `columns` of `table`
@@ -64,12 +71,7 @@ impl Session {
         columns: &[String],
         rows: &[Vec<Option<String>>],
     ) -> Result<u64> {
-        let table = self.table(table)?;
-        let names: Vec<ast::ObjectName> = columns
-            .iter()
-            .map(|c| ast::ObjectName::from(vec![ast::Ident::with_quote('"', c)]))
-            .collect();
-        let targets = insert_targets(&table, &names)?;
+        let (table, targets) = self.copy_targets(table, columns)?;
         if let Some((n, row)) = rows
             .iter()
             .enumerate()
