@@ -1,10 +1,11 @@
 //! Cancelling a running statement from another thread (PostgreSQL's cancel
-//! request). A statement checks for it while DataFusion runs its query:
+//! request) or after statement_timeout. A statement checks for it while DataFusion runs its query:
 //! the query's future is dropped, which stops its execution, and the
 //! statement fails with 57014.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -20,6 +21,8 @@ pub struct Canceller {
 struct Inner {
     requested: AtomicBool,
     notify: Notify,
+    /// statement_timeout in milliseconds; 0 for none.
+    timeout_ms: AtomicU64,
 }
 
 impl Canceller {
@@ -27,6 +30,12 @@ impl Canceller {
     pub fn cancel(&self) {
         self.inner.requested.store(true, Ordering::SeqCst);
         self.inner.notify.notify_waiters();
+    }
+
+    /// Sets the session's statement_timeout (0 for none).
+    pub(super) fn set_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.inner.timeout_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Forgets a cancel that arrived before the statement started.
@@ -45,16 +54,28 @@ impl Canceller {
         }
     }
 
-    /// Runs `work` unless and until the statement is cancelled.
+    /// Runs `work` unless and until the statement is cancelled or runs
+    /// past the statement timeout.
     pub(super) async fn guard<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
+        let timeout_ms = self.inner.timeout_ms.load(Ordering::SeqCst);
+        let timeout = async {
+            if timeout_ms == 0 {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(timeout_ms)).await;
+        };
         tokio::select! {
             result = work => result,
             () = self.cancelled() => Err(Error::invalid(
                 SqlState::QUERY_CANCELED,
                 "canceling statement due to user request",
+            )),
+            () = timeout => Err(Error::invalid(
+                SqlState::QUERY_CANCELED,
+                "canceling statement due to statement timeout",
             )),
         }
     }

@@ -82,6 +82,7 @@ fn main() {
         several_statements_in_one_text,
         concurrent_sql_transactions_conflict_with_40001,
         read_committed_updates_lose_no_increment,
+        statement_timeout_cancels_long_queries,
     ));
     trials.extend(tests!(cli:
         commands_run_in_order_and_rows_go_to_stdout,

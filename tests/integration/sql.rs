@@ -265,3 +265,17 @@ pub fn read_committed_updates_lose_no_increment() {
         "every committed increment counted: {n}"
     );
 }
+
+/// statement_timeout stops a long query with 57014; 0 turns it off.
+pub fn statement_timeout_cancels_long_queries() {
+    let db = Database::open_in_memory(Options::default()).expect("in-memory database");
+    let mut s = db.session();
+    assert_code(s.execute("SET statement_timeout = 'soon'"), "22023");
+    s.execute("SET statement_timeout = '200ms'").expect("set");
+    let started = std::time::Instant::now();
+    let result = s.execute("SELECT count(*) FROM generate_series(1, 100000000000)");
+    assert_code(result, "57014");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    s.execute("SET statement_timeout = 0").expect("reset");
+    assert!(render(&s.execute("SELECT 1")).ends_with("\n1 "));
+}

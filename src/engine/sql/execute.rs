@@ -721,6 +721,17 @@ impl Session {
                     Ok(())
                 }
             }
+            "statement_timeout" => {
+                let timeout = parse_timeout(value).ok_or_else(|| {
+                    Error::invalid(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        format!("invalid value for parameter \"statement_timeout\": \"{value}\""),
+                    )
+                })?;
+                self.canceller.set_timeout(timeout);
+                self.settings.insert(name, value.to_string());
+                Ok(())
+            }
             "timezone"
                 if !matches!(
                     value.to_lowercase().as_str(),
@@ -738,6 +749,27 @@ impl Session {
             _ => Err(unknown_setting(&name)),
         }
     }
+}
+
+/// A PostgreSQL time setting: a number of milliseconds, or a number with
+/// a unit (`ms`, `s`, `min`, `h`, `d`).
+fn parse_timeout(value: &str) -> Option<std::time::Duration> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => 1.0,
+        "s" => 1e3,
+        "min" => 60e3,
+        "h" => 3600e3,
+        "d" => 86400e3,
+        _ => return None,
+    };
+    let total = number * ms;
+    (total.is_finite() && total >= 0.0).then(|| std::time::Duration::from_millis(total as u64))
 }
 
 fn unknown_setting(name: &str) -> Error {
