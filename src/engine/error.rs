@@ -61,6 +61,7 @@ impl SqlState {
     pub const GROUPING_ERROR: SqlState = SqlState("42803");
     /// 42704: an unknown object such as a configuration parameter.
     pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
+    pub const UNDEFINED_SCHEMA: SqlState = SqlState("3F000");
     /// 22012: division by zero.
     pub const DIVISION_BY_ZERO: SqlState = SqlState("22012");
     /// 22000: a value that an operation cannot accept.

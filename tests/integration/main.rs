@@ -100,6 +100,7 @@ fn main() {
         refuses_to_listen_beyond_loopback_without_authentication,
         psql_over_tls_with_scram,
         psql_script_stops_on_error,
+        psql_describes_tables_and_roles,
         bad_clients_do_not_disturb_others,
         shutdown_is_clean_and_data_survives,
         connection_limit,

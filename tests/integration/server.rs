@@ -590,6 +590,60 @@ pub fn psql_script_stops_on_error() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
 }
 
+/// psql's describing commands read the emulated system catalogs.
+pub fn psql_describes_tables_and_roles() {
+    let env = [("OMEN_SUPERUSER", "admin"), ("OMEN_PASSWORD", "pw")];
+    let server = Server::start_with(&[], &env);
+    let conninfo = format!("host=127.0.0.1 port={} user=admin dbname=omen", server.port);
+    let run = |args: &[&str]| {
+        let out = psql(&conninfo, args, Some("pw"));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    run(&[
+        "-c",
+        "CREATE TABLE items (id INT PRIMARY KEY, name TEXT NOT NULL DEFAULT 'x', price NUMERIC(10,2))",
+        "-c",
+        "CREATE TABLE loose (v DOUBLE PRECISION)",
+        "-c",
+        "CREATE ROLE reader LOGIN PASSWORD 'r'",
+    ]);
+    // -A -t: unaligned rows without headers or footers, fields separated by |.
+    let tables = run(&["-c", "\\dt"]);
+    assert_eq!(
+        tables, "public|items|table|admin\npublic|loose|table|admin\n",
+        "{tables}"
+    );
+    let relations = run(&["-c", "\\d"]);
+    assert!(
+        relations.contains("public|items|table|admin"),
+        "{relations}"
+    );
+    let items = run(&["-c", "\\d items"]);
+    assert_eq!(
+        items, "id|integer||not null|\nname|text||not null|'x'::text\nprice|numeric(10,2)|||\n",
+        "{items}"
+    );
+    let loose = run(&["-c", "\\d loose"]);
+    assert_eq!(loose, "v|double precision|||\n", "{loose}");
+    let index = run(&["-c", "\\d items_pkey"]);
+    assert!(index.starts_with("id|integer|yes|id\n"), "{index}");
+    let databases = run(&["-c", "\\l"]);
+    assert!(databases.starts_with("omen|admin|UTF8|"), "{databases}");
+    let roles = run(&["-c", "\\du"]);
+    assert!(roles.contains("admin|Superuser"), "{roles}");
+    assert!(roles.contains("reader|"), "{roles}");
+    // A table that does not exist: no rows found, so psql exits non-zero.
+    let out = psql(&conninfo, &["-c", "\\d nothing"], Some("pw"));
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
+
 pub fn bad_clients_do_not_disturb_others() {
     let server = Server::start();
     runtime().block_on(async {

@@ -75,4 +75,12 @@ with psycopg.connect(conninfo) as conn:
                 lines.append(row)
         assert lines == [("100", "copied"), ("101", "tab\there")], lines
 
+# Type introspection, as psycopg does for types it has no adapter for.
+with psycopg.connect(conninfo, autocommit=True) as conn:
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(conn, "numeric")
+    assert (info.oid, info.array_oid) == (1700, 1231), info
+    assert TypeInfo.fetch(conn, "no_such_type") is None
+
 print("psycopg ok")

@@ -13,12 +13,15 @@
 //! ```
 
 mod bulk;
+mod compat;
 mod convert;
 mod ddl;
 mod describe;
 mod execute;
 mod fastpath;
 pub mod format;
+mod pg_catalog;
+mod pg_functions;
 mod planner;
 mod provider;
 mod roles;

@@ -21,7 +21,9 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
+use super::pg_catalog::{System, SystemSchema};
 use super::provider::Tables;
+use super::{compat, pg_functions};
 use crate::engine::catalog::{did_you_mean, Catalog};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::session::SharedTxn;
@@ -77,8 +79,7 @@ impl Planner {
     pub fn new(catalog: Arc<Catalog>, user: &str, canceller: Canceller) -> Result<Planner> {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema("omen", "public")
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true);
+            .with_create_default_catalog_and_schema(false);
         let options = config.options_mut();
         options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         // Rows come from one in-memory source per table; splitting them across
@@ -90,6 +91,18 @@ impl Planner {
         schemas
             .register_schema("public", tables.clone())
             .map_err(|e| map_error(e, &catalog))?;
+        for (name, system) in [
+            ("pg_catalog", System::PgCatalog),
+            ("information_schema", System::InformationSchema),
+        ] {
+            let schema = SystemSchema::new(system, catalog.clone(), user);
+            schemas
+                .register_schema(name, Arc::new(schema))
+                .map_err(|e| map_error(e, &catalog))?;
+        }
+        for function in pg_functions::functions(catalog.clone(), user) {
+            ctx.register_udf(function);
+        }
         ctx.register_catalog("omen", Arc::new(schemas));
         // The session functions clients ask PostgreSQL for.
         let version = format!(
@@ -140,9 +153,10 @@ impl Planner {
     pub async fn describe(
         &self,
         txn: &SharedTxn,
-        query: ast::Statement,
+        mut query: ast::Statement,
         keyed: Option<u32>,
     ) -> Result<(Vec<Option<DataType>>, SchemaRef)> {
+        compat::rewrite(&mut query, &self.catalog);
         let _lend = Lend::new(&self.tables, Some(txn), keyed);
         let state = self.ctx.state();
         let describe = async {
@@ -170,9 +184,10 @@ impl Planner {
     async fn run(
         &self,
         txn: Option<&SharedTxn>,
-        query: ast::Statement,
+        mut query: ast::Statement,
         keyed: Option<u32>,
     ) -> Result<Rows> {
+        compat::rewrite(&mut query, &self.catalog);
         let _lend = Lend::new(&self.tables, txn, keyed);
         // One copy of the session state per statement (it also fixes now()
         // for the statement), used to plan and to run.

@@ -1,0 +1,471 @@
+//! PostgreSQL's catalog functions (format_type, pg_get_userbyid,
+//! pg_get_indexdef, ...) and the object-identifier casts `::regclass`,
+//! `::regtype`, `::regnamespace` and `::regrole` (as `omen_regclass(x)`, ...,
+//! see [`compat`](super::compat)): a name gives its oid, an oid its name.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt32Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType as ArrowType;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::pg_catalog::{
+    self, constraint_definition, format_type, index_definition, quote_ident, relation_of,
+    type_name, type_named, visible_roles, INFORMATION_SCHEMA_OID, PG_CATALOG_OID, PUBLIC_OID,
+};
+use crate::engine::catalog::Catalog;
+use crate::engine::error::{Error, SqlState};
+
+/// An object-identifier type: its cast function, its to_reg function, the
+/// error and noun for an unknown name, and its name-to-oid and oid-to-name.
+type RegKind = (
+    &'static str,
+    &'static str,
+    SqlState,
+    &'static str,
+    (Lookup, Name),
+);
+type Lookup = Arc<dyn Fn(&str) -> Option<u32> + Send + Sync>;
+type Name = Arc<dyn Fn(u32) -> Option<String> + Send + Sync>;
+
+type Body = Box<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
+
+/// A catalog function: its name, how many arguments it takes, what it returns
+/// for the argument types, and its body over whole columns.
+struct Function {
+    name: &'static str,
+    signature: Signature,
+    returns: fn(&[ArrowType]) -> ArrowType,
+    body: Body,
+}
+
+impl fmt::Debug for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for Function {
+    fn eq(&self, other: &Function) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Function {}
+
+impl Hash for Function {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Function {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[ArrowType]) -> Result<ArrowType> {
+        Ok((self.returns)(arg_types))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        Ok(ColumnarValue::Array((self.body)(&arrays, rows)?))
+    }
+}
+
+/// Arguments: exactly `n` of any type, or any number (None).
+fn function(
+    name: &'static str,
+    args: Option<usize>,
+    returns: fn(&[ArrowType]) -> ArrowType,
+    body: impl Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync + 'static,
+) -> ScalarUDF {
+    let signature = match args {
+        Some(n) => Signature::any(n, Volatility::Stable),
+        None => Signature::variadic_any(Volatility::Stable),
+    };
+    ScalarUDF::new_from_impl(Function {
+        name,
+        signature,
+        returns,
+        body: Box::new(body),
+    })
+}
+
+fn text(_: &[ArrowType]) -> ArrowType {
+    ArrowType::Utf8
+}
+
+fn boolean(_: &[ArrowType]) -> ArrowType {
+    ArrowType::Boolean
+}
+
+/// A name (text) gives an oid; an oid gives a name.
+fn oid_or_name(args: &[ArrowType]) -> ArrowType {
+    match args.first() {
+        Some(ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View | ArrowType::Null)
+        | None => ArrowType::UInt32,
+        Some(_) => ArrowType::Utf8,
+    }
+}
+
+fn oid(_: &[ArrowType]) -> ArrowType {
+    ArrowType::UInt32
+}
+
+fn is_text(array: &ArrayRef) -> bool {
+    matches!(
+        array.data_type(),
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View | ArrowType::Null
+    )
+}
+
+/// Argument `i` as oids.
+fn oids(args: &[ArrayRef], i: usize) -> Result<Vec<Option<u32>>> {
+    let array = cast(&args[i], &ArrowType::Int64)?;
+    let array = array
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .ok_or_else(|| DataFusionError::Internal("oid argument".into()))?;
+    Ok(array.iter().map(|v| v.map(|v| v as u32)).collect())
+}
+
+/// Argument `i` as text.
+fn texts(args: &[ArrayRef], i: usize) -> Result<Vec<Option<String>>> {
+    let array = cast(&args[i], &ArrowType::Utf8)?;
+    let array = array
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataFusionError::Internal("text argument".into()))?;
+    Ok(array.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+fn text_array(values: Vec<Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+
+fn constant_bool(value: bool, rows: usize) -> ArrayRef {
+    Arc::new(BooleanArray::from(vec![value; rows]))
+}
+
+/// A cast between names and oids: text is looked up with `lookup` (an
+/// unknown name is an error with `missing`), oids are named with `name` (an
+/// unknown oid shows as its number, as in PostgreSQL).
+fn reg_cast(
+    args: &[ArrayRef],
+    lookup: &dyn Fn(&str) -> Option<u32>,
+    name: &dyn Fn(u32) -> Option<String>,
+    missing: Option<&dyn Fn(&str) -> Error>,
+) -> Result<ArrayRef> {
+    if is_text(&args[0]) {
+        let mut out = Vec::new();
+        for value in texts(args, 0)? {
+            out.push(match value {
+                None => None,
+                Some(text) => match text.trim().parse::<u32>() {
+                    Ok(oid) => Some(oid),
+                    Err(_) => match (lookup(text.trim()), missing) {
+                        (Some(oid), _) => Some(oid),
+                        (None, None) => None,
+                        (None, Some(missing)) => {
+                            return Err(DataFusionError::External(Box::new(missing(&text))))
+                        }
+                    },
+                },
+            });
+        }
+        return Ok(Arc::new(UInt32Array::from(out)));
+    }
+    Ok(text_array(
+        oids(args, 0)?
+            .into_iter()
+            .map(|o| o.map(|o| name(o).unwrap_or_else(|| o.to_string())))
+            .collect(),
+    ))
+}
+
+fn unquote(name: &str) -> String {
+    let name = name.strip_prefix("public.").unwrap_or(name);
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => name.to_lowercase(),
+    }
+}
+
+/// The catalog functions, reading `catalog`, for a session acting as `user`.
+pub fn functions(catalog: Arc<Catalog>, user: &str) -> Vec<ScalarUDF> {
+    let user = user.to_string();
+    let relation_name = {
+        let catalog = catalog.clone();
+        move |oid: u32| -> Option<String> {
+            let (id, index) = relation_of(oid)?;
+            let table = catalog.tables().into_iter().find(|t| t.id == id)?;
+            Some(if index {
+                format!("{}_pkey", table.name)
+            } else {
+                quote_ident(&table.name)
+            })
+        }
+    };
+    let table_of = {
+        let catalog = catalog.clone();
+        move |oid: u32| {
+            let (id, _) = relation_of(oid)?;
+            catalog.tables().into_iter().find(|t| t.id == id)
+        }
+    };
+    let namespaces = [
+        (PG_CATALOG_OID, "pg_catalog"),
+        (PUBLIC_OID, "public"),
+        (INFORMATION_SCHEMA_OID, "information_schema"),
+    ];
+    let mut functions = Vec::new();
+
+    let (c, u) = (catalog.clone(), user.clone());
+    functions.push(function(
+        "pg_get_userbyid",
+        Some(1),
+        text,
+        move |args, _| {
+            let roles = visible_roles(&c, &u);
+            Ok(text_array(
+                oids(args, 0)?
+                    .into_iter()
+                    .map(|o| {
+                        o.map(|o| {
+                            roles
+                                .iter()
+                                .find(|(oid, _)| *oid == o)
+                                .map(|(_, r)| r.name.clone())
+                                .unwrap_or_else(|| format!("unknown (OID={o})"))
+                        })
+                    })
+                    .collect(),
+            ))
+        },
+    ));
+    for name in [
+        "pg_table_is_visible",
+        "pg_type_is_visible",
+        "pg_function_is_visible",
+    ] {
+        // Every relation and type is in a schema of the search path.
+        functions.push(function(name, Some(1), boolean, |_, rows| {
+            Ok(constant_bool(true, rows))
+        }));
+    }
+    for name in [
+        "has_table_privilege",
+        "has_schema_privilege",
+        "has_database_privilege",
+        "has_column_privilege",
+        "has_any_column_privilege",
+        "pg_has_role",
+    ] {
+        // Every role that can log in may read and write every table.
+        functions.push(function(name, None, boolean, |_, rows| {
+            Ok(constant_bool(true, rows))
+        }));
+    }
+    functions.push(function(
+        "pg_relation_is_publishable",
+        Some(1),
+        boolean,
+        |_, rows| Ok(constant_bool(false, rows)),
+    ));
+    functions.push(function("format_type", Some(2), text, |args, _| {
+        let typmods = cast(&args[1], &ArrowType::Int32)?;
+        let typmods = typmods
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int32Array>()
+            .ok_or_else(|| DataFusionError::Internal("typmod argument".into()))?
+            .clone();
+        Ok(text_array(
+            oids(args, 0)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let typmod = if typmods.is_null(i) {
+                        -1
+                    } else {
+                        typmods.value(i)
+                    };
+                    o.map(|o| format_type(o, typmod).unwrap_or_else(|| "???".into()))
+                })
+                .collect(),
+        ))
+    }));
+    // Expressions are stored as their SQL text, so pg_get_expr shows them as is.
+    functions.push(function("pg_get_expr", None, text, |args, _| {
+        Ok(text_array(texts(args, 0)?))
+    }));
+    let t = table_of.clone();
+    functions.push(function("pg_get_indexdef", None, text, move |args, _| {
+        // With a column number, only that column of the index.
+        let columns = match args.len() {
+            1 => vec![None; args[0].len()],
+            _ => oids(args, 1)?,
+        };
+        Ok(text_array(
+            oids(args, 0)?
+                .into_iter()
+                .zip(columns)
+                .map(|(o, column)| {
+                    let table = o.and_then(&t)?;
+                    Some(match column {
+                        Some(n) if n > 0 => {
+                            let i = *table.primary_key_indices().get(n as usize - 1)?;
+                            quote_ident(&table.columns[i].name)
+                        }
+                        _ => index_definition(&table),
+                    })
+                })
+                .collect(),
+        ))
+    }));
+    let t = table_of.clone();
+    functions.push(function(
+        "pg_get_constraintdef",
+        None,
+        text,
+        move |args, _| {
+            Ok(text_array(
+                oids(args, 0)?
+                    .into_iter()
+                    .map(|o| o.and_then(&t).map(|table| constraint_definition(&table)))
+                    .collect(),
+            ))
+        },
+    ));
+    functions.push(function("pg_encoding_to_char", Some(1), text, |args, _| {
+        Ok(text_array(
+            oids(args, 0)?
+                .into_iter()
+                .map(|o| o.map(|o| if o == 6 { "UTF8" } else { "" }.to_string()))
+                .collect(),
+        ))
+    }));
+    for name in [
+        "obj_description",
+        "col_description",
+        "shobj_description",
+        "pg_get_statisticsobjdef_columns",
+    ] {
+        // omen keeps no comments or extended statistics.
+        functions.push(function(name, None, text, |_, rows| {
+            Ok(text_array(vec![None; rows]))
+        }));
+    }
+    functions.push(function("quote_ident", Some(1), text, |args, _| {
+        Ok(text_array(
+            texts(args, 0)?
+                .into_iter()
+                .map(|t| t.map(|t| quote_ident(&t)))
+                .collect(),
+        ))
+    }));
+
+    let c = catalog.clone();
+    let regclass: (Lookup, Name) = (
+        Arc::new(move |name: &str| {
+            let name = unquote(name);
+            if let Some(table) = name.strip_suffix("_pkey") {
+                if let Ok(t) = c.table(table) {
+                    if !t.has_row_ids() {
+                        return Some(pg_catalog::index_oid(t.id));
+                    }
+                }
+            }
+            c.table(&name).ok().map(|t| pg_catalog::table_oid(t.id))
+        }),
+        Arc::new(relation_name),
+    );
+    let regtype: (Lookup, Name) = (Arc::new(type_named), Arc::new(type_name));
+    let regnamespace: (Lookup, Name) = (
+        Arc::new(move |name: &str| {
+            let name = unquote(name);
+            namespaces.iter().find(|(_, n)| *n == name).map(|(o, _)| *o)
+        }),
+        Arc::new(move |oid| {
+            namespaces
+                .iter()
+                .find(|(o, _)| *o == oid)
+                .map(|(_, n)| n.to_string())
+        }),
+    );
+    let (c, u) = (catalog.clone(), user.clone());
+    let (c2, u2) = (catalog, user);
+    let regrole: (Lookup, Name) = (
+        Arc::new(move |name: &str| {
+            let name = unquote(name);
+            visible_roles(&c, &u)
+                .into_iter()
+                .find(|(_, r)| r.name == name)
+                .map(|(o, _)| o)
+        }),
+        Arc::new(move |oid| {
+            visible_roles(&c2, &u2)
+                .into_iter()
+                .find(|(o, _)| *o == oid)
+                .map(|(_, r)| r.name.clone())
+        }),
+    );
+    let kinds: [RegKind; 4] = [
+        (
+            "omen_regclass",
+            "to_regclass",
+            SqlState::UNDEFINED_TABLE,
+            "relation",
+            regclass,
+        ),
+        (
+            "omen_regtype",
+            "to_regtype",
+            SqlState::UNDEFINED_OBJECT,
+            "type",
+            regtype,
+        ),
+        (
+            "omen_regnamespace",
+            "to_regnamespace",
+            SqlState::UNDEFINED_SCHEMA,
+            "schema",
+            regnamespace,
+        ),
+        (
+            "omen_regrole",
+            "to_regrole",
+            SqlState::UNDEFINED_OBJECT,
+            "role",
+            regrole,
+        ),
+    ];
+    for (cast_name, to_name, code, what, (lookup, name)) in kinds {
+        let missing = move |text: &str| Error::NotFound {
+            code,
+            message: format!("{what} \"{text}\" does not exist"),
+        };
+        let l = lookup.clone();
+        functions.push(function(cast_name, Some(1), oid_or_name, move |args, _| {
+            reg_cast(args, &*l, &*name, Some(&missing))
+        }));
+        // to_regclass('x') and the like: NULL for an unknown name.
+        functions.push(function(to_name, Some(1), oid, move |args, _| {
+            let text = [cast(&args[0], &ArrowType::Utf8)?];
+            reg_cast(&text, &*lookup, &|_| None, None)
+        }));
+    }
+    functions
+}
