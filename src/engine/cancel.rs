@@ -80,3 +80,15 @@ impl Canceller {
         }
     }
 }
+
+/// The other sessions of a server, as `pg_backend_pid()` and
+/// `pg_cancel_backend(pid)` reach them. The shell has none.
+pub trait Backends: Send + Sync {
+    /// This session's process id.
+    fn pid(&self) -> i32;
+
+    /// Cancels the statement session `pid` is running, on behalf of role
+    /// `user`: false if there is no such session, 42501 if `user` may not
+    /// (only superusers may cancel another role's statements).
+    fn cancel(&self, pid: i32, user: &str) -> Result<bool, Error>;
+}

@@ -18,7 +18,7 @@ pub mod sql;
 pub mod storage;
 pub mod types;
 
-pub use cancel::Canceller;
+pub use cancel::{Backends, Canceller};
 pub use database::{Database, Options};
 pub use directory::DirectoryKind;
 pub use error::{Error, Result, SqlState};

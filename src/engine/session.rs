@@ -39,6 +39,8 @@ pub struct Session {
     pub(super) user: Option<String>,
     /// Cancels the running statement from another thread.
     pub(super) canceller: super::Canceller,
+    /// The server's other sessions, for pg_cancel_backend.
+    pub(super) backends: Option<Arc<dyn super::Backends>>,
 }
 
 /// A transaction shared with the query plans of the statement that reads it.
@@ -86,6 +88,7 @@ impl Session {
             fast_path_taken: 0,
             user: None,
             canceller: super::Canceller::default(),
+            backends: None,
         }
     }
 
@@ -93,6 +96,13 @@ impl Session {
     /// thread (the statement fails with 57014).
     pub fn canceller(&self) -> super::Canceller {
         self.canceller.clone()
+    }
+
+    /// Gives the session its server's other sessions (pg_backend_pid,
+    /// pg_cancel_backend).
+    pub fn set_backends(&mut self, backends: Arc<dyn super::Backends>) {
+        self.backends = Some(backends);
+        self.sql = None;
     }
 
     /// The isolation level of transactions begun without naming one.

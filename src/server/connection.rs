@@ -32,6 +32,7 @@ use pgwire::messages::PgWireBackendMessage;
 use super::copy::{self, Copy};
 use super::wire;
 use super::Server;
+use super::ServerBackends;
 use omen::engine::sql::{placeholder, Description};
 use omen::{Error, Output, Session, SqlState};
 
@@ -124,10 +125,10 @@ impl Inner {
                 }
             }
             let (pid, key) = client.pid_and_secret_key();
-            self.server
-                .cancels
-                .lock()
-                .insert(pid, (key, session.canceller()));
+            let role = session.user().unwrap_or_default().to_string();
+            let backends =
+                ServerBackends::register(&self.server, pid, key, session.canceller(), &role);
+            session.set_backends(Arc::new(backends));
             *self.pid.lock() = Some(pid);
             *started = true;
         }

@@ -44,7 +44,7 @@ use connection::Connection;
 use omen::engine::catalog::Role;
 use omen::engine::scram::Verifier;
 use omen::engine::Canceller;
-use omen::{Database, Options};
+use omen::{Database, Error, Options, SqlState};
 
 /// Prints a line to the server log (standard error), PostgreSQL style.
 macro_rules! log {
@@ -141,9 +141,79 @@ pub struct Server {
     authenticate: bool,
     /// The certificate (PEM) for SCRAM channel binding.
     certificate: Option<Vec<u8>>,
-    /// Each logged-in connection's cancel key and the canceller of its
-    /// session, by process id.
-    cancels: parking_lot::Mutex<HashMap<i32, (SecretKey, Canceller)>>,
+    /// Each logged-in connection's cancel key, the canceller of its session
+    /// and its role, by process id.
+    cancels: parking_lot::Mutex<HashMap<i32, Backend>>,
+}
+
+/// A logged-in connection, as cancel requests and pg_cancel_backend find it.
+pub struct Backend {
+    key: SecretKey,
+    canceller: Canceller,
+    user: String,
+}
+
+/// One session's view of the server's other sessions.
+pub struct ServerBackends {
+    server: Arc<Server>,
+    pid: i32,
+}
+
+impl ServerBackends {
+    /// Registers a logged-in connection; the returned view is its session's.
+    pub fn register(
+        server: &Arc<Server>,
+        pid: i32,
+        key: SecretKey,
+        canceller: Canceller,
+        user: &str,
+    ) -> ServerBackends {
+        server.cancels.lock().insert(
+            pid,
+            Backend {
+                key,
+                canceller,
+                user: user.to_string(),
+            },
+        );
+        ServerBackends {
+            server: server.clone(),
+            pid,
+        }
+    }
+}
+
+impl omen::engine::Backends for ServerBackends {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn cancel(&self, pid: i32, user: &str) -> Result<bool, Error> {
+        let cancels = self.server.cancels.lock();
+        let Some(backend) = cancels.get(&pid) else {
+            return Ok(false);
+        };
+        let catalog = self.server.db.catalog();
+        let allowed = backend.user == user
+            || catalog.roles().is_empty()
+            || catalog.role(user).is_some_and(|r| r.superuser);
+        if !allowed {
+            return Err(Error::InvalidInput {
+                code: SqlState::INSUFFICIENT_PRIVILEGE,
+                message: format!(
+                    "permission denied to cancel query of process {pid}: only superusers and \
+                     role \"{}\" may",
+                    backend.user
+                ),
+            });
+        }
+        log!(
+            "process {} cancels the statement of process {pid}",
+            self.pid
+        );
+        backend.canceller.cancel();
+        Ok(true)
+    }
 }
 
 /// A cancel key as bytes: a request may carry as bytes the key the server
@@ -163,9 +233,9 @@ impl CancelHandler for Cancels {
     async fn on_cancel_request(&self, request: CancelRequest) {
         let cancels = self.0.cancels.lock();
         match cancels.get(&request.pid) {
-            Some((key, canceller)) if key_bytes(key) == key_bytes(&request.secret_key) => {
+            Some(backend) if key_bytes(&backend.key) == key_bytes(&request.secret_key) => {
                 log!("cancel request for process {}", request.pid);
-                canceller.cancel();
+                backend.canceller.cancel();
             }
             _ => log!("cancel request with a wrong process id or key ignored"),
         }

@@ -744,6 +744,25 @@ pub fn cancel_request_stops_a_running_query() {
             simple_rows(&client, "SELECT 1").await,
             vec![vec![Some("1".into())]]
         );
+        // pg_cancel_backend from another connection does the same.
+        let pid = simple_rows(&client, "SELECT pg_backend_pid()").await[0][0]
+            .clone()
+            .expect("a pid");
+        let other = connect(&server.conninfo("b", None)).await.expect("connect");
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let rows = simple_rows(&other, &format!("SELECT pg_cancel_backend({pid})")).await;
+            assert_eq!(rows, vec![vec![Some("t".into())]]);
+            // No such session: false, as in PostgreSQL.
+            let rows = simple_rows(&other, "SELECT pg_cancel_backend(1)").await;
+            assert_eq!(rows, vec![vec![Some("f".into())]]);
+        });
+        let e = client
+            .simple_query("SELECT count(*) FROM generate_series(1, 100000000000)")
+            .await
+            .expect_err("cancelled by pg_cancel_backend");
+        assert_eq!(code(&e), "57014");
+        canceller.await.expect("canceller");
     });
 }
 

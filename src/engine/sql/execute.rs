@@ -270,6 +270,7 @@ impl Session {
             self.shared.catalog.clone(),
             user,
             self.canceller.clone(),
+            self.backends.clone(),
         )?);
         self.sql = Some(planner.clone());
         Ok(planner)

@@ -7,7 +7,9 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, StringArray, UInt32Array,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType as ArrowType;
 use datafusion::common::{DataFusionError, Result};
@@ -21,6 +23,7 @@ use super::pg_catalog::{
 };
 use crate::engine::catalog::Catalog;
 use crate::engine::error::{Error, SqlState};
+use crate::engine::Backends;
 
 /// An object-identifier type: its cast function, its to_reg function, the
 /// error and noun for an unknown name, and its name-to-oid and oid-to-name.
@@ -202,6 +205,36 @@ fn unquote(name: &str) -> String {
         Some(quoted) => quoted.replace("\"\"", "\""),
         None => name.to_lowercase(),
     }
+}
+
+/// pg_backend_pid() and pg_cancel_backend(pid): the session's process id
+/// (the shell's own) and cancelling another session's statement.
+pub fn backend_functions(backends: Option<Arc<dyn Backends>>, user: &str) -> Vec<ScalarUDF> {
+    let pid = backends
+        .as_ref()
+        .map_or(std::process::id() as i32, |b| b.pid());
+    let user = user.to_string();
+    let backend_pid = ScalarUDF::new_from_impl(Function {
+        name: "pg_backend_pid",
+        signature: Signature::nullary(Volatility::Stable),
+        returns: |_| ArrowType::Int32,
+        body: Box::new(move |_, rows| Ok(Arc::new(Int32Array::from(vec![pid; rows])))),
+    });
+    let cancel = function("pg_cancel_backend", Some(1), boolean, move |args, _| {
+        let mut out = Vec::new();
+        for pid in oids(args, 0)? {
+            out.push(match (pid, &backends) {
+                (None, _) => None,
+                (Some(_), None) => Some(false),
+                (Some(pid), Some(b)) => Some(
+                    b.cancel(pid as i32, &user)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?,
+                ),
+            });
+        }
+        Ok(Arc::new(BooleanArray::from(out)))
+    });
+    vec![backend_pid, cancel]
 }
 
 /// The catalog functions, reading `catalog`, for a session acting as `user`.

@@ -27,7 +27,7 @@ use super::{compat, pg_functions};
 use crate::engine::catalog::{did_you_mean, Catalog};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::session::SharedTxn;
-use crate::engine::Canceller;
+use crate::engine::{Backends, Canceller};
 
 /// The rows a query returned.
 #[derive(Clone, Debug)]
@@ -76,7 +76,12 @@ pub struct Planner {
 impl Planner {
     /// A planner over the tables of `catalog`, for a session acting as
     /// `user`.
-    pub fn new(catalog: Arc<Catalog>, user: &str, canceller: Canceller) -> Result<Planner> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        user: &str,
+        canceller: Canceller,
+        backends: Option<Arc<dyn Backends>>,
+    ) -> Result<Planner> {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema("omen", "public")
             .with_create_default_catalog_and_schema(false);
@@ -99,6 +104,9 @@ impl Planner {
             schemas
                 .register_schema(name, Arc::new(schema))
                 .map_err(|e| map_error(e, &catalog))?;
+        }
+        for function in pg_functions::backend_functions(backends, user) {
+            ctx.register_udf(function);
         }
         for function in pg_functions::functions(catalog.clone(), user) {
             ctx.register_udf(function);
