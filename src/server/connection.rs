@@ -147,14 +147,41 @@ impl Inner {
     {
         let (results, notices) = self
             .run(move |session| {
+                // Several reads and writes in one query outside a transaction
+                // block run as one implicit transaction, as in PostgreSQL: all
+                // of them take effect or none. Transaction control and DDL
+                // keep their own statement-by-statement effect.
+                let implicit = statements.len() > 1
+                    && !session.in_transaction()
+                    && statements.iter().all(|s| {
+                        matches!(
+                            s,
+                            Statement::Query(_)
+                                | Statement::Insert(_)
+                                | Statement::Update(_)
+                                | Statement::Delete(_)
+                        )
+                    });
+                if implicit {
+                    if let Err(e) = session.execute("BEGIN") {
+                        return (vec![(Err(e), false, false)], session.take_notices());
+                    }
+                }
                 let mut results = Vec::new();
                 for statement in statements {
-                    let before = session.in_transaction();
+                    let before = session.in_transaction() && !implicit;
                     let result = session.execute_statement(statement);
                     let failed = result.is_err();
-                    results.push((result, before, session.in_transaction()));
+                    results.push((result, before, session.in_transaction() && !implicit));
                     if failed {
                         break;
+                    }
+                }
+                if implicit {
+                    let failed = results.last().is_some_and(|(r, _, _)| r.is_err());
+                    let end = session.execute(if failed { "ROLLBACK" } else { "COMMIT" });
+                    if let (Err(e), Some(last)) = (end, results.last_mut()) {
+                        last.0 = Err(e);
                     }
                 }
                 (results, session.take_notices())

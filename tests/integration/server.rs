@@ -241,13 +241,37 @@ pub fn simple_protocol_and_transaction_status() {
         assert_eq!(code(&e), "42601");
         assert_eq!(simple_rows(&client, "SELECT 2").await, vec![vec![Some("2".into())]]);
 
-        // A failing statement in a multi-statement query stops it; earlier
-        // ones keep their effect.
+        // Several statements in one query outside a transaction block are
+        // one implicit transaction: a failing one stops the query and undoes
+        // the earlier ones, as in PostgreSQL.
         let e = client
             .batch_execute("INSERT INTO t VALUES (3, 'three'); INSERT INTO t VALUES (1, 'dup'); INSERT INTO t VALUES (4, 'four')")
             .await
             .unwrap_err();
         assert_eq!(code(&e), "23505");
+        assert_eq!(
+            simple_rows(&client, "SELECT count(*) FROM t").await,
+            vec![vec![Some("2".into())]]
+        );
+        client
+            .batch_execute("INSERT INTO t VALUES (3, 'three'); UPDATE t SET name = 'two' WHERE id = 2")
+            .await
+            .expect("both statements");
+        assert_eq!(
+            simple_rows(&client, "SELECT count(*), max(name) FROM t").await,
+            vec![vec![Some("3".into()), Some("two".into())]]
+        );
+        // Inside a transaction block, the block decides.
+        client
+            .batch_execute("BEGIN; INSERT INTO t VALUES (5, 'five')")
+            .await
+            .expect("begin and insert");
+        let e = client
+            .batch_execute("INSERT INTO t VALUES (6, 'six'); INSERT INTO t VALUES (5, 'dup')")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "23505");
+        client.batch_execute("ROLLBACK").await.expect("rollback");
         assert_eq!(
             simple_rows(&client, "SELECT count(*) FROM t").await,
             vec![vec![Some("3".into())]]
