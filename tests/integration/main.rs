@@ -99,6 +99,7 @@ fn main() {
         scram_authentication_and_roles,
         refuses_to_listen_beyond_loopback_without_authentication,
         psql_over_tls_with_scram,
+        tls_certificate_files_and_direct_negotiation,
         psql_script_stops_on_error,
         psql_describes_tables_and_roles,
         bad_clients_do_not_disturb_others,

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -582,6 +583,74 @@ pub fn psql_over_tls_with_scram() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password authentication failed"));
+}
+
+/// A certificate and key from files: psql verifies it (verify-full), and a
+/// client that starts TLS at once with ALPN "postgresql" (PostgreSQL 17's
+/// sslnegotiation=direct) logs in too.
+pub fn tls_certificate_files_and_direct_negotiation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let cert = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    std::fs::write(&cert, generated.cert.pem()).expect("write certificate");
+    std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write key");
+    let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    let server = Server::start_with(&["--tls-cert", cert, "--tls-key", key], &[]);
+    let out = psql(
+        &format!(
+            "host=localhost port={} user=u dbname=omen sslmode=verify-full sslrootcert={cert}",
+            server.port
+        ),
+        &["-c", "SELECT 1", "-c", "\\conninfo"],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert!(stdout.contains("SSL connection"), "{stdout}");
+
+    // Direct TLS: no SSLRequest, the TLS handshake first.
+    use pgwire::tokio::tokio_rustls::{rustls, TlsConnector};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    runtime().block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(generated.cert.der().clone())
+            .expect("trust the certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake at once");
+        // StartupMessage: length, protocol 3.0, user and database.
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        body.extend_from_slice(b"user\0u\0database\0omen\0\0");
+        let mut message = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        message.extend_from_slice(&body);
+        tls.write_all(&message).await.expect("send startup");
+        // AuthenticationOk: 'R', length 8, code 0.
+        let mut reply = [0u8; 9];
+        tls.read_exact(&mut reply)
+            .await
+            .expect("authentication reply");
+        assert_eq!(reply, [b'R', 0, 0, 0, 8, 0, 0, 0, 0]);
+    });
 }
 
 pub fn psql_script_stops_on_error() {
