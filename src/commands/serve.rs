@@ -40,6 +40,17 @@ pub struct Args {
     /// The first superuser's password.
     #[arg(long, env = "OMEN_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// Roll back the transaction of, and then disconnect, a client idle
+    /// inside a transaction this long (`30s`, `10min`; 0 for never), so it
+    /// cannot hold back garbage collection. Sessions may SET
+    /// idle_in_transaction_session_timeout themselves.
+    #[arg(
+        long,
+        env = "OMEN_IDLE_IN_TRANSACTION_TIMEOUT",
+        default_value = "0",
+        value_name = "DURATION"
+    )]
+    idle_in_transaction_timeout: String,
 }
 
 /// Reads the config file named by `--config FILE` (or OMEN_CONFIG) in the
@@ -70,6 +81,7 @@ pub fn load_config_file(argv: &[String]) -> Result<()> {
         "max_connections",
         "superuser",
         "password",
+        "idle_in_transaction_timeout",
     ];
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default().trim();
@@ -113,5 +125,9 @@ pub fn run(args: Args) -> Result<()> {
         tls,
         max_connections: args.max_connections,
         superuser: args.superuser.zip(args.password),
+        session_settings: vec![(
+            "idle_in_transaction_session_timeout".into(),
+            args.idle_in_transaction_timeout,
+        )],
     })
 }

@@ -8,6 +8,7 @@
 
 use std::fmt::Debug;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,8 +32,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::copy::{self, Copy};
 use super::wire;
-use super::Server;
-use super::ServerBackends;
+use super::{log, Server, ServerBackends};
 use omen::engine::sql::{placeholder, Description};
 use omen::{Error, Output, Session, SqlState};
 
@@ -62,6 +62,14 @@ pub struct Inner {
     server: Arc<Server>,
     /// The process id cancel requests name this connection by.
     pid: Mutex<Option<i32>>,
+    /// Engine calls so far; a watcher for idle_in_transaction_session_timeout
+    /// knows by it whether the client did anything while it waited.
+    activity: AtomicU64,
+    /// This connection, for the idle-in-transaction watcher.
+    me: std::sync::Weak<Inner>,
+    /// Whether the connection sat idle in a transaction past the timeout:
+    /// its transaction is rolled back and its next message ends it.
+    expired: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -82,12 +90,15 @@ struct CopyIn {
 impl Connection {
     pub fn new(session: Session, server: Arc<Server>) -> Connection {
         Connection {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
                 session: Arc::new(Mutex::new(session)),
                 started: Mutex::new(false),
                 copy_in: Mutex::new(None),
                 server,
                 pid: Mutex::new(None),
+                activity: AtomicU64::new(0),
+                expired: AtomicBool::new(false),
             }),
         }
     }
@@ -99,10 +110,58 @@ impl Inner {
         &self,
         f: impl FnOnce(&mut Session) -> T + Send + 'static,
     ) -> PgWireResult<T> {
+        if self.expired.load(Ordering::SeqCst) {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "25P03".into(),
+                "terminating connection due to idle-in-transaction timeout".into(),
+            ))));
+        }
+        let seen = self.activity.fetch_add(1, Ordering::SeqCst) + 1;
         let session = self.session.clone();
-        tokio::task::spawn_blocking(move || f(&mut session.lock()))
-            .await
-            .map_err(|e| user_error(Error::Internal(format!("a statement's thread failed: {e}"))))
+        let (value, idle_timeout) = tokio::task::spawn_blocking(move || {
+            let mut session = session.lock();
+            let value = f(&mut session);
+            let idle_timeout = session
+                .in_transaction()
+                .then(|| session.idle_in_transaction_timeout())
+                .flatten();
+            (value, idle_timeout)
+        })
+        .await
+        .map_err(|e| user_error(Error::Internal(format!("a statement's thread failed: {e}"))))?;
+        if let Some(timeout) = idle_timeout {
+            let inner = self.me.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                if let Some(inner) = inner.upgrade() {
+                    inner.end_idle_transaction(seen).await;
+                }
+            });
+        }
+        Ok(value)
+    }
+
+    /// Rolls back the session's transaction if the client has done nothing
+    /// since engine call `seen`: an idle transaction holds a snapshot that
+    /// keeps old row versions from garbage collection.
+    async fn end_idle_transaction(self: Arc<Self>, seen: u64) {
+        if self.activity.load(Ordering::SeqCst) != seen {
+            return;
+        }
+        let inner = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut session = inner.session.lock();
+            if inner.activity.load(Ordering::SeqCst) == seen && session.in_transaction() {
+                let _ = session.execute("ROLLBACK");
+                inner.expired.store(true, Ordering::SeqCst);
+                log!(
+                    "process {}: transaction rolled back after idle_in_transaction_session_timeout",
+                    inner.pid.lock().unwrap_or_default()
+                );
+            }
+        })
+        .await;
     }
 
     /// On the first statement: the session acts as the login's user, and
@@ -113,6 +172,9 @@ impl Inner {
             let user = client.metadata().get(METADATA_USER).cloned();
             let mut session = self.session.lock();
             session.set_user(user);
+            for (name, value) in &self.server.session_settings {
+                let _ = session.set_setting(name, value);
+            }
             // Settings the client sent at startup (application_name,
             // DateStyle, ...); one omen cannot take (a time zone other than
             // UTC) leaves the default, as the parameter status told the client.

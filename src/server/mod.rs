@@ -67,6 +67,8 @@ pub struct Config {
     pub max_connections: usize,
     /// The superuser to create on a database without roles.
     pub superuser: Option<(String, String)>,
+    /// Session settings every connection starts with, before its own.
+    pub session_settings: Vec<(String, String)>,
 }
 
 /// Where the TLS certificate comes from.
@@ -91,6 +93,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             config.listen
         );
     }
+    for (name, value) in &config.session_settings {
+        db.session()
+            .set_setting(name, value)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let tls = load_tls(&config.tls)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -102,6 +109,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         authenticate,
         certificate: tls.as_ref().map(|(_, pem)| pem.clone()),
         cancels: parking_lot::Mutex::new(HashMap::new()),
+        session_settings: config.session_settings,
     });
     let listener = runtime
         .block_on(TcpListener::bind(config.listen))
@@ -144,6 +152,8 @@ pub struct Server {
     /// Each logged-in connection's cancel key, the canceller of its session
     /// and its role, by process id.
     cancels: parking_lot::Mutex<HashMap<i32, Backend>>,
+    /// Settings each session starts with.
+    session_settings: Vec<(String, String)>,
 }
 
 /// A logged-in connection, as cancel requests and pg_cancel_backend find it.

@@ -107,6 +107,7 @@ fn main() {
         connection_limit,
         cancel_request_stops_a_running_query,
         psycopg_driver,
+        idle_transactions_time_out,
     ));
     trials.extend(slt::trials());
     libtest_mimic::run(&args, trials).exit();

@@ -859,6 +859,61 @@ pub fn cancel_request_stops_a_running_query() {
     });
 }
 
+/// A client idle inside a transaction past idle_in_transaction_session_timeout
+/// loses its transaction (and the snapshot it held) and then its connection.
+pub fn idle_transactions_time_out() {
+    let server = Server::start_with(&["--idle-in-transaction-timeout", "300ms"], &[]);
+    runtime().block_on(async {
+        let setup = connect(&server.conninfo("a", None)).await.expect("connect");
+        setup
+            .batch_execute("CREATE TABLE k (id INT PRIMARY KEY)")
+            .await
+            .expect("create");
+        let idle = connect(&server.conninfo("b", None)).await.expect("connect");
+        idle.batch_execute("BEGIN; INSERT INTO k VALUES (1)")
+            .await
+            .expect("begin and insert");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let e = idle.batch_execute("COMMIT").await.unwrap_err();
+        assert_eq!(code(&e), "25P03", "{e}");
+        assert!(idle.is_closed() || idle.batch_execute("SELECT 1").await.is_err());
+        // The insert was rolled back; the row is free for others.
+        setup
+            .batch_execute("INSERT INTO k VALUES (1)")
+            .await
+            .expect("no conflict with the rolled-back insert");
+        // Idle outside a transaction is fine; a busy transaction is fine.
+        let busy = connect(&server.conninfo("c", None)).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        busy.batch_execute("BEGIN").await.expect("begin");
+        for i in 10..16 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            busy.batch_execute(&format!("INSERT INTO k VALUES ({i})"))
+                .await
+                .expect("insert");
+        }
+        busy.batch_execute("COMMIT").await.expect("commit");
+        // A session may turn it off for itself.
+        let own = connect(&server.conninfo("d", None)).await.expect("connect");
+        own.batch_execute("SET idle_in_transaction_session_timeout = 0; BEGIN")
+            .await
+            .expect("set");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        own.batch_execute("COMMIT").await.expect("still open");
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_omen"))
+        .args([
+            "serve",
+            "--idle-in-transaction-timeout",
+            "banana",
+            "--data-dir",
+        ])
+        .arg(server.dir.path().join("other"))
+        .output()
+        .expect("omen serve runs");
+    assert!(!out.status.success());
+}
+
 pub fn psycopg_driver() {
     let server = Server::start();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/psycopg_client.py");

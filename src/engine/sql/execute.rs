@@ -665,6 +665,7 @@ pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
         ("client_encoding", "UTF8"),
         ("datestyle", "ISO, MDY"),
         ("extra_float_digits", "1"),
+        ("idle_in_transaction_session_timeout", "0"),
         ("intervalstyle", "postgres"),
         ("search_path", "public"),
         ("server_encoding", "UTF8"),
@@ -699,6 +700,13 @@ impl Session {
         }
     }
 
+    /// How long the session may sit idle inside a transaction before the
+    /// server ends it (idle_in_transaction_session_timeout); None for ever.
+    pub fn idle_in_transaction_timeout(&self) -> Option<std::time::Duration> {
+        let value = self.settings.get("idle_in_transaction_session_timeout")?;
+        parse_timeout(value).filter(|t| !t.is_zero())
+    }
+
     /// Sets a session setting (SET name = value).
     pub fn set_setting(&mut self, name: &str, value: &str) -> Result<()> {
         let name = name.to_lowercase();
@@ -722,14 +730,16 @@ impl Session {
                     Ok(())
                 }
             }
-            "statement_timeout" => {
+            "statement_timeout" | "idle_in_transaction_session_timeout" => {
                 let timeout = parse_timeout(value).ok_or_else(|| {
                     Error::invalid(
                         SqlState::INVALID_PARAMETER_VALUE,
-                        format!("invalid value for parameter \"statement_timeout\": \"{value}\""),
+                        format!("invalid value for parameter \"{name}\": \"{value}\""),
                     )
                 })?;
-                self.canceller.set_timeout(timeout);
+                if name == "statement_timeout" {
+                    self.canceller.set_timeout(timeout);
+                }
                 self.settings.insert(name, value.to_string());
                 Ok(())
             }
