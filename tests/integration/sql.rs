@@ -155,7 +155,7 @@ pub fn key_filters_are_pushed_down_exactly() {
             &mut s,
             "SELECT count(*) FROM k WHERE a > 7 AND a <= 8 AND b >= 5"
         ),
-        "SELECT 1\ncount(*):Int64 \n5 "
+        "SELECT 1\ncount:Int64 \n5 "
     );
 }
 

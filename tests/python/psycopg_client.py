@@ -79,6 +79,10 @@ with psycopg.connect(conninfo) as conn:
 with psycopg.connect(conninfo, autocommit=True) as conn:
     from psycopg.types import TypeInfo
 
+    # Result columns carry PostgreSQL's names, which dict rows are keyed by.
+    cur = conn.execute("SELECT count(*), max(value), 1 + 1, 'x'::text, sensor FROM readings GROUP BY sensor")
+    assert [c.name for c in cur.description] == ["count", "max", "?column?", "text", "sensor"], cur.description
+
     info = TypeInfo.fetch(conn, "numeric")
     assert (info.oid, info.array_oid) == (1700, 1231), info
     assert TypeInfo.fetch(conn, "no_such_type") is None

@@ -36,7 +36,105 @@ pub fn rewrite(statement: &mut Statement, catalog: &Catalog) {
         catalog,
         catalog_query: reads.0,
     };
+    // Names come from the statement as written, before it is rewritten.
+    if let Statement::Query(query) = statement {
+        name_result_columns(query);
+    }
     let _ = VisitMut::visit(statement, &mut rewriter);
+}
+
+/// Result columns without a name get the one PostgreSQL gives them
+/// (`count(*)` is "count", `'x'::bytea` is "bytea", `1 + 1` is "?column?"),
+/// so clients that read rows by column name see PostgreSQL's names.
+fn name_result_columns(query: &mut Query) {
+    let mut bodies = vec![query.body.as_mut()];
+    while let Some(body) = bodies.pop() {
+        match body {
+            SetExpr::Select(select) => {
+                for item in &mut select.projection {
+                    if let SelectItem::UnnamedExpr(e) = item {
+                        if let Some(name) = column_name(e) {
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: Ident::with_quote('"', name),
+                            };
+                        }
+                    }
+                }
+                name_duplicates(select);
+            }
+            SetExpr::SetOperation { left, .. } => bodies.push(left.as_mut()),
+            SetExpr::Query(inner) => bodies.push(inner.body.as_mut()),
+            _ => {}
+        }
+    }
+}
+
+/// PostgreSQL's name for a result column computed by `expr`; None where
+/// DataFusion already gives that name (a column reference).
+fn column_name(expr: &Expr) -> Option<String> {
+    Some(match expr {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => return None,
+        Expr::Nested(inner) => return column_name(inner),
+        Expr::Function(f) => names(&f.name).pop()?,
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } => match inner.as_ref() {
+            Expr::Identifier(i) => super::ident(i),
+            Expr::CompoundIdentifier(parts) => super::ident(parts.last()?),
+            other => match column_name(other) {
+                Some(name) if name != "?column?" => name,
+                _ => type_name(data_type),
+            },
+        },
+        Expr::TypedString(typed) => type_name(&typed.data_type),
+        Expr::Value(v) if matches!(v.value, ast::Value::Boolean(_)) => "bool".into(),
+        Expr::Case { .. } => "case".into(),
+        Expr::Array(_) => "array".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Interval(_) => "interval".into(),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Position { .. } => "position".into(),
+        Expr::Trim { .. } => "btrim".into(),
+        Expr::Subquery(q) => subquery_column(q).unwrap_or_else(|| "?column?".into()),
+        _ => "?column?".into(),
+    })
+}
+
+/// The name of the one column a scalar subquery returns.
+fn subquery_column(query: &Query) -> Option<String> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    match select.projection.first()? {
+        SelectItem::ExprWithAlias { alias, .. } => Some(super::ident(alias)),
+        SelectItem::UnnamedExpr(e) => column_name(e).or_else(|| last_ident(e)),
+        _ => None,
+    }
+}
+
+fn last_ident(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(i) => Some(super::ident(i)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(super::ident),
+        _ => None,
+    }
+}
+
+/// The name PostgreSQL gives a type in column names (`int4`, `float8`).
+fn type_name(data_type: &SqlType) -> String {
+    let text = data_type.to_string().to_lowercase();
+    super::pg_catalog::type_named(&text)
+        .and_then(|oid| {
+            super::pg_catalog::all_types()
+                .into_iter()
+                .find(|t| t.oid == oid)
+                .map(|t| t.name.to_string())
+        })
+        .unwrap_or(text)
 }
 
 /// Finds whether a statement names a system catalog relation.
@@ -80,7 +178,6 @@ impl VisitorMut for Rewriter<'_> {
     }
 
     fn post_visit_select(&mut self, select: &mut ast::Select) -> ControlFlow<()> {
-        name_reg_casts(select);
         if self.catalog_query {
             if has_no_rows(select) {
                 // No row reaches the projection, so what it would compute does
@@ -243,37 +340,6 @@ fn contains_subquery(expr: &Expr) -> bool {
     found
 }
 
-/// A result column that is an object-identifier cast is named after its type,
-/// as in PostgreSQL (`SELECT 't'::regclass` gives a column "regclass").
-fn name_reg_casts(select: &mut ast::Select) {
-    for item in &mut select.projection {
-        let SelectItem::UnnamedExpr(e) = item else {
-            continue;
-        };
-        let e = e.clone();
-        let (call, outer) = match &e {
-            Expr::Cast {
-                expr, data_type, ..
-            } => (expr.as_ref(), Some(data_type.to_string().to_lowercase())),
-            other => (other, None),
-        };
-        let Expr::Function(f) = call else {
-            continue;
-        };
-        let Some(reg) = names(&f.name)
-            .pop()
-            .and_then(|n| n.strip_prefix("omen_").map(str::to_string))
-        else {
-            continue;
-        };
-        let alias = outer.unwrap_or(reg);
-        *item = SelectItem::ExprWithAlias {
-            expr: e,
-            alias: Ident::new(alias),
-        };
-    }
-}
-
 /// PostgreSQL allows several result columns of one name (`SELECT NULL,
 /// NULL`, `SELECT 1 AS a, 2 AS a`); DataFusion does not, so later ones get
 /// a numbered name.
@@ -286,7 +352,7 @@ fn name_duplicates(select: &mut ast::Select) {
             _ => continue,
         };
         if !seen.insert(name.clone()) {
-            let alias = Ident::new(format!("{name}_{i}"));
+            let alias = Ident::with_quote('"', format!("{name}_{i}"));
             match item {
                 SelectItem::UnnamedExpr(e) => {
                     *item = SelectItem::ExprWithAlias {
@@ -705,11 +771,25 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT pg_catalog.format_type(23, -1), x::pg_catalog.text, 't'::regclass"),
-            "SELECT format_type(23, -1), x::TEXT, omen_regclass('t') AS regclass"
+            "SELECT format_type(23, -1) AS \"format_type\", x::TEXT AS \"x\", omen_regclass('t') AS \"regclass\""
         );
         assert_eq!(
             rewritten("SELECT oid FROM pg_type WHERE oid = $1::regtype"),
             "SELECT oid FROM pg_catalog.pg_type WHERE oid = omen_regtype($1)"
+        );
+    }
+
+    #[test]
+    fn result_columns_take_postgresql_names() {
+        assert_eq!(
+            rewritten("SELECT count(*), a, t.b, c::int, 'x'::bytea, 1 + 1, true, CAST(2 AS BIGINT), (SELECT max(v) FROM u) FROM t"),
+            "SELECT count(*) AS \"count\", a, t.b, c::INT AS \"c\", 'x'::BYTEA AS \"bytea\", \
+             1 + 1 AS \"?column?\", true AS \"bool\", CAST(2 AS BIGINT) AS \"int8\", \
+             (SELECT max(v) FROM u) AS \"max\" FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT 1, 2"),
+            "SELECT 1 AS \"?column?\", 2 AS \"?column?_1\""
         );
     }
 
@@ -721,12 +801,12 @@ mod tests {
                  FROM pg_roles r"
             ),
             "SELECT (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM pg_catalog.pg_roles b \
-             WHERE b.oid = r.oid) FROM pg_catalog.pg_roles r"
+             WHERE b.oid = r.oid) AS \"array\" FROM pg_catalog.pg_roles r"
         );
         assert_eq!(
             rewritten("SELECT (SELECT d.adbin FROM pg_attrdef d WHERE d.adnum = a.attnum) FROM pg_attribute a"),
             "SELECT (SELECT max(d.adbin) AS adbin FROM pg_catalog.pg_attrdef d \
-             WHERE d.adnum = a.attnum) FROM pg_catalog.pg_attribute a"
+             WHERE d.adnum = a.attnum) AS \"adbin\" FROM pg_catalog.pg_attribute a"
         );
         assert_eq!(
             rewritten(
@@ -734,7 +814,8 @@ mod tests {
                  FROM pg_attribute a"
             ),
             "SELECT CASE WHEN a.atthasdef THEN (SELECT max(d.adbin) AS adbin FROM \
-             pg_catalog.pg_attrdef d WHERE d.adnum = a.attnum) END FROM pg_catalog.pg_attribute a"
+             pg_catalog.pg_attrdef d WHERE d.adnum = a.attnum) END AS \"adbin\" \
+             FROM pg_catalog.pg_attribute a"
         );
         assert_eq!(
             rewritten(
@@ -743,12 +824,12 @@ mod tests {
             ),
             "SELECT (SELECT max(c.collname) AS collname FROM pg_catalog.pg_collation c, \
              pg_catalog.pg_type t WHERE c.oid = a.attcollation AND t.oid = a.atttypid \
-             AND c.oid <> t.typcollation) FROM pg_catalog.pg_attribute a"
+             AND c.oid <> t.typcollation) AS \"collname\" FROM pg_catalog.pg_attribute a"
         );
         // Outside catalog queries, scalar subqueries keep PostgreSQL's meaning.
         assert_eq!(
             rewritten("SELECT (SELECT b FROM t2 WHERE t2.a = t1.a) FROM t1"),
-            "SELECT (SELECT b FROM t2 WHERE t2.a = t1.a) FROM t1"
+            "SELECT (SELECT b FROM t2 WHERE t2.a = t1.a) AS \"b\" FROM t1"
         );
     }
 }
