@@ -47,6 +47,8 @@ impl SqlState {
     pub const NO_ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25P01");
     /// 25P02: an earlier statement failed; only ROLLBACK is accepted.
     pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState("25P02");
+    /// 3B001: ROLLBACK TO or RELEASE names no savepoint of the transaction.
+    pub const INVALID_SAVEPOINT: SqlState = SqlState("3B001");
     /// 25006: a write where only reads are allowed.
     pub const READ_ONLY_SQL_TRANSACTION: SqlState = SqlState("25006");
     /// 42601: SQL that does not parse.

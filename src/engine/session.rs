@@ -56,6 +56,8 @@ pub(super) struct Open {
     pub aborted: bool,
     /// Statements run in the transaction so far.
     pub statements: u32,
+    /// Savepoints, oldest first: name and the changes when it was set.
+    pub savepoints: Vec<(String, crate::engine::mvcc::Mark)>,
 }
 
 impl Open {
@@ -65,6 +67,7 @@ impl Open {
             tables: BTreeSet::new(),
             aborted: false,
             statements: 0,
+            savepoints: Vec::new(),
         }
     }
 

@@ -75,6 +75,20 @@ with psycopg.connect(conninfo) as conn:
                 lines.append(row)
         assert lines == [("100", "copied"), ("101", "tab\there")], lines
 
+# Nested transaction blocks: psycopg uses savepoints for the inner ones.
+with psycopg.connect(conninfo) as conn:
+    with conn.transaction():
+        conn.execute("INSERT INTO readings (id, sensor) VALUES (200, 'outer')")
+        try:
+            with conn.transaction():
+                conn.execute("INSERT INTO readings (id, sensor) VALUES (201, 'inner')")
+                conn.execute("INSERT INTO readings (id, sensor) VALUES (200, 'duplicate')")
+        except psycopg.errors.UniqueViolation:
+            pass
+        conn.execute("INSERT INTO readings (id, sensor) VALUES (202, 'after')")
+    ids = [r[0] for r in conn.execute("SELECT id FROM readings WHERE id >= 200 ORDER BY id")]
+    assert ids == [200, 202], ids
+
 # Type introspection, as psycopg does for types it has no adapter for.
 with psycopg.connect(conninfo, autocommit=True) as conn:
     from psycopg.types import TypeInfo

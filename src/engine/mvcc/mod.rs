@@ -49,5 +49,5 @@ mod version;
 
 pub use horizon::Horizon;
 pub use store::{DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions};
-pub use transaction::{IsolationLevel, Scan, Transaction, WriteKind};
+pub use transaction::{IsolationLevel, Mark, Scan, Transaction, WriteKind};
 pub use version::{decode_version, split_versioned};

@@ -68,6 +68,15 @@ pub struct Transaction {
     finished: bool,
 }
 
+/// A transaction's changes at one point, for savepoints.
+#[derive(Clone)]
+pub struct Mark {
+    writes: BTreeMap<Vec<u8>, Write>,
+    extra: WriteBatch,
+    checks: usize,
+    applies: usize,
+}
+
 impl Transaction {
     pub(super) fn new(mvcc: Arc<Mvcc>, isolation: IsolationLevel) -> Transaction {
         let start_ts = mvcc.horizon().register();
@@ -183,6 +192,26 @@ impl Transaction {
             },
         );
         Ok(())
+    }
+
+    /// The transaction's changes so far, to return to with
+    /// [`rollback_to`](Transaction::rollback_to) (a savepoint).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            writes: self.writes.clone(),
+            extra: self.extra.clone(),
+            checks: self.checks.len(),
+            applies: self.applies.len(),
+        }
+    }
+
+    /// Undoes the changes made since `mark`. What was read stays read: a
+    /// SERIALIZABLE transaction still conflicts with writes to it.
+    pub fn rollback_to(&mut self, mark: &Mark) {
+        self.writes = mark.writes.clone();
+        self.extra = mark.extra.clone();
+        self.checks.truncate(mark.checks);
+        self.applies.truncate(mark.applies);
     }
 
     /// Adds unversioned changes (catalog, metadata) to the commit, with a check

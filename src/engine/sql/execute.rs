@@ -91,6 +91,18 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .map_err(|e| Error::invalid(SqlState::SYNTAX_ERROR, format!("syntax error: {e}")))
 }
 
+/// The newest savepoint called `name`; 3B001 if there is none.
+fn savepoint_index(open: &crate::engine::session::Open, name: &ast::Ident) -> Result<usize> {
+    let name = ident(name);
+    open.savepoints
+        .iter()
+        .rposition(|(n, _)| *n == name)
+        .ok_or_else(|| Error::TransactionState {
+            code: SqlState::INVALID_SAVEPOINT,
+            message: format!("savepoint \"{name}\" does not exist"),
+        })
+}
+
 /// A name as PostgreSQL folds it: unquoted identifiers in lower case.
 pub fn ident(ident: &ast::Ident) -> String {
     match ident.quote_style {
@@ -247,6 +259,29 @@ impl Session {
                 }
                 Ok(Output::command("ROLLBACK"))
             }
+            Statement::Savepoint { name } => {
+                let open = self.savepoint_transaction("SAVEPOINT")?;
+                let mark = open.txn.lock().mark();
+                open.savepoints.push((ident(&name), mark));
+                Ok(Output::command("SAVEPOINT"))
+            }
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => {
+                let open = self.savepoint_transaction("ROLLBACK TO SAVEPOINT")?;
+                let i = savepoint_index(open, &name)?;
+                open.savepoints.truncate(i + 1);
+                open.txn.lock().rollback_to(&open.savepoints[i].1);
+                open.aborted = false;
+                Ok(Output::command("ROLLBACK"))
+            }
+            Statement::ReleaseSavepoint { name } => {
+                let open = self.savepoint_transaction("RELEASE SAVEPOINT")?;
+                let i = savepoint_index(open, &name)?;
+                open.savepoints.truncate(i);
+                Ok(Output::command("RELEASE"))
+            }
             Statement::Set(set) => self.set_sql(set),
             Statement::ShowVariable { variable } => {
                 let name = variable.iter().map(ident).collect::<Vec<_>>().join(" ");
@@ -258,6 +293,14 @@ impl Session {
                 brief(&other)
             ))),
         }
+    }
+
+    /// The open transaction a savepoint statement works on; 25P01 outside one.
+    fn savepoint_transaction(&mut self, what: &str) -> Result<&mut super::super::session::Open> {
+        self.txn.as_mut().ok_or_else(|| Error::TransactionState {
+            code: SqlState::NO_ACTIVE_SQL_TRANSACTION,
+            message: format!("{what} can only be used in transaction blocks"),
+        })
     }
 
     /// The session's planner, made on first use.
