@@ -722,6 +722,15 @@ const PG_ENUM: Columns = &[
     ("enumsortorder", F32),
     ("enumlabel", Text),
 ];
+const PG_EVENT_TRIGGER: Columns = &[
+    ("oid", Oid),
+    ("evtname", Text),
+    ("evtevent", Text),
+    ("evtowner", Oid),
+    ("evtfoid", Oid),
+    ("evtenabled", Text),
+    ("evttags", TextList),
+];
 const PG_RANGE: Columns = &[
     ("rngtypid", Oid),
     ("rngsubtype", Oid),
@@ -774,6 +783,7 @@ const PG_CATALOG: &[(&str, Columns)] = &[
     ("pg_database", PG_DATABASE),
     ("pg_description", PG_DESCRIPTION),
     ("pg_enum", PG_ENUM),
+    ("pg_event_trigger", PG_EVENT_TRIGGER),
     ("pg_extension", PG_EXTENSION),
     ("pg_index", PG_INDEX),
     ("pg_inherits", PG_INHERITS),
@@ -800,6 +810,7 @@ const ALWAYS_EMPTY: &[&str] = &[
     "pg_auth_members",
     "pg_description",
     "pg_enum",
+    "pg_event_trigger",
     "pg_extension",
     "pg_inherits",
     "pg_policy",

@@ -395,8 +395,12 @@ pub fn functions(catalog: Arc<Catalog>, user: &str) -> Vec<ScalarUDF> {
         "col_description",
         "shobj_description",
         "pg_get_statisticsobjdef_columns",
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
     ] {
-        // omen keeps no comments or extended statistics.
+        // omen keeps no comments, extended statistics or SQL functions
+        // (pg_proc is empty): NULL, as PostgreSQL gives for an unknown oid.
         functions.push(function(name, None, text, |_, rows| {
             Ok(text_array(vec![None; rows]))
         }));
