@@ -1,6 +1,8 @@
 //! The engine with its key directory as ALEX, as a BTreeMap and with none:
-//! single-row inserts, point reads of present keys and of absent keys, through
-//! `Session`, on uniform random and time-series bigint keys.
+//! single-row inserts, point reads of present keys and of absent keys, range
+//! reads of 100 keys (fresh rows, and rows updated three times so each key
+//! has older versions to step over), through `Session`, on uniform random
+//! and time-series bigint keys.
 //!
 //! Commits use `Durability::Buffered` so the numbers show the read and write
 //! path, not the disk's fsync rate (`omen bench commit` measures that).
@@ -10,6 +12,7 @@
 //! that many rows when the database opens, for each kind, and prints it.
 
 use std::hint::black_box;
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -151,6 +154,58 @@ fn bench(c: &mut Criterion) {
                         black_box(s.get("t", &[Value::Int64(*k)]).expect("get"));
                     }
                 })
+            });
+            let mut sorted = loaded.clone();
+            sorted.sort_unstable();
+            let starts: Vec<usize> = (0..1000)
+                .map(|_| rng.random_range(0..sorted.len() - 101))
+                .collect();
+            let scan = |s: &mut omen::Session, starts: &[usize]| {
+                for &i in starts {
+                    let rows = s
+                        .scan(
+                            "t",
+                            Bound::Included(vec![Value::Int64(sorted[i])]),
+                            Bound::Excluded(vec![Value::Int64(sorted[i + 100])]),
+                        )
+                        .expect("scan");
+                    assert_eq!(rows.len(), 100);
+                    black_box(rows);
+                }
+            };
+            group.throughput(Throughput::Elements(100 * starts.len() as u64));
+            group.bench_function(BenchmarkId::new("range100", &name), |b| {
+                b.iter(|| scan(&mut s, &starts))
+            });
+            // Ranges between two adjacent keys: no rows.
+            group.throughput(Throughput::Elements(starts.len() as u64));
+            group.bench_function(BenchmarkId::new("range_empty", &name), |b| {
+                b.iter(|| {
+                    for &i in &starts {
+                        let rows = s
+                            .scan(
+                                "t",
+                                Bound::Excluded(vec![Value::Int64(sorted[i])]),
+                                Bound::Excluded(vec![Value::Int64(sorted[i + 1])]),
+                            )
+                            .expect("scan");
+                        assert!(rows.is_empty());
+                    }
+                })
+            });
+            group.throughput(Throughput::Elements(100 * starts.len() as u64));
+            // The first 20000 keys updated three times: scans there step over
+            // two older versions of each key unless the directory names the
+            // newest.
+            for round in 0..3 {
+                for k in &sorted[..20_000] {
+                    s.update("t", vec![Value::Int64(*k), Value::Int64(round)])
+                        .expect("update");
+                }
+            }
+            let updated: Vec<usize> = starts.iter().map(|i| i % (20_000 - 101)).collect();
+            group.bench_function(BenchmarkId::new("range100_updated", &name), |b| {
+                b.iter(|| scan(&mut s, &updated))
             });
             // New keys each iteration: above the loaded ones for time series, fresh randoms otherwise.
             let mut next = if time_series {

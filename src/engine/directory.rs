@@ -13,9 +13,15 @@
 //! never ahead of what is on disk. Reads use it to skip storage entirely for
 //! keys that do not exist (a primary key insert's uniqueness check) and to
 //! read the exact version of keys whose latest commit is in their snapshot.
-//! It is rebuilt from storage by bulk load when the database opens.
+//! Range reads ask it first: a range where it lists no key (or only keys
+//! deleted by commits the reader sees, up to [`DIRECTORY_SCAN_LIMIT`] of them)
+//! is answered without storage. It is rebuilt from storage by bulk load when
+//! the database opens.
+//!
+//! [`DIRECTORY_SCAN_LIMIT`]: super::mvcc::DIRECTORY_SCAN_LIMIT
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -78,12 +84,39 @@ impl Index {
             Index::BTree(b) => b.len(),
         }
     }
+
+    /// Keys from `lower` on with their payloads, in order, while `more` says so.
+    fn for_each_from(&self, lower: u64, mut more: impl FnMut(u64, u64) -> bool) {
+        match self {
+            Index::Alex(a) => {
+                for (k, p) in a.range(Bound::Included(lower), Bound::Unbounded) {
+                    if !more(k, p) {
+                        return;
+                    }
+                }
+            }
+            Index::BTree(b) => {
+                for (k, p) in b.range(lower..) {
+                    if !more(*k, *p) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The key directories of all eligible tables.
 pub struct Directories {
     kind: DirectoryKind,
-    tables: RwLock<HashMap<u32, Arc<RwLock<Index>>>>,
+    tables: RwLock<HashMap<u32, TableIndex>>,
+}
+
+/// One table's directory, and the width of its key values in bytes.
+#[derive(Clone)]
+struct TableIndex {
+    width: usize,
+    index: Arc<RwLock<Index>>,
 }
 
 /// Bytes of the key value in an eligible table's key, by key column type.
@@ -129,9 +162,9 @@ impl Directories {
             return Ok(directories);
         }
         for table in catalog.tables() {
-            if key_width(&table).is_none() {
+            let Some(width) = key_width(&table) else {
                 continue;
-            }
+            };
             let mut items: Vec<(u64, u64)> = Vec::new();
             for entry in storage.scan(Cf::Rows, &table.key_prefix(), Some(&table.key_end())) {
                 let (key, value) = entry?;
@@ -148,22 +181,25 @@ impl Directories {
                 let deleted = decode_version(&value)?.is_none();
                 items.push((k, ts | if deleted { DELETED } else { 0 }));
             }
-            let index = Index::build(kind, &items);
+            let index = Arc::new(RwLock::new(Index::build(kind, &items)));
             directories
                 .tables
                 .write()
-                .insert(table.id, Arc::new(RwLock::new(index)));
+                .insert(table.id, TableIndex { width, index });
         }
         Ok(directories)
     }
 
     /// Starts an empty directory for a new table, when its key is eligible.
     pub fn add_table(&self, table: &Table) {
-        if self.kind != DirectoryKind::None && key_width(table).is_some() {
-            self.tables.write().insert(
-                table.id,
-                Arc::new(RwLock::new(Index::build(self.kind, &[]))),
-            );
+        if self.kind == DirectoryKind::None {
+            return;
+        }
+        if let Some(width) = key_width(table) {
+            let index = Arc::new(RwLock::new(Index::build(self.kind, &[])));
+            self.tables
+                .write()
+                .insert(table.id, TableIndex { width, index });
         }
     }
 
@@ -174,11 +210,11 @@ impl Directories {
 
     /// Number of keys (live and deleted) held for table `id`.
     pub fn len(&self, id: u32) -> Option<usize> {
-        self.tables.read().get(&id).map(|index| index.read().len())
+        self.tables.read().get(&id).map(|t| t.index.read().len())
     }
 
     fn index(&self, id: u32) -> Option<Arc<RwLock<Index>>> {
-        self.tables.read().get(&id).cloned()
+        self.tables.read().get(&id).map(|t| t.index.clone())
     }
 }
 
@@ -198,6 +234,56 @@ impl KeyDirectory for Directories {
                 exists: p & DELETED == 0,
             },
         }
+    }
+
+    fn range_is_empty(&self, from: &[u8], to: Option<&[u8]>, read_ts: u64, limit: usize) -> bool {
+        let Some(id) = from.first_chunk::<4>().map(|id| u32::from_be_bytes(*id)) else {
+            return false;
+        };
+        let Some(TableIndex { width, index }) = self.tables.read().get(&id).cloned() else {
+            return false;
+        };
+        let mut prefix = id.to_be_bytes().to_vec();
+        prefix.push(0x01);
+        // The range must stay inside this table's keys.
+        let table_end = (id as u64 + 1).to_be_bytes()[4..].to_vec();
+        let Some(to) = to.filter(|to| *to <= table_end.as_slice()) else {
+            return false;
+        };
+        // Keys are the prefix and `width` big-endian bytes, so byte order is
+        // number order: start at `from`'s value bytes padded with zeros.
+        let lower = if from <= prefix.as_slice() {
+            0
+        } else if let Some(value) = from.strip_prefix(prefix.as_slice()) {
+            let mut bytes = [0u8; 8];
+            let n = value.len().min(width);
+            bytes[8 - width..8 - width + n].copy_from_slice(&value[..n]);
+            u64::from_be_bytes(bytes)
+        } else {
+            return false;
+        };
+        let mut empty = true;
+        let mut seen = 0;
+        let mut key = prefix.clone();
+        index.read().for_each_from(lower, |k, payload| {
+            key.truncate(prefix.len());
+            key.extend_from_slice(&k.to_be_bytes()[8 - width..]);
+            if key.as_slice() >= to {
+                return false;
+            }
+            if key.as_slice() < from {
+                return true;
+            }
+            seen += 1;
+            let deleted = payload & DELETED != 0;
+            if !deleted || payload & !DELETED > read_ts || seen > limit {
+                // A row the snapshot may see, or too many keys to look at.
+                empty = false;
+                return false;
+            }
+            true
+        });
+        empty
     }
 
     fn apply(&self, key: &[u8], ts: u64, exists: bool) {

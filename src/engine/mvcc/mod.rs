@@ -48,6 +48,8 @@ mod transaction;
 mod version;
 
 pub use horizon::Horizon;
-pub use store::{DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions};
+pub use store::{
+    DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions, DIRECTORY_SCAN_LIMIT,
+};
 pub use transaction::{IsolationLevel, Mark, Scan, Transaction, WriteKind};
 pub use version::{decode_version, split_versioned};

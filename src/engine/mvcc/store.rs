@@ -53,7 +53,15 @@ pub trait KeyDirectory: Send + Sync {
     fn lookup(&self, key: &[u8]) -> DirectoryLookup;
     /// Records a committed write, in commit order, before it becomes visible.
     fn apply(&self, key: &[u8], ts: u64, exists: bool);
+    /// Whether a snapshot at `read_ts` sees no row in `from..to` (to the end
+    /// when None): no key there was ever committed, or every one was deleted
+    /// by a commit the snapshot sees. False when the directory does not
+    /// cover the whole range or would have to look at more than `limit` keys.
+    fn range_is_empty(&self, from: &[u8], to: Option<&[u8]>, read_ts: u64, limit: usize) -> bool;
 }
+
+/// Most keys of a range the key directory looks at to show it holds no row.
+pub const DIRECTORY_SCAN_LIMIT: usize = 1024;
 
 /// Settings of the versioned store.
 #[derive(Clone, Debug, Default)]
@@ -180,6 +188,18 @@ impl Mvcc {
             Some((user, _)) if user == key => Ok(decode_version(&stored)?.map(<[u8]>::to_vec)),
             _ => Ok(None),
         }
+    }
+
+    /// Whether the key directory shows that a snapshot at `read_ts` sees no
+    /// row in `from..to`: no key there was ever committed, or every one was
+    /// deleted by a commit the snapshot sees. Such a range read needs no
+    /// storage at all. (Listing a non-empty range from the directory and
+    /// reading each key's version costs more than a storage iterator, so
+    /// those ranges stream from storage.)
+    pub(super) fn range_is_empty(&self, from: &[u8], to: Option<&[u8]>, read_ts: u64) -> bool {
+        self.directory
+            .as_ref()
+            .is_some_and(|d| d.range_is_empty(from, to, read_ts, DIRECTORY_SCAN_LIMIT))
     }
 
     /// Removes versions no snapshot can see, now rather than in a later compaction.

@@ -142,8 +142,14 @@ impl Transaction {
                 .map(|(k, w)| (k.clone(), w.value.clone()))
                 .collect()
         };
+        // A range the key directory shows empty needs no storage read.
+        let stored: KvIter<'_> = if self.mvcc.range_is_empty(from, to, self.read_ts) {
+            Box::new(std::iter::empty())
+        } else {
+            self.mvcc.storage().scan(Cf::Rows, from, to)
+        };
         Scan {
-            stored: self.mvcc.storage().scan(Cf::Rows, from, to).peekable(),
+            stored: stored.peekable(),
             ahead: None,
             own: own.into_iter().peekable(),
             read_ts: self.read_ts,
