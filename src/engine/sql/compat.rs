@@ -36,11 +36,22 @@ pub fn rewrite(statement: &mut Statement, catalog: &Catalog) {
         catalog,
         catalog_query: reads.0,
     };
-    // Names come from the statement as written, before it is rewritten.
-    if let Statement::Query(query) = statement {
-        name_result_columns(query);
-    }
+    // Names come from the statement as written, before it is rewritten; in
+    // derived tables too, so `(SELECT count(*) FROM t) AS x` has x.count.
+    let _ = VisitMut::visit(statement, &mut NameColumns);
     let _ = VisitMut::visit(statement, &mut rewriter);
+}
+
+/// Gives every query's unnamed result columns PostgreSQL's names.
+struct NameColumns;
+
+impl VisitorMut for NameColumns {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        name_result_columns(query);
+        ControlFlow::Continue(())
+    }
 }
 
 /// Result columns without a name get the one PostgreSQL gives them
@@ -785,7 +796,7 @@ mod tests {
             rewritten("SELECT count(*), a, t.b, c::int, 'x'::bytea, 1 + 1, true, CAST(2 AS BIGINT), (SELECT max(v) FROM u) FROM t"),
             "SELECT count(*) AS \"count\", a, t.b, c::INT AS \"c\", 'x'::BYTEA AS \"bytea\", \
              1 + 1 AS \"?column?\", true AS \"bool\", CAST(2 AS BIGINT) AS \"int8\", \
-             (SELECT max(v) FROM u) AS \"max\" FROM t"
+             (SELECT max(v) AS \"max\" FROM u) AS \"max\" FROM t"
         );
         assert_eq!(
             rewritten("SELECT 1, 2"),
@@ -826,7 +837,8 @@ mod tests {
              pg_catalog.pg_type t WHERE c.oid = a.attcollation AND t.oid = a.atttypid \
              AND c.oid <> t.typcollation) AS \"collname\" FROM pg_catalog.pg_attribute a"
         );
-        // Outside catalog queries, scalar subqueries keep PostgreSQL's meaning.
+        // Outside catalog queries, scalar subqueries keep PostgreSQL's meaning
+        // (not aggregated); they are named as PostgreSQL names them.
         assert_eq!(
             rewritten("SELECT (SELECT b FROM t2 WHERE t2.a = t1.a) FROM t1"),
             "SELECT (SELECT b FROM t2 WHERE t2.a = t1.a) AS \"b\" FROM t1"
