@@ -334,6 +334,15 @@ pub fn constraint_definition(table: &Table) -> String {
     format!("PRIMARY KEY ({})", key_columns(table).join(", "))
 }
 
+/// The attribute numbers (from 1) of a table's primary key columns.
+fn key_attnums(table: &Table) -> Vec<i16> {
+    table
+        .primary_key_indices()
+        .into_iter()
+        .map(|i| i as i16 + 1)
+        .collect()
+}
+
 fn key_columns(table: &Table) -> Vec<String> {
     table
         .primary_key_indices()
@@ -1006,11 +1015,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
             .iter()
             .filter(|t| !t.has_row_ids())
             .map(|t| {
-                let key: Vec<i16> = t
-                    .primary_key_indices()
-                    .into_iter()
-                    .map(|i| i as i16 + 1)
-                    .collect();
+                let key = key_attnums(t);
                 vec![
                     ("indexrelid", oid(index_oid(t.id))),
                     ("indrelid", oid(table_oid(t.id))),
@@ -1030,11 +1035,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
             .iter()
             .filter(|t| !t.has_row_ids())
             .map(|t| {
-                let key: Vec<i16> = t
-                    .primary_key_indices()
-                    .into_iter()
-                    .map(|i| i as i16 + 1)
-                    .collect();
+                let key = key_attnums(t);
                 vec![
                     ("oid", oid(index_oid(t.id))),
                     ("conname", format!("{}_pkey", t.name).into()),
