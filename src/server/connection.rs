@@ -153,7 +153,7 @@ impl Inner {
         let _ = tokio::task::spawn_blocking(move || {
             let mut session = inner.session.lock();
             if inner.activity.load(Ordering::SeqCst) == seen && session.in_transaction() {
-                let _ = session.execute("ROLLBACK");
+                let _ = session.rollback();
                 inner.expired.store(true, Ordering::SeqCst);
                 log!(
                     "process {}: transaction rolled back after idle_in_transaction_session_timeout",
@@ -225,7 +225,7 @@ impl Inner {
                         )
                     });
                 if implicit {
-                    if let Err(e) = session.execute("BEGIN") {
+                    if let Err(e) = session.begin() {
                         return (vec![(Err(e), false, false)], session.take_notices());
                     }
                 }
@@ -241,7 +241,11 @@ impl Inner {
                 }
                 if implicit {
                     let failed = results.last().is_some_and(|(r, _, _)| r.is_err());
-                    let end = session.execute(if failed { "ROLLBACK" } else { "COMMIT" });
+                    let end = if failed {
+                        session.rollback()
+                    } else {
+                        session.commit()
+                    };
                     if let (Err(e), Some(last)) = (end, results.last_mut()) {
                         last.0 = Err(e);
                     }

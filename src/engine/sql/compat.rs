@@ -312,14 +312,8 @@ fn count_exists(expr: &mut Expr) {
     let _ = ast::visit_expressions_mut(expr, |e| {
         if let Expr::Exists { subquery, negated } = e {
             let mut query = subquery.as_ref().clone();
-            let count = super::parse("SELECT count(*)")
-                .ok()
-                .and_then(|mut s| match s.remove(0) {
-                    Statement::Query(q) => single_item(&q),
-                    _ => None,
-                });
-            if let (Some(count), true) = (count, single_item(&query).is_some()) {
-                set_single_item(&mut query, count);
+            if single_item(&query).is_some() {
+                set_single_item(&mut query, count_star());
                 let op = if *negated {
                     BinaryOperator::Eq
                 } else {
@@ -423,6 +417,20 @@ fn empty_query() -> Query {
         Ok(Statement::Query(query)) => *query,
         _ => unreachable!("SELECT 1 parses as a query"),
     }
+}
+
+/// `count(*)`.
+fn count_star() -> Expr {
+    let mut count = call("count", vec![]);
+    if let Expr::Function(ast::Function {
+        args: FunctionArguments::List(list),
+        ..
+    }) = &mut count
+    {
+        list.args
+            .push(FunctionArg::Unnamed(FunctionArgExpr::Wildcard));
+    }
+    count
 }
 
 /// A call of function `name` with `args`.

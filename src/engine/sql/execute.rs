@@ -296,7 +296,7 @@ impl Session {
     }
 
     /// The open transaction a savepoint statement works on; 25P01 outside one.
-    fn savepoint_transaction(&mut self, what: &str) -> Result<&mut super::super::session::Open> {
+    fn savepoint_transaction(&mut self, what: &str) -> Result<&mut crate::engine::session::Open> {
         self.txn.as_mut().ok_or_else(|| Error::TransactionState {
             code: SqlState::NO_ACTIVE_SQL_TRANSACTION,
             message: format!("{what} can only be used in transaction blocks"),
