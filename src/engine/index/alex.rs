@@ -21,7 +21,7 @@
 
 use std::ops::Bound;
 
-use super::data_node::DataNode;
+use super::data_node::{DataNode, Upsert};
 use super::model::LinearModel;
 
 /// Size limits of the tree.
@@ -51,13 +51,20 @@ impl Default for Config {
                 max_root_fanout: 1 << 12,
             }
         } else {
-            Config {
-                max_data_keys: 1 << 14,
-                initial_density: 0.7,
-                max_density: 0.8,
-                max_fanout: 1 << 12,
-                max_root_fanout: 1 << 22,
-            }
+            Config::production()
+        }
+    }
+}
+
+impl Config {
+    /// The limits outside tests.
+    pub fn production() -> Config {
+        Config {
+            max_data_keys: 1 << 14,
+            initial_density: 0.7,
+            max_density: 0.8,
+            max_fanout: 1 << 12,
+            max_root_fanout: 1 << 22,
         }
     }
 }
@@ -120,6 +127,8 @@ pub struct Alex<V> {
     config: Config,
     /// Keys held when the tree was last rebuilt whole (see `expand_root_for`).
     rebuilt_at: usize,
+    /// Scratch space for the (inner node, slot) path of an insert.
+    path: Vec<(u32, usize)>,
 }
 
 impl<V: Copy + Default> Default for Alex<V> {
@@ -143,6 +152,7 @@ impl<V: Copy + Default> Alex<V> {
             len: 0,
             config,
             rebuilt_at: 0,
+            path: Vec::new(),
         };
         alex.root = alex.alloc(Node::Data(DataNode::build(&[], 16)));
         alex
@@ -166,6 +176,7 @@ impl<V: Copy + Default> Alex<V> {
             len: items.len(),
             config,
             rebuilt_at: items.len(),
+            path: Vec::new(),
         };
         let mut last_leaf = None;
         alex.root = alex.build(items, &mut last_leaf);
@@ -218,7 +229,11 @@ impl<V: Copy + Default> Alex<V> {
 
     fn new_leaf(&mut self, items: &[(u64, V)], last_leaf: &mut Option<u32>) -> u32 {
         let capacity = self.capacity_for(items.len());
-        let mut leaf = DataNode::build(items, capacity);
+        self.new_leaf_with(DataNode::build(items, capacity), last_leaf)
+    }
+
+    /// Adds `leaf` to the arena, linked after `last_leaf`, and makes it the last leaf.
+    fn new_leaf_with(&mut self, mut leaf: DataNode<V>, last_leaf: &mut Option<u32>) -> u32 {
         leaf.prev = *last_leaf;
         let id = self.alloc(Node::Data(leaf));
         if let Some(prev) = *last_leaf {
@@ -305,22 +320,22 @@ impl<V: Copy + Default> Alex<V> {
 
     /// Inserts or replaces; returns the previous payload.
     pub fn insert(&mut self, key: u64, payload: V) -> Option<V> {
-        let mut path = Vec::new();
-        loop {
-            path.clear();
+        // The path buffer is kept between calls so an insert allocates nothing.
+        let mut path = std::mem::take(&mut self.path);
+        let old = loop {
             let leaf = self.descend_expanding(key, &mut path);
             let max_density = self.config.max_density;
-            let node = self.data_mut(leaf);
-            if let Some(pos) = node.find(key) {
-                return Some(node.replace(pos, payload));
+            match self.data_mut(leaf).upsert(key, payload, max_density) {
+                Upsert::Replaced(old) => break Some(old),
+                Upsert::Inserted => {
+                    self.len += 1;
+                    break None;
+                }
+                Upsert::Full => self.grow(leaf, &path),
             }
-            if node.has_room(max_density) {
-                node.insert(key, payload);
-                self.len += 1;
-                return None;
-            }
-            self.grow(leaf, &path);
-        }
+        };
+        self.path = path;
+        old
     }
 
     /// Removes `key`; returns its payload.
@@ -360,6 +375,17 @@ impl<V: Copy + Default> Alex<V> {
     /// separated by a new model.
     fn grow(&mut self, leaf: u32, path: &[(u32, usize)]) {
         let node = self.data(leaf);
+        if node.append_mostly() {
+            if node.len() < self.config.max_data_keys {
+                let capacity = node.capacity() * 2;
+                self.data_mut(leaf).extend(capacity);
+                return;
+            }
+            if self.seal(leaf, path) {
+                return;
+            }
+        }
+        let node = self.data(leaf);
         let items = node.items();
         let drifted = node
             .observed_cost()
@@ -373,11 +399,7 @@ impl<V: Copy + Default> Alex<V> {
         for &(parent, slot) in path.iter().rev() {
             let (mut start, mut end) = self.owned_slots(parent, slot, child);
             if end - start < 2 {
-                let cap = if parent == self.root {
-                    self.config.max_root_fanout
-                } else {
-                    self.config.max_fanout
-                };
+                let cap = self.fanout_cap(parent);
                 if self.inner(parent).children.len() * 2 > cap {
                     child = parent;
                     continue;
@@ -414,6 +436,74 @@ impl<V: Copy + Default> Alex<V> {
             return;
         }
         self.split_down(leaf, leaf_parent, &items);
+    }
+
+    /// Splits a full append-mostly leaf where the append front is: the keys
+    /// of the slots before the one holding its largest key are packed into a
+    /// node of their own, and that slot's keys move to a new tail node that
+    /// owns the remaining slots, where the appends go on. A parent whose slot
+    /// holds all the leaf's keys doubles its slots first, and a root leaf
+    /// becomes an inner node of two slots split just below its largest key.
+    /// False when neither is possible (the general split then applies).
+    fn seal(&mut self, leaf: u32, path: &[(u32, usize)]) -> bool {
+        let items = self.data(leaf).items();
+        let (Some(&(min, _)), Some(&(max, _))) = (items.first(), items.last()) else {
+            return false;
+        };
+        let Some(&(parent, mut slot)) = path.last() else {
+            let model = LinearModel::through(min, max, 1.0);
+            let cut = items.partition_point(|(k, _)| model.predict(*k, 2) == 0);
+            if cut == 0 || cut == items.len() {
+                return false;
+            }
+            let (low, high) = self.replace_leaf(leaf, &items[..cut], &items[cut..]);
+            self.root = self.alloc(Node::Inner(InnerNode::new(model, vec![low, high])));
+            return true;
+        };
+        loop {
+            let (start, end) = self.owned_slots(parent, slot, leaf);
+            let inner = self.inner(parent);
+            let mid = inner.slot(max);
+            if inner.slot(min) < mid {
+                let cut = items.partition_point(|(k, _)| inner.slot(*k) < mid);
+                let (low, high) = self.replace_leaf(leaf, &items[..cut], &items[cut..]);
+                let children = &mut self.inner_mut(parent).children;
+                children[start..mid].fill(low);
+                children[mid..end].fill(high);
+                return true;
+            }
+            let cap = self.fanout_cap(parent);
+            if inner.children.len() * 2 > cap {
+                return false;
+            }
+            self.double_fanout(parent);
+            slot *= 2;
+        }
+    }
+
+    /// Replaces leaf `id` by a packed leaf of `low` and a tail leaf of `high`
+    /// (its items, split), linked where it was.
+    fn replace_leaf(&mut self, id: u32, low: &[(u64, V)], high: &[(u64, V)]) -> (u32, u32) {
+        let (before, after) = (self.data(id).prev, self.data(id).next);
+        self.release(id);
+        let mut chain = before;
+        let l = self.new_leaf_with(DataNode::packed(low), &mut chain);
+        let capacity = (2 * high.len()).max(16);
+        let r = self.new_leaf_with(DataNode::tail(high, capacity), &mut chain);
+        self.link_after(chain, after);
+        (l, r)
+    }
+
+    /// Most children inner node `id` may have. The root may outgrow the
+    /// usual limit to cover keys beyond its range, but not past a quarter
+    /// slot per key, so a skewed key range cannot fill memory with slots.
+    fn fanout_cap(&self, id: u32) -> usize {
+        if id == self.root {
+            let by_keys = (self.len / 4).max(self.config.max_fanout);
+            self.config.max_root_fanout.min(by_keys)
+        } else {
+            self.config.max_fanout
+        }
     }
 
     fn inner(&self, id: u32) -> &InnerNode {
@@ -510,11 +600,7 @@ impl<V: Copy + Default> Alex<V> {
         let reach = if grow_right { raw - fanout + 1 } else { -raw };
         let added = (reach.max(fanout) as usize).next_power_of_two();
         let fanout = fanout as usize;
-        let cap = if is_root {
-            self.config.max_root_fanout
-        } else {
-            self.config.max_fanout
-        };
+        let cap = self.fanout_cap(id);
         if fanout + added > cap {
             // The keys have outgrown the root's model (say, keys growing faster
             // than linearly). Refit the whole tree, at most each time it doubles,
@@ -539,7 +625,15 @@ impl<V: Copy + Default> Alex<V> {
         };
         let items = self.collect(self.first_leaf(edge), self.last_leaf(edge));
         let cut = items.partition_point(|(k, _)| inside(*k) == grow_right);
-        let (low, high) = self.replace_subtree(edge, &items[..cut], &items[cut..]);
+        let appending =
+            grow_right && matches!(&self.nodes[edge as usize], Node::Data(d) if d.append_mostly());
+        let (low, high) = if appending {
+            // The append front moves on to the new slots: the edge leaf's keys
+            // stay behind, packed.
+            self.replace_leaf(edge, &items[..cut], &items[cut..])
+        } else {
+            self.replace_subtree(edge, &items[..cut], &items[cut..])
+        };
         let node = self.inner_mut(id);
         if grow_right {
             node.children[start..end].fill(low);

@@ -14,6 +14,15 @@
 //! The node counts search iterations and shifts of its inserts, which the
 //! tree's cost model compares against the costs expected when the node was
 //! built. Lookups take `&self` and are not counted, so readers share a node.
+//!
+//! Appends (time series, sequences) get their own shape. A node whose inserts
+//! nearly all land at its end is *append-mostly*: new keys go into the slot
+//! after the last key instead of where an overshooting model points, and when
+//! the end is reached the arrays grow in place (see [`DataNode::extend`])
+//! rather than being retrained at a lower density. Nodes the append front has
+//! left behind are *packed* (see [`DataNode::packed`]): no insert is expected
+//! there, so gaps would only cost memory; if one comes, the node is full and
+//! expands like any other.
 
 use super::model::LinearModel;
 
@@ -21,6 +30,19 @@ use super::model::LinearModel;
 const SEARCH_WEIGHT: f64 = 20.0;
 /// Weight of one shifted slot in the cost model (the paper's default).
 const SHIFT_WEIGHT: f64 = 0.5;
+/// An insert this close to the node's end (in slots) counts as an append.
+const TAIL_WINDOW: usize = 16;
+/// Inserts a node must have seen before it is judged append-mostly.
+const APPEND_EVIDENCE: u64 = 8;
+
+/// What [`DataNode::upsert`] did.
+pub enum Upsert<V> {
+    /// The key was present; its old payload.
+    Replaced(V),
+    Inserted,
+    /// The key is absent and the node has no room for it.
+    Full,
+}
 
 /// A gapped array of keys and payloads.
 #[derive(Clone, Debug)]
@@ -29,6 +51,8 @@ pub struct DataNode<V> {
     payloads: Vec<V>,
     bitmap: Vec<u64>,
     len: usize,
+    /// One past the last occupied slot (0 when empty).
+    end: usize,
     model: LinearModel,
     /// Expected cost per operation when built, from the model's accuracy.
     expected_cost: f64,
@@ -36,6 +60,8 @@ pub struct DataNode<V> {
     search_iterations: u64,
     inserts: u64,
     shifts: u64,
+    /// Inserts that landed within `TAIL_WINDOW` slots of the end.
+    tail_inserts: u64,
     /// The neighbouring data nodes in key order (arena ids).
     pub prev: Option<u32>,
     /// See `prev`.
@@ -43,24 +69,49 @@ pub struct DataNode<V> {
 }
 
 impl<V: Copy + Default> DataNode<V> {
-    /// A node holding `items` (sorted, unique keys) in `capacity` slots.
+    /// A node holding `items` (sorted, unique keys) spread over `capacity` slots.
     pub fn build(items: &[(u64, V)], capacity: usize) -> DataNode<V> {
+        DataNode::build_in(items, capacity, capacity)
+    }
+
+    /// A node holding `items` with almost no gaps, for a key range that
+    /// expects no more inserts.
+    pub fn packed(items: &[(u64, V)]) -> DataNode<V> {
+        DataNode::build_in(items, items.len(), items.len() + 1)
+    }
+
+    /// A node for the end of an append front: `items` packed at the start of
+    /// `capacity` slots, the rest free for the keys to come, and already
+    /// judged append-mostly.
+    pub fn tail(items: &[(u64, V)], capacity: usize) -> DataNode<V> {
+        let mut node = DataNode::build_in(items, items.len(), capacity);
+        node.inserts = APPEND_EVIDENCE;
+        node.tail_inserts = APPEND_EVIDENCE;
+        node
+    }
+
+    /// A node holding `items` (sorted, unique keys) in the first `span` of
+    /// `capacity` slots.
+    fn build_in(items: &[(u64, V)], span: usize, capacity: usize) -> DataNode<V> {
         let capacity = capacity.max(items.len() + 1).max(4);
         let n = items.len();
+        let span = span.clamp(n, capacity);
         let model = LinearModel::fit(items.iter().map(|(k, _)| *k), |i| {
-            (i * capacity) as f64 / n.max(1) as f64
+            (i * span) as f64 / n.max(1) as f64
         });
         let mut node = DataNode {
             keys: vec![u64::MAX; capacity],
             payloads: vec![V::default(); capacity],
             bitmap: vec![0; capacity.div_ceil(64)],
             len: n,
+            end: 0,
             model,
             expected_cost: 0.0,
             searches: 0,
             search_iterations: 0,
             inserts: 0,
             shifts: 0,
+            tail_inserts: 0,
             prev: None,
             next: None,
         };
@@ -78,6 +129,7 @@ impl<V: Copy + Default> DataNode<V> {
             node.set_bit(pos);
             next_free = pos + 1;
         }
+        node.end = next_free;
         node.fill_gaps(0, capacity);
         node.expected_cost = SEARCH_WEIGHT * (log_error / n.max(1) as f64 + 1.0)
             + SHIFT_WEIGHT * node.expected_shifts();
@@ -195,6 +247,42 @@ impl<V: Copy + Default> DataNode<V> {
         }
     }
 
+    /// The first free slot at or after `pos`.
+    fn next_gap(&self, pos: usize) -> Option<usize> {
+        if pos >= self.capacity() {
+            return None;
+        }
+        let mut word = pos / 64;
+        let mut free = !self.bitmap[word] & (!0u64 << (pos % 64));
+        loop {
+            if free != 0 {
+                let p = word * 64 + free.trailing_zeros() as usize;
+                return (p < self.capacity()).then_some(p);
+            }
+            word += 1;
+            if word == self.bitmap.len() {
+                return None;
+            }
+            free = !self.bitmap[word];
+        }
+    }
+
+    /// The last free slot at or before `pos`, which is a slot of the node.
+    fn prev_gap(&self, pos: usize) -> Option<usize> {
+        let mut word = pos / 64;
+        let mut free = !self.bitmap[word] & (!0u64 >> (63 - pos % 64));
+        loop {
+            if free != 0 {
+                return Some(word * 64 + 63 - free.leading_zeros() as usize);
+            }
+            if word == 0 {
+                return None;
+            }
+            word -= 1;
+            free = !self.bitmap[word];
+        }
+    }
+
     /// Sets every gap in `from..to` to the key of the next occupied slot.
     fn fill_gaps(&mut self, from: usize, to: usize) {
         let mut next = match self.next_occupied(to) {
@@ -280,24 +368,79 @@ impl<V: Copy + Default> DataNode<V> {
         self.next_occupied(pos)
     }
 
-    /// Whether one more key fits under `max_density`.
+    /// Whether one more key fits: under `max_density`, or for an
+    /// append-mostly node, while there is a free slot after its last key.
     pub fn has_room(&self, max_density: f64) -> bool {
+        if self.append_mostly() {
+            return self.end < self.capacity();
+        }
         ((self.len + 1) as f64) <= self.capacity() as f64 * max_density
             && self.len + 1 < self.capacity()
     }
 
-    /// Inserts a key that is not present. The node must have a gap.
-    pub fn insert(&mut self, key: u64, payload: V) {
+    /// Whether nearly all inserts seen land at the node's end.
+    pub fn append_mostly(&self) -> bool {
+        self.inserts >= APPEND_EVIDENCE && self.tail_inserts * 10 >= self.inserts * 9
+    }
+
+    /// Grows the node to `capacity` slots in place: keys keep their slots, the
+    /// new slots are free for appends, and the model is refit to where the
+    /// keys are, so it also predicts where appends land.
+    pub fn extend(&mut self, capacity: usize) {
+        debug_assert!(capacity >= self.capacity());
+        self.keys.resize(capacity, u64::MAX);
+        self.payloads.resize(capacity, V::default());
+        self.bitmap.resize(capacity.div_ceil(64), 0);
+        let mut slots = Vec::with_capacity(self.len);
+        let mut pos = self.next_occupied(0);
+        while let Some(p) = pos {
+            slots.push(p);
+            pos = self.next_occupied(p + 1);
+        }
+        self.model = LinearModel::fit(slots.iter().map(|p| self.keys[*p]), |i| slots[i] as f64);
+    }
+
+    /// Replaces the payload of `key`, or inserts it when the node has room
+    /// under `max_density` (see [`DataNode::has_room`]).
+    pub fn upsert(&mut self, key: u64, payload: V, max_density: f64) -> Upsert<V> {
+        let (p, iterations) = self.lower_bound(key);
+        if p < self.capacity() && self.keys[p] == key {
+            // Gaps hold the next occupied slot's key, so the first occupied
+            // slot from p holds `key` (none: trailing gaps reading u64::MAX).
+            if let Some(pos) = self.next_occupied(p) {
+                return Upsert::Replaced(self.replace(pos, payload));
+            }
+        }
+        if !self.has_room(max_density) {
+            return Upsert::Full;
+        }
+        self.insert_at(p, iterations, key, payload);
+        Upsert::Inserted
+    }
+
+    /// Inserts `key`, which is not present, before slot `p` (the first slot
+    /// whose key is greater), found in `iterations` search steps. The node
+    /// must have a gap.
+    fn insert_at(&mut self, p: usize, iterations: u64, key: u64, payload: V) {
         debug_assert!(self.len < self.capacity());
         let cap = self.capacity();
-        let (p, iterations) = self.lower_bound(key);
         self.searches += 1;
         self.search_iterations += iterations;
         self.inserts += 1;
+        if p + TAIL_WINDOW >= self.end {
+            self.tail_inserts += 1;
+        }
         if p < cap && !self.occupied(p) {
-            // A run of gaps [p, q): place the key where the model wants it.
+            // A run of gaps [p, q): place the key where the model wants it,
+            // except past the last key when the model points beyond the
+            // array: there the next slot keeps the rest free for later keys.
             let q = self.next_occupied(p).unwrap_or(cap);
-            let pos = self.model.predict(key, cap).clamp(p, q - 1);
+            let predicted = self.model.predict(key, cap);
+            let pos = if q == cap && predicted == cap - 1 {
+                p
+            } else {
+                predicted.clamp(p, q - 1)
+            };
             self.place(pos, key, payload);
             for gap in p..pos {
                 self.keys[gap] = key;
@@ -305,8 +448,8 @@ impl<V: Copy + Default> DataNode<V> {
             return;
         }
         // Slot p is taken (or p is past the end): shift towards the nearest gap.
-        let right = (p..cap).find(|&s| !self.occupied(s));
-        let left = (0..p).rev().find(|&s| !self.occupied(s));
+        let right = self.next_gap(p);
+        let left = p.checked_sub(1).and_then(|q| self.prev_gap(q));
         let shift_right = match (left, right) {
             (None, None) => unreachable!("insert into a full data node"),
             (None, Some(_)) => true,
@@ -318,6 +461,7 @@ impl<V: Copy + Default> DataNode<V> {
             self.keys.copy_within(p..g, p + 1);
             self.payloads.copy_within(p..g, p + 1);
             self.set_bit(g);
+            self.end = self.end.max(g + 1);
             self.shifts += (g - p) as u64;
             self.place(p, key, payload);
         } else {
@@ -335,6 +479,7 @@ impl<V: Copy + Default> DataNode<V> {
         self.payloads[pos] = payload;
         self.set_bit(pos);
         self.len += 1;
+        self.end = self.end.max(pos + 1);
     }
 
     /// Removes the key in occupied slot `pos`; returns its payload.
@@ -342,6 +487,9 @@ impl<V: Copy + Default> DataNode<V> {
         self.clear_bit(pos);
         self.len -= 1;
         let start = self.prev_occupied(pos).map_or(0, |p| p + 1);
+        if pos + 1 == self.end {
+            self.end = start;
+        }
         self.fill_gaps(start, pos + 1);
         std::mem::take(&mut self.payloads[pos])
     }

@@ -77,7 +77,13 @@ impl LinearModel {
     /// The unclamped predicted position of `key`.
     #[inline]
     pub fn raw(&self, key: u64) -> f64 {
-        self.slope * (key as i128 - self.base as i128) as f64 + self.intercept
+        // The signed distance from the base, without a (slow) i128 to f64 conversion.
+        let x = if key >= self.base {
+            (key - self.base) as f64
+        } else {
+            -((self.base - key) as f64)
+        };
+        self.slope * x + self.intercept
     }
 
     /// The predicted position of `key`, clamped to `0..len`.
