@@ -189,11 +189,32 @@ impl<V: Copy + Default> Alex<V> {
         }
         let n = items.len();
         let target = (n / (self.config.max_data_keys / 2).max(1)).next_power_of_two();
-        let fanout = target.clamp(2, self.config.max_fanout);
+        let mut fanout = target.clamp(2, self.config.max_fanout);
         let mut model = LinearModel::fit(items.iter().map(|(k, _)| *k), |i| {
             (i * fanout) as f64 / n as f64
         });
         let mut bounds = partition(items, &model, fanout);
+        // Skewed keys crowd some slots past what one data node holds, and each
+        // of those keys pays for another level on every lookup: widen the
+        // node while that removes at least a tenth of them.
+        let max_keys = self.config.max_data_keys;
+        let crowded = |bounds: &[std::ops::Range<usize>]| -> usize {
+            bounds
+                .iter()
+                .map(|r| r.len())
+                .filter(|l| *l > max_keys)
+                .sum()
+        };
+        let mut deep = crowded(&bounds);
+        while deep > n / 20 && fanout * 2 <= self.config.max_fanout {
+            let wider = model.scaled(2.0);
+            let wider_bounds = partition(items, &wider, fanout * 2);
+            let wider_deep = crowded(&wider_bounds);
+            if wider_deep * 10 > deep * 9 {
+                break;
+            }
+            (fanout, model, bounds, deep) = (fanout * 2, wider, wider_bounds, wider_deep);
+        }
         if bounds.iter().any(|r| r.len() == n) {
             // The fit puts everything in one slot (extreme skew): split at the median.
             model = LinearModel::through(items[0].0, items[n / 2].0, 1.0);
@@ -749,59 +770,66 @@ impl<V: Copy + Default> Alex<V> {
     }
 
     /// The first entry at or after `key`, starting in `leaf` and following links.
-    fn seek_from(&self, leaf: u32, key: u64) -> Option<(u32, usize)> {
-        let mut id = leaf;
-        let mut found = self.data(id).seek(key);
-        while found.is_none() {
-            id = self.data(id).next?;
-            found = self.data(id).next_occupied(0);
+    fn seek_from(&self, leaf: u32, key: u64) -> Option<Slot<'_, V>> {
+        let node = self.data(leaf);
+        match node.seek(key) {
+            Some(pos) => Some((node, pos)),
+            None => self.first_after(node),
         }
-        found.map(|pos| (id, pos))
     }
 
-    fn at_or_before(&self, key: u64) -> Option<(u32, usize)> {
+    fn at_or_before(&self, key: u64) -> Option<Slot<'_, V>> {
         let leaf = self.leaf_for(key);
         match self.seek_from(leaf, key) {
             // The first entry >= key: step back one unless it is key itself.
-            Some((id, pos)) if self.data(id).key(pos) == key => Some((id, pos)),
-            Some((id, pos)) => self.step_back(id, pos),
+            Some((node, pos)) if node.key(pos) == key => Some((node, pos)),
+            Some((node, pos)) => self.step_back(node, pos),
             None => self.last_position(),
         }
     }
 
-    fn step_back(&self, mut id: u32, pos: usize) -> Option<(u32, usize)> {
-        if let Some(p) = pos
-            .checked_sub(1)
-            .and_then(|p| self.data(id).prev_occupied(p))
-        {
-            return Some((id, p));
+    /// The entry before slot `pos` of `node`.
+    fn step_back<'a>(&'a self, node: &'a DataNode<V>, pos: usize) -> Option<Slot<'a, V>> {
+        match pos.checked_sub(1).and_then(|p| node.prev_occupied(p)) {
+            Some(p) => Some((node, p)),
+            None => self.last_before(node),
         }
+    }
+
+    /// The entry after slot `pos` of `node`.
+    #[inline]
+    fn step_forward<'a>(&'a self, node: &'a DataNode<V>, pos: usize) -> Option<Slot<'a, V>> {
+        match node.next_occupied(pos + 1) {
+            Some(p) => Some((node, p)),
+            None => self.first_after(node),
+        }
+    }
+
+    /// The first entry of the leaves after `node`.
+    fn first_after<'a>(&'a self, mut node: &'a DataNode<V>) -> Option<Slot<'a, V>> {
         loop {
-            id = self.data(id).prev?;
-            if let Some(p) = self.data(id).prev_occupied(usize::MAX) {
-                return Some((id, p));
+            node = self.data(node.next?);
+            if let Some(p) = node.next_occupied(0) {
+                return Some((node, p));
             }
         }
     }
 
-    fn step_forward(&self, id: u32, pos: usize) -> Option<(u32, usize)> {
-        let mut id = id;
-        let mut found = self.data(id).next_occupied(pos + 1);
-        while found.is_none() {
-            id = self.data(id).next?;
-            found = self.data(id).next_occupied(0);
+    /// The last entry of the leaves before `node`.
+    fn last_before<'a>(&'a self, mut node: &'a DataNode<V>) -> Option<Slot<'a, V>> {
+        loop {
+            node = self.data(node.prev?);
+            if let Some(p) = node.prev_occupied(usize::MAX) {
+                return Some((node, p));
+            }
         }
-        found.map(|p| (id, p))
     }
 
-    fn last_position(&self) -> Option<(u32, usize)> {
-        let mut id = self.root;
-        while let Node::Inner(inner) = &self.nodes[id as usize] {
-            id = *inner.children.last().expect("inner nodes have children");
-        }
-        match self.data(id).prev_occupied(usize::MAX) {
-            Some(p) => Some((id, p)),
-            None => self.step_back(id, 0),
+    fn last_position(&self) -> Option<Slot<'_, V>> {
+        let node = self.data(self.last_leaf(self.root));
+        match node.prev_occupied(usize::MAX) {
+            Some(p) => Some((node, p)),
+            None => self.last_before(node),
         }
     }
 
@@ -883,10 +911,13 @@ fn in_lower(key: u64, lower: Bound<u64>) -> bool {
     }
 }
 
+/// A leaf and one of its occupied slots.
+type Slot<'a, V> = (&'a DataNode<V>, usize);
+
 /// Ascending iterator from [`Alex::range`].
 pub struct Range<'a, V> {
     alex: &'a Alex<V>,
-    position: Option<(u32, usize)>,
+    position: Option<Slot<'a, V>>,
     upper: Bound<u64>,
 }
 
@@ -894,14 +925,13 @@ impl<V: Copy + Default> Iterator for Range<'_, V> {
     type Item = (u64, V);
 
     fn next(&mut self) -> Option<(u64, V)> {
-        let (id, pos) = self.position?;
-        let node = self.alex.data(id);
+        let (node, pos) = self.position?;
         let key = node.key(pos);
         if !in_upper(key, self.upper) {
             self.position = None;
             return None;
         }
-        self.position = self.alex.step_forward(id, pos);
+        self.position = self.alex.step_forward(node, pos);
         Some((key, node.payload(pos)))
     }
 }
@@ -909,7 +939,7 @@ impl<V: Copy + Default> Iterator for Range<'_, V> {
 /// Descending iterator from [`Alex::range_rev`].
 pub struct RangeRev<'a, V> {
     alex: &'a Alex<V>,
-    position: Option<(u32, usize)>,
+    position: Option<Slot<'a, V>>,
     lower: Bound<u64>,
 }
 
@@ -917,14 +947,13 @@ impl<V: Copy + Default> Iterator for RangeRev<'_, V> {
     type Item = (u64, V);
 
     fn next(&mut self) -> Option<(u64, V)> {
-        let (id, pos) = self.position?;
-        let node = self.alex.data(id);
+        let (node, pos) = self.position?;
         let key = node.key(pos);
         if !in_lower(key, self.lower) {
             self.position = None;
             return None;
         }
-        self.position = self.alex.step_back(id, pos);
+        self.position = self.alex.step_back(node, pos);
         Some((key, node.payload(pos)))
     }
 }
