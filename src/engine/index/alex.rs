@@ -748,10 +748,21 @@ impl<V: Copy + Default> Alex<V> {
             let leaf = self.leaf_for(k);
             self.seek_from(leaf, k)
         });
-        Range {
-            alex: self,
-            position,
-            upper,
+        match position {
+            Some((node, pos)) => Range {
+                alex: self,
+                node: Some(node),
+                word: pos / 64,
+                bits: node.bitmap_word(pos / 64) & (!0u64 << (pos % 64)),
+                upper,
+            },
+            None => Range {
+                alex: self,
+                node: None,
+                word: 0,
+                bits: 0,
+                upper,
+            },
         }
     }
 
@@ -793,15 +804,6 @@ impl<V: Copy + Default> Alex<V> {
         match pos.checked_sub(1).and_then(|p| node.prev_occupied(p)) {
             Some(p) => Some((node, p)),
             None => self.last_before(node),
-        }
-    }
-
-    /// The entry after slot `pos` of `node`.
-    #[inline]
-    fn step_forward<'a>(&'a self, node: &'a DataNode<V>, pos: usize) -> Option<Slot<'a, V>> {
-        match node.next_occupied(pos + 1) {
-            Some(p) => Some((node, p)),
-            None => self.first_after(node),
         }
     }
 
@@ -914,10 +916,16 @@ fn in_lower(key: u64, lower: Bound<u64>) -> bool {
 /// A leaf and one of its occupied slots.
 type Slot<'a, V> = (&'a DataNode<V>, usize);
 
-/// Ascending iterator from [`Alex::range`].
+/// Ascending iterator from [`Alex::range`]. It walks the occupied-slot
+/// bitmap a word at a time rather than searching it again for each key.
 pub struct Range<'a, V> {
     alex: &'a Alex<V>,
-    position: Option<Slot<'a, V>>,
+    /// The current leaf; None when the iteration has ended.
+    node: Option<&'a DataNode<V>>,
+    /// Index of the bitmap word being walked.
+    word: usize,
+    /// Its occupied slots not yet returned.
+    bits: u64,
     upper: Bound<u64>,
 }
 
@@ -925,13 +933,27 @@ impl<V: Copy + Default> Iterator for Range<'_, V> {
     type Item = (u64, V);
 
     fn next(&mut self) -> Option<(u64, V)> {
-        let (node, pos) = self.position?;
+        let mut node = self.node?;
+        while self.bits == 0 {
+            self.word += 1;
+            if self.word == node.bitmap_words() {
+                let Some(next) = node.next else {
+                    self.node = None;
+                    return None;
+                };
+                node = self.alex.data(next);
+                self.node = Some(node);
+                self.word = 0;
+            }
+            self.bits = node.bitmap_word(self.word);
+        }
+        let pos = self.word * 64 + self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
         let key = node.key(pos);
         if !in_upper(key, self.upper) {
-            self.position = None;
+            self.node = None;
             return None;
         }
-        self.position = self.alex.step_forward(node, pos);
         Some((key, node.payload(pos)))
     }
 }

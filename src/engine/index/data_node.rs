@@ -209,6 +209,17 @@ impl<V: Copy + Default> DataNode<V> {
         self.bitmap[pos / 64] &= !(1 << (pos % 64));
     }
 
+    /// Word `i` of the occupied-slot bitmap (bit `p % 64` of word `p / 64` is slot `p`).
+    #[inline]
+    pub fn bitmap_word(&self, i: usize) -> u64 {
+        self.bitmap[i]
+    }
+
+    /// Number of bitmap words.
+    pub fn bitmap_words(&self) -> usize {
+        self.bitmap.len()
+    }
+
     /// The first occupied slot at or after `pos`.
     pub fn next_occupied(&self, pos: usize) -> Option<usize> {
         if pos >= self.capacity() {
