@@ -465,7 +465,10 @@ impl<V: Copy + Default> Alex<V> {
     /// owns the remaining slots, where the appends go on. A parent whose slot
     /// holds all the leaf's keys doubles its slots first, and a root leaf
     /// becomes an inner node of two slots split just below its largest key.
-    /// False when neither is possible (the general split then applies).
+    /// False when the tree is unchanged because neither is possible (the
+    /// general split then applies). True also when the parent doubled but
+    /// still cannot separate the keys: `path` is stale then, and the insert
+    /// descends again.
     fn seal(&mut self, leaf: u32, path: &[(u32, usize)]) -> bool {
         let items = self.data(leaf).items();
         let (Some(&(min, _)), Some(&(max, _))) = (items.first(), items.last()) else {
@@ -481,6 +484,7 @@ impl<V: Copy + Default> Alex<V> {
             self.root = self.alloc(Node::Inner(InnerNode::new(model, vec![low, high])));
             return true;
         };
+        let mut doubled = false;
         loop {
             let (start, end) = self.owned_slots(parent, slot, leaf);
             let inner = self.inner(parent);
@@ -495,10 +499,11 @@ impl<V: Copy + Default> Alex<V> {
             }
             let cap = self.fanout_cap(parent);
             if inner.children.len() * 2 > cap {
-                return false;
+                return doubled;
             }
             self.double_fanout(parent);
             slot *= 2;
+            doubled = true;
         }
     }
 
