@@ -100,15 +100,19 @@ fn reopen_times() {
         keys.len(),
         started.elapsed().as_secs_f64()
     );
-    for kind in KINDS {
-        let started = Instant::now();
-        let db = Database::open(dir.path(), options(kind)).expect("reopen");
-        eprintln!(
-            "open with directory {kind:?}: {:.2}s for {} rows (directory holds {:?})",
-            started.elapsed().as_secs_f64(),
-            keys.len(),
-            db.directory_len("t").expect("table")
-        );
+    // Two rounds: the first open after loading also replays the write-ahead
+    // log and warms the page cache, which would favour whichever kind came later.
+    for round in 1..=2 {
+        for kind in KINDS {
+            let started = Instant::now();
+            let db = Database::open(dir.path(), options(kind)).expect("reopen");
+            eprintln!(
+                "round {round}: open with directory {kind:?}: {:.2}s for {} rows (directory holds {:?})",
+                started.elapsed().as_secs_f64(),
+                keys.len(),
+                db.directory_len("t").expect("table")
+            );
+        }
     }
 }
 
