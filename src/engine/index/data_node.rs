@@ -222,11 +222,33 @@ impl<V: Copy + Default> DataNode<V> {
 
     /// The first occupied slot at or after `pos`.
     pub fn next_occupied(&self, pos: usize) -> Option<usize> {
+        self.next_set(pos, |word| word)
+    }
+
+    /// The last occupied slot at or before `pos`.
+    pub fn prev_occupied(&self, pos: usize) -> Option<usize> {
+        self.prev_set(pos, |word| word)
+    }
+
+    /// The first free slot at or after `pos`.
+    fn next_gap(&self, pos: usize) -> Option<usize> {
+        self.next_set(pos, |word| !word)
+    }
+
+    /// The last free slot at or before `pos`.
+    fn prev_gap(&self, pos: usize) -> Option<usize> {
+        self.prev_set(pos, |word| !word)
+    }
+
+    /// The first slot at or after `pos` whose bit is set in `view` of its
+    /// bitmap word (the word itself for occupied slots, its complement for gaps).
+    #[inline]
+    fn next_set(&self, pos: usize, view: impl Fn(u64) -> u64) -> Option<usize> {
         if pos >= self.capacity() {
             return None;
         }
         let mut word = pos / 64;
-        let mut bits = self.bitmap[word] & (!0u64 << (pos % 64));
+        let mut bits = view(self.bitmap[word]) & (!0u64 << (pos % 64));
         loop {
             if bits != 0 {
                 let p = word * 64 + bits.trailing_zeros() as usize;
@@ -236,16 +258,17 @@ impl<V: Copy + Default> DataNode<V> {
             if word == self.bitmap.len() {
                 return None;
             }
-            bits = self.bitmap[word];
+            bits = view(self.bitmap[word]);
         }
     }
 
-    /// The last occupied slot at or before `pos`.
-    pub fn prev_occupied(&self, pos: usize) -> Option<usize> {
+    /// The last slot at or before `pos` (clamped to the node) whose bit is
+    /// set in `view` of its bitmap word.
+    #[inline]
+    fn prev_set(&self, pos: usize, view: impl Fn(u64) -> u64) -> Option<usize> {
         let pos = pos.min(self.capacity().checked_sub(1)?);
         let mut word = pos / 64;
-        let shift = 63 - pos % 64;
-        let mut bits = self.bitmap[word] & (!0u64 >> shift);
+        let mut bits = view(self.bitmap[word]) & (!0u64 >> (63 - pos % 64));
         loop {
             if bits != 0 {
                 return Some(word * 64 + 63 - bits.leading_zeros() as usize);
@@ -254,43 +277,7 @@ impl<V: Copy + Default> DataNode<V> {
                 return None;
             }
             word -= 1;
-            bits = self.bitmap[word];
-        }
-    }
-
-    /// The first free slot at or after `pos`.
-    fn next_gap(&self, pos: usize) -> Option<usize> {
-        if pos >= self.capacity() {
-            return None;
-        }
-        let mut word = pos / 64;
-        let mut free = !self.bitmap[word] & (!0u64 << (pos % 64));
-        loop {
-            if free != 0 {
-                let p = word * 64 + free.trailing_zeros() as usize;
-                return (p < self.capacity()).then_some(p);
-            }
-            word += 1;
-            if word == self.bitmap.len() {
-                return None;
-            }
-            free = !self.bitmap[word];
-        }
-    }
-
-    /// The last free slot at or before `pos`, which is a slot of the node.
-    fn prev_gap(&self, pos: usize) -> Option<usize> {
-        let mut word = pos / 64;
-        let mut free = !self.bitmap[word] & (!0u64 >> (63 - pos % 64));
-        loop {
-            if free != 0 {
-                return Some(word * 64 + 63 - free.leading_zeros() as usize);
-            }
-            if word == 0 {
-                return None;
-            }
-            word -= 1;
-            free = !self.bitmap[word];
+            bits = view(self.bitmap[word]);
         }
     }
 
