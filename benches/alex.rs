@@ -97,6 +97,7 @@ fn sizes() -> Vec<usize> {
 }
 
 fn bench(c: &mut Criterion) {
+    eprintln!("omen {} ({})", env!("CARGO_PKG_VERSION"), omen::BUILD);
     for n in sizes() {
         for dist in [
             Dist::Sequential,

@@ -35,6 +35,12 @@ fn sqlite(dir: &std::path::Path) -> Connection {
 }
 
 fn inserts(c: &mut Criterion) {
+    eprintln!(
+        "omen {} ({}) beside SQLite {} bundled by rusqlite, built in the same profile",
+        env!("CARGO_PKG_VERSION"),
+        omen::BUILD,
+        rusqlite::version()
+    );
     let mut group = c.benchmark_group("insert_in_one_transaction");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(5));

@@ -24,5 +24,10 @@
 
 pub mod engine;
 
+/// How this omen was compiled, for example `opt-level 3, release profile`:
+/// printed by `omen --version`, `omen bench` and the benchmarks, so a figure
+/// says whether it measured an optimised build.
+pub const BUILD: &str = env!("OMEN_BUILD");
+
 pub use engine::sql::{Output, Rows};
 pub use engine::{Database, Durability, Error, IsolationLevel, Options, Result, Session, SqlState};

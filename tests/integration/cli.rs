@@ -208,3 +208,16 @@ pub fn data_dir_flag_and_environment() {
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     assert!(other.join("CURRENT").exists(), "the database is in DIR");
 }
+
+/// `omen --version` says how the binary was compiled, so a benchmark figure or
+/// a bug report shows whether it came from an optimised build.
+pub fn version_names_the_build() {
+    let out = Command::new(env!("CARGO_BIN_EXE_omen"))
+        .arg("--version")
+        .output()
+        .expect("omen runs");
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let expected = format!("omen {} ({})\n", env!("CARGO_PKG_VERSION"), omen::BUILD);
+    assert_eq!(stdout(&out), expected);
+    assert!(omen::BUILD.starts_with("opt-level "), "{}", omen::BUILD);
+}

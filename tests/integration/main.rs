@@ -91,6 +91,7 @@ fn main() {
         errors_stop_the_script_and_exit_non_zero,
         output_formats,
         data_dir_flag_and_environment,
+        version_names_the_build,
     ));
     trials.extend(tests!(server:
         simple_protocol_and_transaction_status,
