@@ -97,7 +97,7 @@ fn sizes() -> Vec<usize> {
 }
 
 fn bench(c: &mut Criterion) {
-    eprintln!("omen {} ({})", env!("CARGO_PKG_VERSION"), omen::BUILD);
+    eprintln!("omen {}", omen::VERSION);
     for n in sizes() {
         for dist in [
             Dist::Sequential,

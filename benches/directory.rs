@@ -117,7 +117,7 @@ fn reopen_times() {
 }
 
 fn bench(c: &mut Criterion) {
-    eprintln!("omen {} ({})", env!("CARGO_PKG_VERSION"), omen::BUILD);
+    eprintln!("omen {}", omen::VERSION);
     reopen_times();
     let rows = env_usize("OMEN_BENCH_ROWS", 200_000);
     for time_series in [false, true] {

@@ -36,9 +36,8 @@ fn sqlite(dir: &std::path::Path) -> Connection {
 
 fn inserts(c: &mut Criterion) {
     eprintln!(
-        "omen {} ({}) beside SQLite {} bundled by rusqlite, built in the same profile",
-        env!("CARGO_PKG_VERSION"),
-        omen::BUILD,
+        "omen {} beside SQLite {} bundled by rusqlite, built in the same profile",
+        omen::VERSION,
         rusqlite::version()
     );
     let mut group = c.benchmark_group("insert_in_one_transaction");

@@ -29,5 +29,9 @@ pub mod engine;
 /// says whether it measured an optimised build.
 pub const BUILD: &str = env!("OMEN_BUILD");
 
+/// omen's version and how it was compiled, as `omen --version` prints it:
+/// `0.1.0 (opt-level 3, release profile)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OMEN_BUILD"), ")");
+
 pub use engine::sql::{Output, Rows};
 pub use engine::{Database, Durability, Error, IsolationLevel, Options, Result, Session, SqlState};

@@ -10,7 +10,7 @@ mod server;
 
 /// omen: a SQL database in one binary.
 #[derive(Parser)]
-#[command(name = "omen", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OMEN_BUILD"), ")"), about, long_about = None)]
+#[command(name = "omen", version = omen::VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

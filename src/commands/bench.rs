@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
 
 fn commit(dir: &Path, sessions: &[usize], duration: Duration) -> Result<()> {
     let fsyncs = fdatasync_rate(dir, duration)?;
-    println!("omen {} ({})", env!("CARGO_PKG_VERSION"), omen::BUILD);
+    println!("omen {}", omen::VERSION);
     println!(
         "disk: {fsyncs:.0} fdatasync/s (4 KiB overwrites, {})",
         dir.display()
