@@ -34,6 +34,20 @@ pub struct Args {
     /// The most client connections served at once.
     #[arg(long, env = "OMEN_MAX_CONNECTIONS", default_value_t = 100)]
     max_connections: usize,
+    /// Of --max-connections, how many only superusers may take, so an
+    /// administrator still gets in when applications have used the rest.
+    #[arg(long, env = "OMEN_SUPERUSER_RESERVED_CONNECTIONS", default_value_t = 3)]
+    superuser_reserved_connections: usize,
+    /// How long a client may take to log in (TLS and password) before the
+    /// server closes its connection (`30s`, `1min`). Connections still
+    /// logging in do not count against --max-connections.
+    #[arg(
+        long,
+        env = "OMEN_AUTHENTICATION_TIMEOUT",
+        default_value = "1min",
+        value_name = "DURATION"
+    )]
+    authentication_timeout: String,
     /// On a database without roles: create this superuser (needs --password).
     #[arg(long, env = "OMEN_SUPERUSER", requires = "password")]
     superuser: Option<String>,
@@ -79,6 +93,8 @@ pub fn load_config_file(argv: &[String]) -> Result<()> {
         "tls_key",
         "tls_self_signed",
         "max_connections",
+        "superuser_reserved_connections",
+        "authentication_timeout",
         "superuser",
         "password",
         "idle_in_transaction_timeout",
@@ -119,11 +135,21 @@ pub fn run(args: Args) -> Result<()> {
     if args.max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
+    let authentication_timeout = omen::engine::sql::parse_timeout(&args.authentication_timeout)
+        .filter(|t| !t.is_zero())
+        .with_context(|| {
+            format!(
+                "--authentication-timeout: \"{}\" is not a duration such as 30s or 1min",
+                args.authentication_timeout
+            )
+        })?;
     server::run(Config {
         data_dir: args.data_dir,
         listen: args.listen,
         tls,
         max_connections: args.max_connections,
+        superuser_reserved_connections: args.superuser_reserved_connections,
+        authentication_timeout,
         superuser: args.superuser.zip(args.password),
         session_settings: vec![(
             "idle_in_transaction_session_timeout".into(),

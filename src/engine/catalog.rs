@@ -38,6 +38,9 @@ pub struct ColumnDef {
     pub nullable: bool,
     /// The value an INSERT that omits the column stores.
     pub default: Option<Value>,
+    /// A default that is an expression (`now()`, `random()`), as SQL text,
+    /// evaluated for each row an INSERT or COPY writes; None for a constant.
+    pub default_expr: Option<String>,
 }
 
 impl ColumnDef {
@@ -48,6 +51,7 @@ impl ColumnDef {
             data_type,
             nullable: true,
             default: None,
+            default_expr: None,
         }
     }
 
@@ -64,6 +68,15 @@ impl ColumnDef {
     }
 }
 
+/// One change an ALTER TABLE makes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TableChange {
+    /// ADD COLUMN.
+    AddColumn(ColumnDef),
+    /// DROP COLUMN, by name.
+    DropColumn(String),
+}
+
 /// A column of a stored table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Column {
@@ -77,8 +90,24 @@ pub struct Column {
     pub nullable: bool,
     /// The value an INSERT that omits the column stores.
     pub default: Option<Value>,
+    /// A default that is an expression, evaluated for each row written
+    /// (see [`ColumnDef::default_expr`]).
+    #[serde(default)]
+    pub default_expr: Option<String>,
     /// The value rows written before the column existed read as.
     pub fill: Value,
+}
+
+impl Column {
+    /// The SQL text of the column's default, as PostgreSQL shows it; None
+    /// when it has none.
+    pub fn default_text(&self) -> Option<String> {
+        match (&self.default_expr, &self.default) {
+            (Some(expr), _) => Some(expr.clone()),
+            (None, Some(value)) => Some(default_text(value, self.data_type)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A table definition at its current schema version.
@@ -157,7 +186,9 @@ impl Table {
             name: def.name,
             data_type: def.data_type,
             nullable: def.nullable,
-            default: def.default,
+            // An expression's value at definition time is only the fill.
+            default: def.default.filter(|_| def.default_expr.is_none()),
+            default_expr: def.default_expr,
             fill,
         });
         self.next_column_id += 1;
@@ -215,6 +246,14 @@ impl Table {
             .iter()
             .map(|c| c.default.clone().unwrap_or(Value::Null))
             .collect()
+    }
+
+    /// The positions of the columns whose default is an expression.
+    pub fn expression_defaults(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.default_expr.as_deref().map(|e| (i, e)))
     }
 
     /// Whether rows are keyed by a hidden row id, the table having no primary key.
@@ -311,6 +350,9 @@ impl Table {
                 continue;
             }
             check_type(&column.name, column.data_type, value)?;
+            if let Value::Interval(interval) = value {
+                interval.nanoseconds()?;
+            }
             if let Value::Text(text) = value {
                 match column.data_type {
                     DataType::Varchar(n) | DataType::Char(n) => {
@@ -401,6 +443,19 @@ impl Table {
     }
 }
 
+/// The SQL text PostgreSQL shows for a column default.
+fn default_text(value: &Value, data_type: DataType) -> String {
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int16(_) | Value::Int32(_) | Value::Int64(_) | Value::Decimal(_) => {
+            value.to_string()
+        }
+        Value::Float32(_) | Value::Float64(_) => format!("'{value}'::{data_type}"),
+        other => format!("'{}'::{}", other.to_string().replace('\'', "''"), data_type),
+    }
+}
+
 fn check_type(column: &str, data_type: DataType, value: &Value) -> Result<()> {
     if data_type.admits(value) {
         return Ok(());
@@ -465,6 +520,12 @@ fn load_all<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
+/// The id after `id`; table ids are never reused, so running out is an error.
+fn next_id(id: u32) -> Result<u32> {
+    id.checked_add(1)
+        .ok_or_else(|| Error::limit("the database has used every table id"))
+}
+
 /// The first key after every key that starts with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -502,12 +563,34 @@ struct State {
 
 impl Catalog {
     /// Loads every table definition from storage.
+    ///
+    /// The next table id is the larger of the stored counter and one past
+    /// every id in use, so an id is never handed out twice. Two definitions
+    /// claiming one id or one name mean the catalog is corrupt: opening fails
+    /// rather than guessing which one owns the rows.
     pub fn load(storage: &dyn Storage) -> Result<Catalog> {
         let mut state = State {
             next_table_id: 1,
             ..State::default()
         };
-        for table in load_all::<Table>(storage, TABLE_KEY_PREFIX, "table definition")? {
+        let prefix = TABLE_KEY_PREFIX;
+        for entry in storage.scan(Cf::Catalog, prefix, Some(&prefix_end(prefix))) {
+            let (key, value) = entry?;
+            let table: Table = serde_json::from_slice(&value)
+                .map_err(|e| Error::Corruption(format!("table definition does not encode: {e}")))?;
+            if key != Self::table_key(table.id) {
+                return Err(Error::Corruption(format!(
+                    "the definition of table \"{}\" (id {}) is stored under another table's key",
+                    table.name, table.id
+                )));
+            }
+            if let Some(other) = state.by_name.get(&table.name) {
+                return Err(Error::Corruption(format!(
+                    "two table definitions (ids {} and {}) are both named \"{}\"",
+                    other.id, table.id, table.name
+                )));
+            }
+            state.next_table_id = state.next_table_id.max(next_id(table.id)?);
             let table = Arc::new(table);
             state.by_id.insert(table.id, table.clone());
             state.by_name.insert(table.name.clone(), table);
@@ -516,11 +599,12 @@ impl Catalog {
             state.roles.insert(role.name.clone(), Arc::new(role));
         }
         if let Some(bytes) = storage.get(Cf::Meta, NEXT_TABLE_ID_KEY)? {
-            state.next_table_id = u32::from_be_bytes(
+            let stored = u32::from_be_bytes(
                 bytes
                     .try_into()
                     .map_err(|_| Error::Corruption("next table id is not 4 bytes".into()))?,
             );
+            state.next_table_id = state.next_table_id.max(stored);
         }
         Ok(Catalog {
             state: RwLock::new(state),
@@ -560,17 +644,22 @@ impl Catalog {
         self.state.read().next_table_id
     }
 
-    /// The writes that record `table` (and the id counter after it).
-    pub fn put_entries(table: &Table) -> Result<WriteBatch> {
+    /// The writes that record `table`, and for a table with an id at or past
+    /// the counter, the counter moved past it. The counter only grows: saving
+    /// an older table (an ALTER) leaves it where it is.
+    pub fn put_entries(&self, table: &Table) -> Result<WriteBatch> {
         let value = serde_json::to_vec(table)
             .map_err(|e| Error::Internal(format!("table definition does not encode: {e}")))?;
         let mut batch = WriteBatch::new();
         batch.put(Cf::Catalog, Self::table_key(table.id), value);
-        batch.put(
-            Cf::Meta,
-            NEXT_TABLE_ID_KEY.to_vec(),
-            (table.id + 1).to_be_bytes().to_vec(),
-        );
+        let next = next_id(table.id)?;
+        if next > self.next_table_id() {
+            batch.put(
+                Cf::Meta,
+                NEXT_TABLE_ID_KEY.to_vec(),
+                next.to_be_bytes().to_vec(),
+            );
+        }
         Ok(batch)
     }
 
@@ -587,7 +676,7 @@ impl Catalog {
         if let Some(old) = state.by_id.get(&table.id).cloned() {
             state.by_name.remove(&old.name);
         }
-        state.next_table_id = state.next_table_id.max(table.id + 1);
+        state.next_table_id = state.next_table_id.max(table.id.saturating_add(1));
         let table = Arc::new(table);
         state.by_id.insert(table.id, table.clone());
         state.by_name.insert(table.name.clone(), table);
@@ -692,6 +781,63 @@ mod tests {
             .with_column(ColumnDef::new("name", DataType::Text))
             .unwrap();
         assert_eq!(v4.decode_row(&old).unwrap()[2], Value::Null);
+    }
+
+    fn stored(entries: &[(u32, &Table)], counter: Option<u32>) -> crate::engine::storage::Memory {
+        use crate::engine::storage::{Memory, SyncMode};
+        let storage = Memory::new(None);
+        let mut batch = WriteBatch::new();
+        for (key, table) in entries {
+            batch.put(
+                Cf::Catalog,
+                Catalog::table_key(*key),
+                serde_json::to_vec(table).unwrap(),
+            );
+        }
+        if let Some(counter) = counter {
+            batch.put(
+                Cf::Meta,
+                NEXT_TABLE_ID_KEY.to_vec(),
+                counter.to_be_bytes().to_vec(),
+            );
+        }
+        storage.write(batch, SyncMode::Buffered).unwrap();
+        storage
+    }
+
+    #[test]
+    fn the_next_table_id_is_past_every_id_in_use() {
+        // Bug: a stored counter behind the ids in use was trusted, so a new
+        // table took an existing table's id and rows.
+        let (a, mut b) = (table(), table());
+        b.id = 9;
+        b.name = "u".into();
+        let catalog = Catalog::load(&stored(&[(7, &a), (9, &b)], Some(8))).unwrap();
+        assert_eq!(catalog.next_table_id(), 10);
+        // Saving an older table leaves the counter alone.
+        let batch = catalog.put_entries(&a).unwrap();
+        assert_eq!(batch.len(), 1);
+        let batch = catalog
+            .put_entries(&Table {
+                id: 12,
+                ..b.clone()
+            })
+            .unwrap();
+        assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn two_definitions_with_one_id_or_name_are_corruption() {
+        let (a, mut b) = (table(), table());
+        let err = Catalog::load(&stored(&[(7, &a), (8, &a)], None))
+            .err()
+            .unwrap();
+        assert_eq!(err.sqlstate(), SqlState::DATA_CORRUPTED, "{err}");
+        b.id = 8;
+        let err = Catalog::load(&stored(&[(7, &a), (8, &b)], None))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("both named"), "{err}");
     }
 
     #[test]

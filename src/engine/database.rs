@@ -47,7 +47,32 @@ pub(super) struct Shared {
     pub row_ids: std::sync::atomic::AtomicI64,
     /// Runs DataFusion's query execution, which is async.
     pub runtime: tokio::runtime::Runtime,
+    /// A panic armed by tests, standing for a bug inside a statement.
+    pub fault: Mutex<Option<Fault>>,
     path: Option<PathBuf>,
+}
+
+/// A panic that row `countdown` written into `table` raises (tests only).
+pub(super) struct Fault {
+    table: String,
+    countdown: u64,
+}
+
+impl Shared {
+    /// Panics if a test armed a fault for this write into `table`.
+    pub fn check_fault(&self, table: &str) {
+        let mut fault = self.fault.lock();
+        let Some(armed) = fault.as_mut() else {
+            return;
+        };
+        if armed.table == table {
+            armed.countdown -= 1;
+            if armed.countdown == 0 {
+                *fault = None;
+                panic!("fault injected by a test into a write of \"{table}\"");
+            }
+        }
+    }
 }
 
 impl Database {
@@ -105,6 +130,7 @@ impl Database {
             directories,
             ddl: Mutex::new(()),
             runtime,
+            fault: Mutex::new(None),
             path,
         };
         Ok(Database {
@@ -115,6 +141,36 @@ impl Database {
     /// A new session with no transaction open.
     pub fn session(&self) -> Session {
         Session::new(self.shared.clone())
+    }
+
+    /// For tests: the `nth` row (from 1) written into `table` from now on
+    /// makes its statement panic, as a bug in the engine would, so tests can
+    /// check that a panic undoes the statement and spares the session.
+    #[doc(hidden)]
+    pub fn inject_write_panic(&self, table: &str, nth: u64) {
+        *self.shared.fault.lock() = Some(Fault {
+            table: table.to_string(),
+            countdown: nth.max(1),
+        });
+    }
+
+    /// A random secret made once per database and kept in it: for values a
+    /// client must not be able to predict that stay the same across restarts
+    /// (the SCRAM salt shown for a name that cannot log in).
+    pub fn secret(&self) -> Result<Vec<u8>> {
+        const KEY: &[u8] = b"database.secret";
+        let storage = self.shared.mvcc.storage();
+        let _ddl = self.shared.ddl.lock();
+        if let Some(secret) = storage.get(super::storage::Cf::Meta, KEY)? {
+            return Ok(secret);
+        }
+        let mut secret = vec![0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| super::Error::Internal("the random source failed".into()))?;
+        let mut batch = super::storage::WriteBatch::new();
+        batch.put(super::storage::Cf::Meta, KEY.to_vec(), secret.clone());
+        self.shared.mvcc.commit_unversioned(batch, None, None)?;
+        Ok(secret)
     }
 
     /// The data directory, or None in memory.

@@ -18,11 +18,18 @@
 //! is answered without storage. It is rebuilt from storage by bulk load when
 //! the database opens.
 //!
+//! A deleted key stays (marked deleted) while a snapshot may still see an
+//! older version of it; once its delete is at or below the garbage
+//! collection watermark, no snapshot can, and the directory forgets the key,
+//! so a delete-heavy table's directory does not grow for ever.
+//!
 //! [`DIRECTORY_SCAN_LIMIT`]: super::mvcc::DIRECTORY_SCAN_LIMIT
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
@@ -78,6 +85,17 @@ impl Index {
         }
     }
 
+    fn remove(&mut self, key: u64) {
+        match self {
+            Index::Alex(a) => {
+                a.remove(key);
+            }
+            Index::BTree(b) => {
+                b.remove(&key);
+            }
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Index::Alex(a) => a.len(),
@@ -112,12 +130,28 @@ pub struct Directories {
     tables: RwLock<HashMap<u32, TableIndex>>,
 }
 
-/// One table's directory, and the width of its key values in bytes.
+/// One table's directory, the width of its key values in bytes, and how
+/// many deletes it has recorded since it last forgot deleted keys.
 #[derive(Clone)]
 struct TableIndex {
     width: usize,
     index: Arc<RwLock<Index>>,
+    deletes: Arc<AtomicUsize>,
 }
+
+impl TableIndex {
+    fn new(width: usize, index: Index) -> TableIndex {
+        TableIndex {
+            width,
+            index: Arc::new(RwLock::new(index)),
+            deletes: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// Deletes a table's directory records before it looks for deleted keys to
+/// forget, at least; more for a large table, so the sweeps cost O(1) per delete.
+const FORGET_AFTER_DELETES: usize = 256;
 
 /// Bytes of the key value in an eligible table's key, by key column type.
 fn key_width(table: &Table) -> Option<usize> {
@@ -181,11 +215,10 @@ impl Directories {
                 let deleted = decode_version(&value)?.is_none();
                 items.push((k, ts | if deleted { DELETED } else { 0 }));
             }
-            let index = Arc::new(RwLock::new(Index::build(kind, &items)));
-            directories
-                .tables
-                .write()
-                .insert(table.id, TableIndex { width, index });
+            let deleted = items.iter().filter(|(_, p)| p & DELETED != 0).count();
+            let table_index = TableIndex::new(width, Index::build(kind, &items));
+            table_index.deletes.store(deleted, Ordering::Relaxed);
+            directories.tables.write().insert(table.id, table_index);
         }
         Ok(directories)
     }
@@ -196,10 +229,8 @@ impl Directories {
             return;
         }
         if let Some(width) = key_width(table) {
-            let index = Arc::new(RwLock::new(Index::build(self.kind, &[])));
-            self.tables
-                .write()
-                .insert(table.id, TableIndex { width, index });
+            let table_index = TableIndex::new(width, Index::build(self.kind, &[]));
+            self.tables.write().insert(table.id, table_index);
         }
     }
 
@@ -240,7 +271,7 @@ impl KeyDirectory for Directories {
         let Some(id) = from.first_chunk::<4>().map(|id| u32::from_be_bytes(*id)) else {
             return false;
         };
-        let Some(TableIndex { width, index }) = self.tables.read().get(&id).cloned() else {
+        let Some(TableIndex { width, index, .. }) = self.tables.read().get(&id).cloned() else {
             return false;
         };
         let mut prefix = id.to_be_bytes().to_vec();
@@ -290,10 +321,47 @@ impl KeyDirectory for Directories {
         let Some((table, k)) = directory_key(key) else {
             return;
         };
-        if let Some(index) = self.index(table) {
-            index
-                .write()
-                .insert(k, ts | if exists { 0 } else { DELETED });
+        let Some(table) = self.tables.read().get(&table).cloned() else {
+            return;
+        };
+        table
+            .index
+            .write()
+            .insert(k, ts | if exists { 0 } else { DELETED });
+        if !exists {
+            table.deletes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn forget_deleted(&self, watermark: u64) {
+        let due: Vec<TableIndex> = self
+            .tables
+            .read()
+            .values()
+            .filter(|t| {
+                let deletes = t.deletes.load(Ordering::Relaxed);
+                deletes >= FORGET_AFTER_DELETES && deletes >= t.index.read().len() / 8
+            })
+            .cloned()
+            .collect();
+        for table in due {
+            let mut forget = Vec::new();
+            let mut still_deleted = 0;
+            table.index.read().for_each_from(0, |k, payload| {
+                if payload & DELETED != 0 {
+                    if payload & !DELETED <= watermark {
+                        forget.push(k);
+                    } else {
+                        still_deleted += 1;
+                    }
+                }
+                true
+            });
+            let mut index = table.index.write();
+            for k in forget {
+                index.remove(k);
+            }
+            table.deletes.store(still_deleted, Ordering::Relaxed);
         }
     }
 }

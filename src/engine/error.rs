@@ -94,6 +94,16 @@ impl SqlState {
     pub const OBJECT_IN_USE: SqlState = SqlState("55006");
     /// 57014: the statement was cancelled.
     pub const QUERY_CANCELED: SqlState = SqlState("57014");
+    /// 54000: a size or count over one of omen's limits.
+    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
+    /// 54001: a statement nested too deeply to plan.
+    pub const STATEMENT_TOO_COMPLEX: SqlState = SqlState("54001");
+    /// 53200: a statement needs more memory than it may use.
+    pub const OUT_OF_MEMORY: SqlState = SqlState("53200");
+    /// 22008: a date or time outside its type's range.
+    pub const DATETIME_FIELD_OVERFLOW: SqlState = SqlState("22008");
+    /// 22015: an interval outside its type's range.
+    pub const INTERVAL_FIELD_OVERFLOW: SqlState = SqlState("22015");
     /// XX000: a bug in omen.
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 
@@ -167,6 +177,14 @@ pub enum Error {
     /// A feature omen does not have.
     #[error("{0} is not supported")]
     Unsupported(String),
+    /// A size or count a client asked for is past a limit (54000, 54001, 53200).
+    #[error("{message}")]
+    LimitExceeded {
+        /// 54000 for sizes and counts, 54001 for nesting, 53200 for memory.
+        code: SqlState,
+        /// Which limit, and the setting that raises it where there is one.
+        message: String,
+    },
     /// The database or transaction accepts only reads.
     #[error("cannot write: {0}")]
     ReadOnly(String),
@@ -174,7 +192,7 @@ pub enum Error {
     #[error("data corruption: {0}")]
     Corruption(String),
     /// The operating system or storage engine failed.
-    #[error("I/O error: {context}")]
+    #[error("I/O error: {context}: {source}")]
     Io {
         /// What omen was doing.
         context: String,
@@ -198,7 +216,8 @@ impl Error {
             | Error::NotFound { code, .. }
             | Error::AlreadyExists { code, .. }
             | Error::ConstraintViolation { code, .. }
-            | Error::TransactionState { code, .. } => *code,
+            | Error::TransactionState { code, .. }
+            | Error::LimitExceeded { code, .. } => *code,
             Error::SerializationConflict { .. } => SqlState::SERIALIZATION_FAILURE,
             Error::Unsupported(_) => SqlState::FEATURE_NOT_SUPPORTED,
             Error::ReadOnly(_) => SqlState::READ_ONLY_SQL_TRANSACTION,
@@ -221,6 +240,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::LimitExceeded`] with code 54000.
+    pub fn limit(message: impl Into<String>) -> Error {
+        Error::LimitExceeded {
+            code: SqlState::PROGRAM_LIMIT_EXCEEDED,
+            message: message.into(),
+        }
+    }
+
     /// An [`Error::Io`] that keeps `source` and says what omen was doing.
     pub fn io(
         context: impl Into<String>,
@@ -236,5 +263,16 @@ impl Error {
 impl From<rocksdb::Error> for Error {
     fn from(source: rocksdb::Error) -> Error {
         Error::io("RocksDB operation failed", source)
+    }
+}
+
+/// What a panic said, for the log and the client.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
     }
 }

@@ -21,6 +21,6 @@ pub mod types;
 pub use cancel::{Backends, Canceller};
 pub use database::{Database, Options};
 pub use directory::DirectoryKind;
-pub use error::{Error, Result, SqlState};
+pub use error::{panic_message, Error, Result, SqlState};
 pub use mvcc::{Durability, IsolationLevel};
 pub use session::{KeyBound, Session};

@@ -67,6 +67,26 @@ impl Verifier {
         }
     }
 
+    /// The verifier shown for `name` when it cannot log in (no such role,
+    /// NOLOGIN, no password): no password matches it, and it is the same at
+    /// every attempt and as cheap to make as a stored one is to read, so an
+    /// exchange tells a client nothing about whether the role exists.
+    pub fn mock(secret: &[u8], name: &str) -> Verifier {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let derive = |purpose: &str| {
+            let mut input = purpose.as_bytes().to_vec();
+            input.push(0);
+            input.extend_from_slice(name.as_bytes());
+            hmac::sign(&key, &input).as_ref().to_vec()
+        };
+        Verifier {
+            iterations: ITERATIONS,
+            salt: derive("salt")[..16].to_vec(),
+            stored_key: derive("stored key"),
+            server_key: derive("server key"),
+        }
+    }
+
     /// Reads PostgreSQL's text form; None when `text` is not one.
     pub fn parse(text: &str) -> Option<Verifier> {
         let rest = text.strip_prefix(PREFIX)?;

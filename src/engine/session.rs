@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::catalog::{Catalog, ColumnDef, Table};
+use super::catalog::{Catalog, ColumnDef, Table, TableChange};
 use super::database::Shared;
 use super::error::{Error, Result, SqlState};
 use super::mvcc::{IsolationLevel, Transaction, WriteKind};
@@ -41,6 +41,19 @@ pub struct Session {
     pub(super) canceller: super::Canceller,
     /// The server's other sessions, for pg_cancel_backend.
     pub(super) backends: Option<Arc<dyn super::Backends>>,
+    /// The COPY FROM whose rows are arriving, if one is.
+    pub(super) copy: Option<CopyIn>,
+}
+
+/// A COPY FROM in progress (see [`Session::copy_begin`]).
+pub(super) struct CopyIn {
+    pub table: Arc<Table>,
+    /// The column each field fills.
+    pub targets: Vec<usize>,
+    /// The COPY's own transaction, outside a transaction block.
+    pub implicit: Option<Open>,
+    /// Rows written so far.
+    pub rows: u64,
 }
 
 /// A transaction shared with the query plans of the statement that reads it.
@@ -61,7 +74,7 @@ pub(super) struct Open {
 }
 
 impl Open {
-    fn new(txn: Transaction) -> Open {
+    pub(super) fn new(txn: Transaction) -> Open {
         Open {
             txn: Arc::new(parking_lot::Mutex::new(txn)),
             tables: BTreeSet::new(),
@@ -92,6 +105,7 @@ impl Session {
             user: None,
             canceller: super::Canceller::default(),
             backends: None,
+            copy: None,
         }
     }
 
@@ -164,6 +178,16 @@ impl Session {
         }
     }
 
+    /// Recovers from a statement that panicked (a bug): its writes are undone,
+    /// an explicit transaction is aborted (25P02 until it ends), and the
+    /// session goes on serving.
+    pub fn recover_from_panic(&mut self) {
+        if let Some(open) = &mut self.txn {
+            open.txn.lock().rollback_statement();
+            open.aborted = true;
+        }
+    }
+
     /// Whether the open transaction failed and awaits ROLLBACK.
     pub fn is_aborted(&self) -> bool {
         self.txn.as_ref().is_some_and(|t| t.aborted)
@@ -212,21 +236,24 @@ impl Session {
 
     /// Runs one statement in the open transaction, or in a transaction of its own.
     pub(super) fn statement<T>(&mut self, f: impl FnOnce(&mut Open) -> Result<T>) -> Result<T> {
+        // A statement ends a COPY whose client stopped sending without saying so.
+        self.copy_abort();
         match &mut self.txn {
             Some(open) => {
                 if open.aborted {
-                    return Err(Error::TransactionState {
-                        code: SqlState::IN_FAILED_SQL_TRANSACTION,
-                        message: "current transaction is aborted, commands ignored until end of \
-                                  transaction block"
-                            .into(),
-                    });
+                    return Err(aborted());
                 }
                 open.txn.lock().begin_statement();
                 open.statements += 1;
                 let result = f(open);
+                let mut txn = open.txn.lock();
                 if result.is_err() {
+                    // A failed statement leaves nothing behind, and the
+                    // transaction refuses everything until it ends.
+                    txn.rollback_statement();
                     open.aborted = true;
+                } else {
+                    txn.end_statement();
                 }
                 result
             }
@@ -308,7 +335,7 @@ impl Session {
             }
             open.txn
                 .lock()
-                .put(&key, table.encode_row(&row)?, WriteKind::Overwrite)?;
+                .put(&key, table.encode_row(&row)?, WriteKind::Update)?;
             open.tables.insert(table.id);
             Ok(true)
         })
@@ -360,57 +387,108 @@ impl Session {
 
     /// Drops a table and its rows; with `if_exists`, a missing one returns false.
     pub fn drop_table(&mut self, name: &str, if_exists: bool) -> Result<bool> {
+        Ok(self.drop_tables(&[name.to_string()], if_exists)? == 1)
+    }
+
+    /// Drops tables and their rows in one change: all of them or, when one is
+    /// missing (and not `if_exists`), none. Returns how many were dropped.
+    pub fn drop_tables(&mut self, names: &[String], if_exists: bool) -> Result<usize> {
         self.refuse_in_transaction("DROP TABLE")?;
-        let _ddl = self.shared.ddl.lock();
-        let table = match self.shared.catalog.table(name) {
-            Ok(table) => table,
-            Err(_) if if_exists => return Ok(false),
-            Err(e) => return Err(e),
-        };
+        let shared = self.shared.clone();
+        let _ddl = shared.ddl.lock();
+        let mut ids = Vec::new();
         let mut batch = WriteBatch::new();
-        batch.delete(Cf::Catalog, Catalog::table_key(table.id));
-        batch.delete_range(Cf::Rows, table.key_prefix(), table.key_end());
+        for name in names {
+            let table = match self.shared.catalog.table(name) {
+                Ok(table) => table,
+                Err(_) if if_exists => {
+                    self.notice(format!("table \"{name}\" does not exist, skipping"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if ids.contains(&table.id) {
+                continue;
+            }
+            ids.push(table.id);
+            batch.delete(Cf::Catalog, Catalog::table_key(table.id));
+            batch.delete_range(Cf::Rows, table.key_prefix(), table.key_end());
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
         let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
-        let id = table.id;
+        let count = ids.len();
         let apply = move |_| {
-            catalog.uninstall(id);
-            directories.remove_table(id);
+            for id in ids {
+                catalog.uninstall(id);
+                directories.remove_table(id);
+            }
         };
         self.shared
             .mvcc
             .commit_unversioned(batch, None, Some(Box::new(apply)))?;
-        Ok(true)
+        Ok(count)
     }
 
     /// Adds a column to `table`. Existing rows read its default (or NULL); a
     /// NOT NULL column without a default can only be added to an empty table.
     pub fn add_column(&mut self, table: &str, column: ColumnDef) -> Result<()> {
-        self.refuse_in_transaction("ALTER TABLE")?;
-        let shared = self.shared.clone();
-        let _ddl = shared.ddl.lock();
-        let current = self.table(table)?;
-        if !column.nullable && column.default.is_none() && !self.scan_all(table)?.is_empty() {
-            return Err(Error::ConstraintViolation {
-                code: SqlState::NOT_NULL_VIOLATION,
-                message: format!(
-                    "column \"{}\" of relation \"{table}\" contains null values",
-                    column.name
-                ),
-            });
-        }
-        self.save_table(current.with_column(column)?)
+        self.alter_table(table, vec![TableChange::AddColumn(column)])
     }
 
     /// Removes a column from `table`; old rows keep their bytes but no longer show it.
     pub fn drop_column(&mut self, table: &str, column: &str) -> Result<()> {
+        self.alter_table(table, vec![TableChange::DropColumn(column.to_string())])
+    }
+
+    /// Makes every change of one ALTER TABLE, committed together or not at all.
+    pub fn alter_table(&mut self, table: &str, changes: Vec<TableChange>) -> Result<()> {
         self.refuse_in_transaction("ALTER TABLE")?;
-        let _ddl = self.shared.ddl.lock();
-        let current = self.table(table)?;
-        self.save_table(current.without_column(column)?)
+        let shared = self.shared.clone();
+        let _ddl = shared.ddl.lock();
+        let mut altered = (*self.table(table)?).clone();
+        let mut empty = None;
+        for change in changes {
+            altered = match change {
+                TableChange::AddColumn(column) => {
+                    let volatile = column
+                        .default_expr
+                        .as_deref()
+                        .is_some_and(super::sql::is_volatile_default);
+                    if volatile || !column.nullable && column.default.is_none() {
+                        let empty = match empty {
+                            Some(empty) => empty,
+                            None => *empty.insert(self.scan_all(table)?.is_empty()),
+                        };
+                        if !empty && volatile {
+                            return Err(Error::Unsupported(format!(
+                                "adding column \"{}\" with a volatile default to a table \
+                                 that has rows (PostgreSQL gives each row its own value; \
+                                 add the column, then UPDATE it)",
+                                column.name
+                            )));
+                        }
+                        if !empty && !column.nullable && column.default.is_none() {
+                            return Err(Error::ConstraintViolation {
+                                code: SqlState::NOT_NULL_VIOLATION,
+                                message: format!(
+                                    "column \"{}\" of relation \"{table}\" contains null values",
+                                    column.name
+                                ),
+                            });
+                        }
+                    }
+                    altered.with_column(column)?
+                }
+                TableChange::DropColumn(column) => altered.without_column(&column)?,
+            };
+        }
+        self.save_table(altered)
     }
 
     fn save_table(&self, table: Table) -> Result<()> {
-        let batch = Catalog::put_entries(&table)?;
+        let batch = self.shared.catalog.put_entries(&table)?;
         let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
         let new = table.schema_version == 1;
         let apply = move |_| {
@@ -444,6 +522,7 @@ pub(super) fn insert_row(
     table: &Table,
     row: Vec<Value>,
 ) -> Result<()> {
+    shared.check_fault(&table.name);
     let row = table.check_row(row)?;
     let value = table.encode_row(&row)?;
     let mut txn = open.txn.lock();
@@ -484,6 +563,15 @@ pub(super) fn commit(catalog: &Arc<Catalog>, mut open: Open) -> Result<()> {
         }));
     }
     txn.commit().map(|_| ())
+}
+
+/// 25P02: the transaction failed and refuses statements until it ends.
+pub(super) fn aborted() -> Error {
+    Error::TransactionState {
+        code: SqlState::IN_FAILED_SQL_TRANSACTION,
+        message: "current transaction is aborted, commands ignored until end of transaction block"
+            .into(),
+    }
 }
 
 fn no_transaction() -> Error {

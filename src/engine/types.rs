@@ -221,6 +221,25 @@ pub struct Interval {
     pub micros: i64,
 }
 
+impl Interval {
+    /// The longest time part omen holds (about 2562047 hours): query
+    /// execution counts it in nanoseconds, in 64 bits. PostgreSQL's reaches a
+    /// thousand times further; omen refuses those rather than wrap them.
+    pub const MAX_MICROS: i64 = i64::MAX / 1000;
+
+    /// The time part in nanoseconds; 22015 past [`Interval::MAX_MICROS`].
+    pub fn nanoseconds(&self) -> Result<i64> {
+        self.micros
+            .checked_mul(1000)
+            .ok_or_else(interval_out_of_range)
+    }
+}
+
+/// 22015: an interval past what omen holds.
+pub fn interval_out_of_range() -> Error {
+    Error::invalid(SqlState::INTERVAL_FIELD_OVERFLOW, "interval out of range")
+}
+
 /// One SQL value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Value {

@@ -196,7 +196,7 @@ impl Shell {
                         if !column.nullable {
                             notes.push("not null".into());
                         }
-                        if let Some(default) = &column.default {
+                        if let Some(default) = column.default_text() {
                             notes.push(format!("default {default}"));
                         }
                         writeln!(out, "  {} {} {}", column.name, column.data_type, notes.join(", "))?;

@@ -80,12 +80,26 @@ impl Drop for Inner {
     }
 }
 
+/// A COPY FROM STDIN whose data is arriving: complete records go to the
+/// session in batches of about [`COPY_BATCH`] bytes, so memory holds one
+/// batch of text, not the whole input.
 struct CopyIn {
-    table: String,
-    columns: Vec<String>,
     format: copy::Format,
+    /// Data not yet sent to the session: at most one batch and a partial record.
     data: Vec<u8>,
+    /// Records (the header included) sent to the session so far.
+    records: usize,
+    /// Whether the data's end marker (`\.`) was seen; what follows is ignored.
+    ended: bool,
+    /// The error that stopped the COPY; later data is discarded and it is
+    /// reported when the client finishes.
+    failed: Option<Error>,
 }
+
+/// Bytes of COPY data gathered before they are parsed and written.
+const COPY_BATCH: usize = 1 << 20;
+/// The longest COPY record: data past this without a record end is refused.
+const COPY_MAX_RECORD: usize = 256 << 20;
 
 impl Connection {
     pub fn new(session: Session, server: Arc<Server>) -> Connection {
@@ -121,7 +135,13 @@ impl Inner {
         let session = self.session.clone();
         let (value, idle_timeout) = tokio::task::spawn_blocking(move || {
             let mut session = session.lock();
-            let value = f(&mut session);
+            // A bug that panics fails this call alone: the session undoes the
+            // statement and the connection goes on.
+            let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut session)))
+                .map_err(|panic| {
+                    session.recover_from_panic();
+                    omen::engine::panic_message(panic.as_ref())
+                });
             let idle_timeout = session
                 .in_transaction()
                 .then(|| session.idle_in_transaction_timeout())
@@ -130,6 +150,12 @@ impl Inner {
         })
         .await
         .map_err(|e| user_error(Error::Internal(format!("a statement's thread failed: {e}"))))?;
+        let value = value.map_err(|message| {
+            log!("a call into the engine panicked: {message}");
+            user_error(Error::Internal(format!(
+                "the statement failed on a bug: {message}"
+            )))
+        })?;
         if let Some(timeout) = idle_timeout {
             let inner = self.me.clone();
             tokio::spawn(async move {
@@ -140,6 +166,51 @@ impl Inner {
             });
         }
         Ok(value)
+    }
+
+    /// Parses a batch of complete COPY records and writes them through the
+    /// session; a failure is kept for the end of the COPY.
+    async fn copy_batch(&self, batch: Vec<u8>) -> PgWireResult<()> {
+        let (format, first_record) = {
+            let guard = self.copy_in.lock();
+            let Some(copy) = guard.as_ref() else {
+                return Ok(());
+            };
+            if batch.is_empty() || copy.failed.is_some() || copy.ended {
+                return Ok(());
+            }
+            let mut format = copy.format.clone();
+            // The header is the first record of the first batch only.
+            format.header &= copy.records == 0;
+            (format, copy.records)
+        };
+        let parsed = copy::parse(&batch, &format, first_record);
+        drop(batch);
+        let result = match parsed {
+            Ok(chunk) => {
+                let records = chunk.records;
+                let ended = chunk.ended;
+                let rows = chunk.rows;
+                self.run(move |session| session.copy_rows(&rows))
+                    .await?
+                    .map(|_| (records, ended))
+            }
+            Err(e) => Err(e),
+        };
+        let mut guard = self.copy_in.lock();
+        if let Some(copy) = guard.as_mut() {
+            match result {
+                Ok((records, ended)) => {
+                    copy.records += records;
+                    copy.ended = ended;
+                }
+                Err(e) => {
+                    copy.data = Vec::new();
+                    copy.failed = Some(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Rolls back the session's transaction if the client has done nothing
@@ -323,26 +394,16 @@ impl Inner {
             Err(e) => return Ok(Err(e)),
         };
         let columns: Vec<String> = columns.iter().map(omen::engine::sql::ident).collect();
-        let (table_copy, columns_copy) = (table.clone(), columns.clone());
         let count = self
-            .run(move |session| {
-                if session.is_aborted() {
-                    return Err(Error::TransactionState {
-                        code: SqlState::IN_FAILED_SQL_TRANSACTION,
-                        message: "current transaction is aborted, commands ignored until end of \
-                                  transaction block"
-                            .into(),
-                    });
-                }
-                session.copy_columns(&table_copy, &columns_copy)
-            })
+            .run(move |session| session.copy_begin(&table, &columns))
             .await?;
         Ok(count.map(|count| {
             *self.copy_in.lock() = Some(CopyIn {
-                table,
-                columns,
                 format,
                 data: Vec::new(),
+                records: 0,
+                ended: false,
+                failed: None,
             });
             Response::CopyIn(CopyResponse::new(0, count, stream::empty()))
         }))
@@ -357,10 +418,33 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let Some(copy) = self.inner.copy_in.lock().as_mut() {
+        let batch = {
+            let mut guard = self.inner.copy_in.lock();
+            let Some(copy) = guard.as_mut() else {
+                return Ok(());
+            };
+            if copy.failed.is_some() || copy.ended {
+                return Ok(());
+            }
             copy.data.extend_from_slice(&copy_data.data);
-        }
-        Ok(())
+            if copy.data.len() < COPY_BATCH {
+                return Ok(());
+            }
+            let complete = copy::complete_records(&copy.data, &copy.format);
+            if complete == 0 {
+                if copy.data.len() > COPY_MAX_RECORD {
+                    copy.data = Vec::new();
+                    copy.failed = Some(Error::limit(format!(
+                        "a COPY record is longer than {} MB",
+                        COPY_MAX_RECORD >> 20
+                    )));
+                }
+                return Ok(());
+            }
+            let rest = copy.data.split_off(complete);
+            std::mem::replace(&mut copy.data, rest)
+        };
+        self.inner.copy_batch(batch).await
     }
 
     async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
@@ -369,23 +453,24 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let Some(copy) = self.inner.copy_in.lock().take() else {
-            return Err(user_error(Error::invalid(
-                SqlState::PROTOCOL_VIOLATION,
-                "COPY data without a COPY FROM STDIN",
-            )));
+        let rest = match self.inner.copy_in.lock().as_mut() {
+            Some(copy) => std::mem::take(&mut copy.data),
+            None => {
+                return Err(user_error(Error::invalid(
+                    SqlState::PROTOCOL_VIOLATION,
+                    "COPY data without a COPY FROM STDIN",
+                )))
+            }
         };
-        let result = self
-            .inner
-            .run(move |session| {
-                let result = copy::parse(&copy.data, &copy.format)
-                    .and_then(|rows| session.copy_from(&copy.table, &copy.columns, &rows));
-                if result.is_err() {
-                    session.fail_transaction();
-                }
-                result
-            })
-            .await?;
+        self.inner.copy_batch(rest).await?;
+        let copy = self.inner.copy_in.lock().take().expect("checked above");
+        let result = match copy.failed {
+            Some(e) => Err(e),
+            None => self.inner.run(|session| session.copy_end()).await?,
+        };
+        if result.is_err() {
+            let _ = self.inner.run(|session| session.copy_abort()).await;
+        }
         let count = result.map_err(user_error)?;
         client
             .send(PgWireBackendMessage::CommandComplete(
@@ -402,7 +487,7 @@ impl CopyHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.inner.copy_in.lock().take();
-        let _ = self.inner.run(|session| session.fail_transaction()).await;
+        let _ = self.inner.run(|session| session.copy_abort()).await;
         user_error(Error::invalid(
             SqlState::QUERY_CANCELED,
             format!("COPY from stdin failed: {}", fail.message),
@@ -648,6 +733,16 @@ impl ExtendedQueryHandler for Connection {
                 return Err(user_error(e));
             }
         };
+        if let Some(copy) = Copy::from_statement(&statement) {
+            let result = match copy {
+                Ok(copy) => self.inner.start_copy(copy).await?,
+                Err(e) => Err(e),
+            };
+            if result.is_err() {
+                self.inner.run(|session| session.fail_transaction()).await?;
+            }
+            return result.map_err(user_error);
+        }
         let (result, before, after, notices) = self
             .inner
             .run(move |session| {

@@ -1,9 +1,9 @@
 //! COPY ... FROM STDIN and COPY ... TO STDOUT in PostgreSQL's text and CSV
 //! formats (psql's `\copy`, pgbench's initialisation).
 //!
-//! COPY FROM gathers the client's data and inserts every row in one
-//! statement when the client says it is done, so a bad row leaves the table
-//! as it was.
+//! COPY FROM writes the client's data in batches of complete records as it
+//! arrives, all in one statement that the end of the data finishes, so a bad
+//! row anywhere leaves the table as it was.
 
 use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
@@ -132,30 +132,83 @@ fn bad_data(line: usize, message: impl std::fmt::Display) -> Error {
     )
 }
 
-/// The rows of COPY FROM data, each field as text (None for NULL).
-pub fn parse(data: &[u8], format: &Format) -> Result<Vec<Vec<Option<String>>>, Error> {
-    let text = std::str::from_utf8(data).map_err(|_| {
+/// Complete records of COPY FROM data, parsed.
+pub struct Chunk {
+    /// Each row's fields as text (None for NULL).
+    pub rows: Vec<Vec<Option<String>>>,
+    /// Records read, the header and the end marker included.
+    pub records: usize,
+    /// Whether the end marker (`\.`) was read: data after it is ignored.
+    pub ended: bool,
+}
+
+/// The length of the complete records at the start of `data`: up to and
+/// including the last record end (a newline outside CSV quotes).
+pub fn complete_records(data: &[u8], format: &Format) -> usize {
+    if !format.csv {
+        return data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    }
+    let (quote, escape) = (format.quote as u8, format.escape as u8);
+    let mut end = 0;
+    let mut quoted = false;
+    let mut i = 0;
+    while i < data.len() {
+        let b = data[i];
+        if quoted && escape != quote && b == escape {
+            i += 2;
+            continue;
+        }
+        if b == quote {
+            quoted = !quoted;
+        } else if b == b'\n' && !quoted {
+            end = i + 1;
+        }
+        i += 1;
+    }
+    end
+}
+
+/// Parses complete records of COPY FROM data; `before` records came
+/// earlier (for line numbers in errors).
+pub fn parse(data: &[u8], format: &Format, before: usize) -> Result<Chunk, Error> {
+    let text = std::str::from_utf8(data).map_err(|e| {
         Error::invalid(
             SqlState::CHARACTER_NOT_IN_REPERTOIRE,
-            "invalid byte sequence for encoding \"UTF8\" in COPY data",
+            format!(
+                "invalid byte sequence for encoding \"UTF8\" in COPY data, line {}",
+                before
+                    + 1
+                    + data[..e.valid_up_to()]
+                        .iter()
+                        .filter(|b| **b == b'\n')
+                        .count()
+            ),
         )
     })?;
     if format.csv {
-        return parse_csv(text, format);
+        return parse_csv(text, format, before);
     }
-    let mut rows = Vec::new();
+    let mut chunk = Chunk {
+        rows: Vec::new(),
+        records: 0,
+        ended: false,
+    };
+    let lines = text.split('\n').count();
     for (n, line) in text.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line == "\\." {
+            chunk.records += 1;
+            chunk.ended = true;
             break;
         }
-        if line.is_empty() && n + 1 == text.split('\n').count() {
+        if line.is_empty() && n + 1 == lines {
             break;
         }
+        chunk.records += 1;
         if n == 0 && format.header {
             continue;
         }
-        rows.push(
+        chunk.rows.push(
             line.split(format.delimiter)
                 .map(|field| {
                     if field == format.null {
@@ -163,13 +216,13 @@ pub fn parse(data: &[u8], format: &Format) -> Result<Vec<Vec<Option<String>>>, E
                     } else {
                         unescape(field)
                             .map(Some)
-                            .ok_or_else(|| bad_data(n + 1, "bad backslash escape"))
+                            .ok_or_else(|| bad_data(before + n + 1, "bad backslash escape"))
                     }
                 })
                 .collect::<Result<Vec<_>, Error>>()?,
         );
     }
-    Ok(rows)
+    Ok(chunk)
 }
 
 /// PostgreSQL's text-format backslash escapes.
@@ -233,10 +286,13 @@ fn unescape(field: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn parse_csv(text: &str, format: &Format) -> Result<Vec<Vec<Option<String>>>, Error> {
-    let text = match text.find("\n\\.") {
-        Some(end) => &text[..end + 1],
-        None => text.strip_prefix("\\.").map_or(text, |_| ""),
+fn parse_csv(text: &str, format: &Format, before: usize) -> Result<Chunk, Error> {
+    let (text, ended) = match text.find("\n\\.") {
+        Some(end) => (&text[..end + 1], true),
+        None => match text.strip_prefix("\\.") {
+            Some(_) => ("", true),
+            None => (text, false),
+        },
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(format.header)
@@ -248,13 +304,14 @@ fn parse_csv(text: &str, format: &Format) -> Result<Vec<Vec<Option<String>>>, Er
         .from_reader(text.as_bytes());
     let mut rows = Vec::new();
     let mut record = csv::ByteRecord::new();
+    let first = before + usize::from(format.header);
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(bad_data(rows.len() + 1, e)),
+            Err(e) => return Err(bad_data(first + rows.len() + 1, e)),
         }
-        let line = rows.len() + 1;
+        let line = first + rows.len() + 1;
         let position = record.position().cloned();
         let raw = position
             .map(|p| &text.as_bytes()[p.byte() as usize..])
@@ -273,7 +330,12 @@ fn parse_csv(text: &str, format: &Format) -> Result<Vec<Vec<Option<String>>>, Er
         }
         rows.push(fields);
     }
-    Ok(rows)
+    let records = rows.len() + usize::from(format.header) + usize::from(ended);
+    Ok(Chunk {
+        rows,
+        records,
+        ended,
+    })
 }
 
 /// Which of the first `count` fields of the CSV record at the start of
@@ -391,7 +453,9 @@ mod tests {
 
     #[test]
     fn text_format_reads_escapes_and_nulls() {
-        let rows = parse(b"1\ta\\tb\t\\N\n2\tc\\\\d\t\n\\.\n", &text_format()).unwrap();
+        let rows = parse(b"1\ta\\tb\t\\N\n2\tc\\\\d\t\n\\.\n", &text_format(), 0)
+            .unwrap()
+            .rows;
         assert_eq!(
             rows,
             vec![
@@ -411,7 +475,9 @@ mod tests {
             quote: '"',
             escape: '"',
         };
-        let rows = parse(b"id,name\n1,\"\"\n2,\n3,\"a,\"\"b\"\"\"\n", &format).unwrap();
+        let rows = parse(b"id,name\n1,\"\"\n2,\n3,\"a,\"\"b\"\"\"\n", &format, 0)
+            .unwrap()
+            .rows;
         assert_eq!(
             rows,
             vec![
@@ -420,5 +486,28 @@ mod tests {
                 vec![Some("3".into()), Some("a,\"b\"".into())],
             ]
         );
+    }
+
+    #[test]
+    fn batches_end_at_record_ends() {
+        let text = text_format();
+        assert_eq!(complete_records(b"1\ta\n2\tb", &text), 5);
+        assert_eq!(complete_records(b"no end yet", &text), 0);
+        let csv = Format {
+            csv: true,
+            delimiter: ',',
+            ..text_format()
+        };
+        // A newline inside quotes is data, not a record end.
+        let data = b"1,\"two\nlines\"\n2,\"open\nstill";
+        assert_eq!(complete_records(data, &csv), 15);
+        let chunk = parse(&data[..15], &csv, 0).unwrap();
+        assert_eq!(
+            chunk.rows,
+            vec![vec![Some("1".into()), Some("two\nlines".into())]]
+        );
+        let end = parse(b"3,x\n\\.\n4,y\n", &csv, 1).unwrap();
+        assert!(end.ended);
+        assert_eq!(end.rows.len(), 1);
     }
 }

@@ -65,6 +65,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub tls: Tls,
     pub max_connections: usize,
+    /// Of those, the ones only superusers may take.
+    pub superuser_reserved_connections: usize,
+    /// How long a client may take to log in before the server hangs up.
+    pub authentication_timeout: Duration,
     /// The superuser to create on a database without roles.
     pub superuser: Option<(String, String)>,
     /// Session settings every connection starts with, before its own.
@@ -105,11 +109,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the network runtime")?;
     let server = Arc::new(Server {
-        db,
         authenticate,
         certificate: tls.as_ref().map(|(_, pem)| pem.clone()),
         cancels: parking_lot::Mutex::new(HashMap::new()),
         session_settings: config.session_settings,
+        secret: db.secret().context("cannot read the database's secret")?,
+        pids: Arc::new(auth::Pids::new()),
+        sessions: Arc::new(Semaphore::new(config.max_connections)),
+        reserved: config
+            .superuser_reserved_connections
+            .min(config.max_connections - 1),
+        authenticating: Arc::new(Semaphore::new(
+            4 * config.max_connections + AUTHENTICATING_HEADROOM,
+        )),
+        authentication_timeout: config.authentication_timeout,
+        db,
     });
     let listener = runtime
         .block_on(TcpListener::bind(config.listen))
@@ -130,8 +144,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     );
     let acceptor = tls.map(|(acceptor, _)| acceptor);
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    runtime.block_on(accept(listener, acceptor, server.clone(), slots));
+    runtime.block_on(accept(listener, acceptor, server.clone()));
     log!("shutting down: waiting for running statements");
     // Dropping the runtime cancels every connection's task; statements already
     // on the blocking pool run to completion first, and dropping each session
@@ -154,7 +167,23 @@ pub struct Server {
     cancels: parking_lot::Mutex<HashMap<i32, Backend>>,
     /// Settings each session starts with.
     session_settings: Vec<(String, String)>,
+    /// The database's secret, for the mock verifiers of names that cannot log in.
+    secret: Vec<u8>,
+    /// Process ids and cancel keys of new connections.
+    pids: Arc<auth::Pids>,
+    /// One permit per logged-in session (--max-connections).
+    sessions: Arc<Semaphore>,
+    /// Session permits only superusers may take (the last ones free).
+    reserved: usize,
+    /// One permit per connection that has not logged in yet: a client that
+    /// opens sockets and never logs in fills these, not the sessions, and
+    /// each is closed after the authentication timeout.
+    authenticating: Arc<Semaphore>,
+    authentication_timeout: Duration,
 }
+
+/// Connections still logging in, beyond four per session slot.
+const AUTHENTICATING_HEADROOM: usize = 64;
 
 /// A logged-in connection, as cancel requests and pg_cancel_backend find it.
 pub struct Backend {
@@ -252,12 +281,7 @@ impl CancelHandler for Cancels {
     }
 }
 
-async fn accept(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    server: Arc<Server>,
-    slots: Arc<Semaphore>,
-) {
+async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, server: Arc<Server>) {
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         let (socket, peer) = tokio::select! {
@@ -272,22 +296,36 @@ async fn accept(
             },
         };
         let _ = socket.set_nodelay(true);
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log!("connection from {peer} refused: too many connections");
+        let Ok(login) = server.authenticating.clone().try_acquire_owned() else {
+            log!("connection from {peer} refused: too many connections logging in");
             tokio::spawn(auth::refuse_too_many(socket));
             continue;
         };
+        let slot = Arc::new(auth::Slot::new(login));
         let handlers = Arc::new(Handlers {
             connection: Arc::new(Connection::new(server.db.session(), server.clone())),
-            startup: Arc::new(auth::Startup::new(&server)),
+            startup: Arc::new(auth::Startup::new(&server, slot.clone())),
             cancels: Arc::new(Cancels(server.clone())),
         });
         let tls = tls.clone();
+        let timeout = server.authentication_timeout;
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+            let work = pgwire::tokio::process_socket(socket, tls, handlers);
+            tokio::pin!(work);
+            let result = tokio::select! {
+                result = &mut work => result,
+                _ = tokio::time::sleep(timeout) => {
+                    if !slot.logged_in() {
+                        // Dropping the connection's work closes its socket.
+                        log!("connection from {peer} closed: authentication timeout");
+                        return;
+                    }
+                    work.await
+                }
+            };
+            if let Err(e) = result {
                 log!("connection from {peer} ended: {e}");
             }
-            drop(slot);
         });
     }
 }

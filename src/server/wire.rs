@@ -184,7 +184,11 @@ fn binary(array: &dyn Array, row: usize) -> Result<Option<Vec<u8>>, Error> {
         }
         ArrowType::Utf8 => array.as_string::<i32>().value(row).as_bytes().to_vec(),
         ArrowType::Binary => array.as_binary::<i32>().value(row).to_vec(),
-        ArrowType::Date32 => (array.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS)
+        ArrowType::Date32 => array
+            .as_primitive::<Date32Type>()
+            .value(row)
+            .checked_sub(PG_EPOCH_DAYS)
+            .ok_or_else(|| out_of_range("date"))?
             .to_be_bytes()
             .to_vec(),
         ArrowType::Time64(TimeUnit::Microsecond) => array
@@ -194,7 +198,11 @@ fn binary(array: &dyn Array, row: usize) -> Result<Option<Vec<u8>>, Error> {
             .to_vec(),
         ArrowType::Timestamp(TimeUnit::Microsecond, _) => {
             let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
-            (micros - PG_EPOCH_MICROS).to_be_bytes().to_vec()
+            micros
+                .checked_sub(PG_EPOCH_MICROS)
+                .ok_or_else(|| out_of_range("timestamp"))?
+                .to_be_bytes()
+                .to_vec()
         }
         ArrowType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
@@ -317,6 +325,14 @@ fn numeric_text(bytes: &[u8]) -> Option<String> {
 }
 
 /// A parameter's value as text, decoded from the format it came in.
+/// 22008: a date or timestamp past what omen holds.
+fn out_of_range(what: &str) -> Error {
+    Error::invalid(
+        SqlState::DATETIME_FIELD_OVERFLOW,
+        format!("{what} out of range"),
+    )
+}
+
 pub fn parameter_text(bytes: &[u8], t: &Type, binary: bool) -> Result<String, Error> {
     let bad = || {
         Error::invalid(
@@ -354,8 +370,10 @@ pub fn parameter_text(bytes: &[u8], t: &Type, binary: bool) -> Result<String, Er
         ),
         Type::DATE => {
             let days = i32::from_be_bytes(fixed(4)?.try_into().expect("4 bytes"));
-            let date =
-                chrono::NaiveDate::from_num_days_from_ce_opt(days + 730_120).ok_or_else(bad)?;
+            let date = days
+                .checked_add(730_120)
+                .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+                .ok_or_else(|| out_of_range("date"))?;
             date.format("%Y-%m-%d").to_string()
         }
         Type::TIME => {
@@ -370,8 +388,10 @@ pub fn parameter_text(bytes: &[u8], t: &Type, binary: bool) -> Result<String, Er
         }
         Type::TIMESTAMP | Type::TIMESTAMPTZ => {
             let micros = i64::from_be_bytes(fixed(8)?.try_into().expect("8 bytes"));
-            let at = chrono::DateTime::from_timestamp_micros(micros + PG_EPOCH_MICROS)
-                .ok_or_else(bad)?;
+            let at = micros
+                .checked_add(PG_EPOCH_MICROS)
+                .and_then(chrono::DateTime::from_timestamp_micros)
+                .ok_or_else(|| out_of_range("timestamp"))?;
             let text = at.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
             if *t == Type::TIMESTAMPTZ {
                 format!("{text}+00")

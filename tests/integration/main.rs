@@ -8,6 +8,8 @@ mod cli;
 mod crash;
 mod directory;
 mod engine;
+mod hostile;
+mod integrity;
 mod server;
 mod slt;
 mod sql;
@@ -42,7 +44,7 @@ fn main() {
         circular_information_flow,
         observed_transaction_vanishes,
         predicate_many_preceders,
-        lost_update_allowed_at_read_committed,
+        lost_update_fails_at_read_committed_until_row_locks,
         lost_update_prevented_at_repeatable_read,
         lost_update_prevented_at_serializable,
         read_skew_allowed_at_read_committed,
@@ -55,6 +57,29 @@ fn main() {
         concurrent_duplicate_insert,
         read_only_snapshot_is_consistent_while_writers_commit,
         serializable_read_only_never_aborts,
+    ));
+    trials.extend(tests!(hostile:
+        half_open_connections_do_not_lock_out_clients,
+        superusers_keep_reserved_connections,
+        each_connection_has_its_own_process_id,
+        unknown_roles_cannot_be_told_from_known_ones,
+        huge_parameter_numbers_are_refused,
+        copy_from_stdin_streams_and_stays_atomic,
+    ));
+    trials.extend(tests!(integrity:
+        table_ids_are_not_reused_after_alter_and_reopen,
+        random_ddl_with_reopens_keeps_the_catalog,
+        delete_of_a_row_changed_since_it_was_read_fails,
+        key_changing_update_from_a_stale_snapshot_fails,
+        row_locking_clauses_are_refused,
+        a_panicking_statement_is_undone_and_the_session_survives,
+        a_failing_statement_leaves_nothing_in_its_transaction,
+        one_alter_table_is_one_change,
+        client_sizes_are_bounded,
+        statement_level_undo_keeps_earlier_statements,
+        expression_defaults_are_evaluated_for_each_row,
+        deleted_keys_leave_the_key_directory,
+        a_million_rows_are_created_altered_reopened_and_queried,
     ));
     trials.extend(tests!(engine:
         rows_and_tables_survive_reopen,

@@ -138,7 +138,7 @@ fn free_port() -> u16 {
 }
 
 /// A current-thread runtime for one test's clients.
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -172,7 +172,7 @@ pub async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>>
         .collect()
 }
 
-fn code(e: &tokio_postgres::Error) -> String {
+pub fn code(e: &tokio_postgres::Error) -> String {
     e.code()
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("no SQLSTATE: {e}"))

@@ -6,10 +6,14 @@
 //! increasing timestamps, written as one batch with one fsync and then made
 //! visible at once. Under load every fsync carries many commits (group commit).
 //!
-//! The conflict tracker remembers, for every key written by a transaction that
+//! The conflict tracker remembers, for keys written by transactions that
 //! committed after the oldest running snapshot, the last commit timestamp and
-//! whether the key then held a row. That answers every validation question
-//! without reading storage.
+//! whether the key then held a row. That answers validation questions without
+//! reading storage. It holds at most [`TRACKER_CAPACITY`] keys: when an old
+//! snapshot (a forgotten BEGIN) would make it grow further, it forgets its
+//! oldest entries, and questions about keys it forgot go to the key directory
+//! or to storage (the key's newest version), so memory stays bounded and
+//! only transactions older than what it remembers pay for a lookup.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -18,9 +22,9 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 
 use super::horizon::{now_micros, Horizon};
-use super::store::KeyDirectory;
+use super::store::{DirectoryLookup, KeyDirectory};
 use super::transaction::{IsolationLevel, WriteKind};
-use super::version::{encode_version, versioned_key};
+use super::version::{decode_version, encode_version, split_versioned, versioned_key};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::storage::{Cf, Storage, SyncMode, WriteBatch};
 
@@ -57,38 +61,101 @@ pub(super) struct Request {
     pub apply: Option<CommitApply>,
 }
 
-/// Last writes of recently committed transactions.
-#[derive(Default)]
+/// Last writes of recently committed transactions, bounded: past
+/// [`TRACKER_CAPACITY`] keys it forgets its oldest entries, and a question
+/// about a key written before what it still holds is answered from the key
+/// directory or storage (the newest version's timestamp) instead.
 pub(super) struct Tracker {
     last: BTreeMap<Vec<u8>, (u64, bool)>,
+    /// Every write after this timestamp is in `last`; older ones may be forgotten.
+    forgotten_to: u64,
     prune_at: usize,
 }
 
+/// Keys the tracker remembers at most (a few tens of MB): what keeps its
+/// memory bounded while a forgotten transaction holds an old snapshot.
+#[cfg(not(test))]
+pub(super) const TRACKER_CAPACITY: usize = 256 * 1024;
+#[cfg(test)]
+pub(super) const TRACKER_CAPACITY: usize = 64;
+
+impl Default for Tracker {
+    fn default() -> Tracker {
+        Tracker {
+            last: BTreeMap::new(),
+            forgotten_to: 0,
+            prune_at: 4096.min(TRACKER_CAPACITY),
+        }
+    }
+}
+
+/// Where the tracker looks up writes it has forgotten.
+pub(super) struct History<'a> {
+    pub storage: &'a dyn Storage,
+    pub directory: Option<&'a dyn KeyDirectory>,
+}
+
+impl History<'_> {
+    /// The newest committed version of `key`: (timestamp, holds a row).
+    fn newest(&self, key: &[u8]) -> Result<Option<(u64, bool)>> {
+        if let Some(directory) = self.directory {
+            match directory.lookup(key) {
+                DirectoryLookup::Absent => return Ok(None),
+                DirectoryLookup::Latest { ts, exists } => return Ok(Some((ts, exists))),
+                DirectoryLookup::NotCovered => {}
+            }
+        }
+        let seek = versioned_key(key, u64::MAX);
+        let Some((found, value)) = self.storage.seek_prefix(Cf::Rows, &seek, key.len())? else {
+            return Ok(None);
+        };
+        match split_versioned(&found) {
+            Some((user, ts)) if user == key => Ok(Some((ts, decode_version(&value)?.is_some()))),
+            _ => Ok(None),
+        }
+    }
+}
+
 impl Tracker {
-    /// The last commit that wrote `key`, if it is recent: (timestamp, key holds a row).
-    pub fn last_write(&self, key: &[u8]) -> Option<(u64, bool)> {
-        self.last.get(key).copied()
+    /// The last commit that wrote `key`, when it committed after `since`:
+    /// (timestamp, key holds a row).
+    pub fn written_after(
+        &self,
+        key: &[u8],
+        since: u64,
+        history: &History<'_>,
+    ) -> Result<Option<(u64, bool)>> {
+        let last = match self.last.get(key) {
+            Some(last) => Some(*last),
+            None if since < self.forgotten_to => history.newest(key)?,
+            None => None,
+        };
+        Ok(last.filter(|(ts, _)| *ts > since))
     }
 
-    fn changed_in_range(&self, from: &[u8], to: Option<&[u8]>, after: u64) -> bool {
+    /// Whether a key in `from..to` was written after `after`; None when the
+    /// tracker forgot writes that recent and cannot tell.
+    fn changed_in_range(&self, from: &[u8], to: Option<&[u8]>, after: u64) -> Option<bool> {
+        if after < self.forgotten_to {
+            return None;
+        }
         let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
         if matches!(upper, Bound::Excluded(t) if t <= from) {
-            return false;
+            return Some(false);
         }
-        self.last
-            .range::<[u8], _>((Bound::Included(from), upper))
-            .any(|(_, (ts, _))| *ts > after)
+        Some(
+            self.last
+                .range::<[u8], _>((Bound::Included(from), upper))
+                .any(|(_, (ts, _))| *ts > after),
+        )
     }
 
-    fn validate(&self, req: &Request) -> Result<()> {
+    fn validate(&self, req: &Request, history: &History<'_>) -> Result<()> {
         let strict = req.isolation != IsolationLevel::ReadCommitted;
         for (key, write) in &req.writes {
-            let Some((ts, exists)) = self.last_write(key) else {
+            let Some((_, exists)) = self.written_after(key, write.read_ts, history)? else {
                 continue;
             };
-            if ts <= write.read_ts {
-                continue;
-            }
             if write.kind == WriteKind::Insert && exists {
                 if req.isolation == IsolationLevel::Serializable {
                     return Err(conflict("a concurrent insert of the same key"));
@@ -105,16 +172,24 @@ impl Tracker {
             }
         }
         if req.isolation == IsolationLevel::Serializable {
-            let read_changed = req
-                .reads
-                .iter()
-                .any(|k| self.last_write(k).is_some_and(|(ts, _)| ts > req.start_ts));
-            let range_changed = req
-                .ranges
-                .iter()
-                .any(|(from, to)| self.changed_in_range(from, to.as_deref(), req.start_ts));
-            if read_changed || range_changed {
-                return Err(conflict("read/write dependencies among transactions"));
+            for key in &req.reads {
+                if self.written_after(key, req.start_ts, history)?.is_some() {
+                    return Err(conflict("read/write dependencies among transactions"));
+                }
+            }
+            for (from, to) in &req.ranges {
+                match self.changed_in_range(from, to.as_deref(), req.start_ts) {
+                    Some(false) => {}
+                    Some(true) => {
+                        return Err(conflict("read/write dependencies among transactions"))
+                    }
+                    None => {
+                        return Err(conflict(
+                            "a transaction that ran longer than omen tracks concurrent \
+                             writes for (a range it read may have changed)",
+                        ))
+                    }
+                }
             }
         }
         Ok(())
@@ -124,13 +199,29 @@ impl Tracker {
         self.last.insert(key.to_vec(), (ts, exists));
     }
 
-    /// Forgets writes that every running snapshot already sees.
+    /// Forgets writes that every running snapshot already sees, and past
+    /// [`TRACKER_CAPACITY`], the older half of what remains.
     fn prune(&mut self, oldest_snapshot: u64) {
         if self.last.len() < self.prune_at {
             return;
         }
         self.last.retain(|_, (ts, _)| *ts > oldest_snapshot);
-        self.prune_at = (self.last.len() * 2).max(4096);
+        self.forgotten_to = self.forgotten_to.max(oldest_snapshot);
+        if self.last.len() > TRACKER_CAPACITY / 2 {
+            let mut stamps: Vec<u64> = self.last.values().map(|(ts, _)| *ts).collect();
+            let middle = stamps.len() / 2;
+            let (_, cut, _) = stamps.select_nth_unstable(middle);
+            let cut = *cut;
+            self.last.retain(|_, (ts, _)| *ts > cut);
+            self.forgotten_to = self.forgotten_to.max(cut);
+        }
+        self.prune_at = (self.last.len() * 2).clamp(16, TRACKER_CAPACITY);
+    }
+
+    /// Keys remembered now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.last.len()
     }
 }
 
@@ -257,7 +348,8 @@ impl Pipeline {
                 Some(check) => check(),
                 None => Ok(()),
             };
-            if let Err(e) = checked.and_then(|()| tracker.validate(&request)) {
+            let history = History { storage, directory };
+            if let Err(e) = checked.and_then(|()| tracker.validate(&request, &history)) {
                 outcomes.push(Err(e));
                 continue;
             }
@@ -306,6 +398,9 @@ impl Pipeline {
                     apply(ts);
                 }
                 horizon.publish(leader.last_ts);
+                if let Some(directory) = directory {
+                    directory.forget_deleted(horizon.gc_watermark());
+                }
             }
         }
         drop(leader);
@@ -338,5 +433,79 @@ impl std::fmt::Display for SharedError {
 impl std::error::Error for SharedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.0.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::mvcc::{Mvcc, MvccOptions};
+    use crate::engine::storage::Memory;
+
+    fn mvcc() -> Arc<Mvcc> {
+        let horizon = Arc::new(Horizon::new(0, 0));
+        let storage = Arc::new(Memory::new(None));
+        Mvcc::open(storage, horizon, MvccOptions::default(), None).expect("open")
+    }
+
+    fn commit_keys(mvcc: &Arc<Mvcc>, keys: std::ops::Range<u32>) {
+        for i in keys {
+            let mut t = mvcc.begin(IsolationLevel::ReadCommitted);
+            t.put(&i.to_be_bytes(), b"v".to_vec(), WriteKind::Insert)
+                .expect("insert");
+            t.commit().expect("commit");
+        }
+    }
+
+    #[test]
+    fn an_old_snapshot_does_not_grow_the_tracker_and_checks_stay_right() {
+        // Bug: the tracker kept every key written since the oldest open
+        // snapshot, so one forgotten BEGIN grew it without bound.
+        let mvcc = mvcc();
+        let mut old = mvcc.begin(IsolationLevel::RepeatableRead);
+        commit_keys(&mvcc, 0..1000);
+        assert!(
+            mvcc.tracked_keys() <= TRACKER_CAPACITY,
+            "{}",
+            mvcc.tracked_keys()
+        );
+        // A key written after the old snapshot, which the tracker forgot,
+        // still conflicts; one nobody wrote does not.
+        let err = old
+            .put(&5u32.to_be_bytes(), b"x".to_vec(), WriteKind::Update)
+            .expect_err("a forgotten write still conflicts");
+        assert_eq!(err.sqlstate(), SqlState::SERIALIZATION_FAILURE);
+        old.put(&5000u32.to_be_bytes(), b"x".to_vec(), WriteKind::Insert)
+            .expect("an untouched key");
+        old.commit().expect("commit");
+    }
+
+    #[test]
+    fn forgotten_writes_are_checked_at_commit() {
+        let mvcc = mvcc();
+        let mut old = mvcc.begin(IsolationLevel::ReadCommitted);
+        old.begin_statement();
+        // Decided on the snapshot before the other commits: validated at commit.
+        old.put(&7u32.to_be_bytes(), b"x".to_vec(), WriteKind::Insert)
+            .expect("buffered");
+        old.put(&9000u32.to_be_bytes(), b"x".to_vec(), WriteKind::Update)
+            .expect("buffered");
+        old.end_statement();
+        commit_keys(&mvcc, 0..1000);
+        assert!(mvcc.tracked_keys() <= TRACKER_CAPACITY);
+        let err = old.commit().expect_err("key 7 was inserted concurrently");
+        assert_eq!(err.sqlstate(), SqlState::UNIQUE_VIOLATION, "{err}");
+    }
+
+    #[test]
+    fn an_old_serializable_range_reader_fails_safe() {
+        let mvcc = mvcc();
+        let mut old = mvcc.begin(IsolationLevel::Serializable);
+        assert_eq!(old.scan(&[0xff], None).count(), 0);
+        commit_keys(&mvcc, 0..1000);
+        old.put(&9000u32.to_be_bytes(), b"x".to_vec(), WriteKind::Insert)
+            .expect("buffered");
+        let err = old.commit().expect_err("the range cannot be validated");
+        assert_eq!(err.sqlstate(), SqlState::SERIALIZATION_FAILURE);
     }
 }

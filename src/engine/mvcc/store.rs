@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::commit::{CommitApply, CommitCheck, Pipeline, Request, LAST_TS_KEY};
+use super::commit::{CommitApply, CommitCheck, History, Pipeline, Request, LAST_TS_KEY};
 use super::horizon::Horizon;
 use super::transaction::{IsolationLevel, Transaction};
 use super::version::{decode_version, split_versioned, versioned_key};
@@ -58,6 +58,10 @@ pub trait KeyDirectory: Send + Sync {
     /// by a commit the snapshot sees. False when the directory does not
     /// cover the whole range or would have to look at more than `limit` keys.
     fn range_is_empty(&self, from: &[u8], to: Option<&[u8]>, read_ts: u64, limit: usize) -> bool;
+    /// Forgets deleted keys whose delete is at or below `watermark`: no
+    /// snapshot can see any version of them. Called in commit order, between
+    /// commits; it may do nothing until enough deletes have gathered.
+    fn forget_deleted(&self, watermark: u64);
 }
 
 /// Most keys of a range the key directory looks at to show it holds no row.
@@ -153,8 +157,20 @@ impl Mvcc {
         )
     }
 
-    pub(super) fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+    /// The last commit that wrote `key`, when it committed after `since`:
+    /// (timestamp, key holds a row).
+    pub(super) fn written_after(&self, key: &[u8], since: u64) -> Result<Option<(u64, bool)>> {
+        let history = History {
+            storage: self.storage.as_ref(),
+            directory: self.directory.as_deref(),
+        };
+        self.pipeline.tracker().written_after(key, since, &history)
+    }
+
+    /// Keys the conflict tracker remembers now.
+    #[cfg(test)]
+    pub(super) fn tracked_keys(&self) -> usize {
+        self.pipeline.tracker().len()
     }
 
     /// The value of `key`'s newest version at or below `ts` (None if absent or deleted).

@@ -41,13 +41,13 @@ pub enum WriteKind {
     /// of the same key fails this one with a unique violation (40001 when
     /// SERIALIZABLE).
     Insert,
-    /// Replace or delete whatever the key holds.
-    Overwrite,
-    /// Replace the row with one computed from the version the statement
-    /// read (SQL UPDATE). If another transaction committed a newer version
-    /// after that read, the write would lose its update, so it fails with
-    /// 40001 at every isolation level; at READ COMMITTED PostgreSQL waits
-    /// for the other writer and recomputes the row instead.
+    /// Replace or delete the version the statement read (SQL UPDATE and
+    /// DELETE, and the old key of an UPDATE that changes the key). If another
+    /// transaction committed a newer version after that read, the write was
+    /// decided on a row that no longer is, so it fails with 40001 at every
+    /// isolation level; at READ COMMITTED PostgreSQL waits for the other
+    /// writer and re-checks the row instead. There is no blind write: every
+    /// change of an existing row is checked.
     Update,
 }
 
@@ -65,7 +65,20 @@ pub struct Transaction {
     extra: WriteBatch,
     checks: Vec<CommitCheck>,
     applies: Vec<CommitApply>,
+    /// What the running statement changed, to undo it alone when it fails
+    /// (a statement-level savepoint); None outside an explicit statement.
+    undo: Option<Undo>,
     finished: bool,
+}
+
+/// The changes of one statement, in order: each key's buffered write before
+/// the statement wrote it, and the lengths of the unversioned parts.
+#[derive(Default)]
+struct Undo {
+    writes: Vec<(Vec<u8>, Option<Write>)>,
+    extra: usize,
+    checks: usize,
+    applies: usize,
 }
 
 /// A transaction's changes at one point, for savepoints.
@@ -91,6 +104,7 @@ impl Transaction {
             extra: WriteBatch::new(),
             checks: Vec::new(),
             applies: Vec::new(),
+            undo: None,
             finished: false,
         }
     }
@@ -110,11 +124,43 @@ impl Transaction {
         !self.writes.is_empty() || !self.extra.is_empty()
     }
 
-    /// Starts a statement: under READ COMMITTED, reads move to the newest commit.
+    /// Starts a statement of an explicit transaction: under READ COMMITTED,
+    /// reads move to the newest commit, and its changes are recorded until
+    /// [`end_statement`](Transaction::end_statement) so that
+    /// [`rollback_statement`](Transaction::rollback_statement) can undo them.
     pub fn begin_statement(&mut self) {
         if self.isolation == IsolationLevel::ReadCommitted {
             self.read_ts = self.mvcc.horizon().visible().max(self.start_ts);
         }
+        self.undo = Some(Undo {
+            writes: Vec::new(),
+            extra: self.extra.len(),
+            checks: self.checks.len(),
+            applies: self.applies.len(),
+        });
+    }
+
+    /// Ends the running statement: its changes stay.
+    pub fn end_statement(&mut self) {
+        self.undo = None;
+    }
+
+    /// Undoes every change of the running statement (which failed) and ends
+    /// it; the transaction is as it was before the statement began. Without
+    /// a running statement it does nothing.
+    pub fn rollback_statement(&mut self) {
+        let Some(undo) = self.undo.take() else {
+            return;
+        };
+        for (key, before) in undo.writes.into_iter().rev() {
+            match before {
+                Some(write) => self.writes.insert(key, write),
+                None => self.writes.remove(&key),
+            };
+        }
+        self.extra.truncate(undo.extra);
+        self.checks.truncate(undo.checks);
+        self.applies.truncate(undo.applies);
     }
 
     /// The value of `key` as this transaction sees it.
@@ -162,9 +208,10 @@ impl Transaction {
         self.write(key, Some(value), kind)
     }
 
-    /// Buffers a delete of `key`.
+    /// Buffers a delete of `key`, a row the statement read: checked as an
+    /// [`WriteKind::Update`] is.
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
-        self.write(key, None, WriteKind::Overwrite)
+        self.write(key, None, WriteKind::Update)
     }
 
     fn write(&mut self, key: &[u8], value: Option<Vec<u8>>, kind: WriteKind) -> Result<()> {
@@ -175,12 +222,10 @@ impl Transaction {
             _ => Some(self.start_ts),
         };
         if let Some(since) = since {
-            if let Some((ts, _)) = self.mvcc.pipeline().tracker().last_write(key) {
-                if ts > since {
-                    return Err(Error::SerializationConflict {
-                        reason: "a concurrent update".into(),
-                    });
-                }
+            if self.mvcc.written_after(key, since)?.is_some() {
+                return Err(Error::SerializationConflict {
+                    reason: "a concurrent update".into(),
+                });
             }
         }
         let (kind, read_ts) = match self.writes.get(key) {
@@ -189,7 +234,7 @@ impl Transaction {
             Some(earlier) => (earlier.kind, earlier.read_ts),
             None => (kind, self.read_ts),
         };
-        self.writes.insert(
+        let before = self.writes.insert(
             key.to_vec(),
             Write {
                 value,
@@ -197,6 +242,9 @@ impl Transaction {
                 read_ts,
             },
         );
+        if let Some(undo) = &mut self.undo {
+            undo.writes.push((key.to_vec(), before));
+        }
         Ok(())
     }
 
@@ -214,6 +262,7 @@ impl Transaction {
     /// Undoes the changes made since `mark`. What was read stays read: a
     /// SERIALIZABLE transaction still conflicts with writes to it.
     pub fn rollback_to(&mut self, mark: &Mark) {
+        self.undo = None;
         self.writes = mark.writes.clone();
         self.extra = mark.extra.clone();
         self.checks.truncate(mark.checks);

@@ -7,11 +7,10 @@ use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::sql::sqlparser::ast::{self, Statement};
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::convert;
-use super::execute::{assign, insert_targets, parse, table_name, Output};
+use super::execute::{assign, full_rows, insert_targets, parse, table_name, Output};
 use crate::engine::catalog::Table;
 use crate::engine::error::{Error, Result, SqlState};
-use crate::engine::session::insert_row;
+use crate::engine::session::{aborted, commit, insert_row, CopyIn, Open};
 use crate::engine::Session;
 
 /// COPY's boolean options spelled `on`/`off` (`WITH (FREEZE on)`, as
@@ -71,7 +70,58 @@ impl Session {
         columns: &[String],
         rows: &[Vec<Option<String>>],
     ) -> Result<u64> {
+        self.copy_begin(table, columns)?;
+        self.copy_rows(rows)?;
+        self.copy_end()
+    }
+
+    /// Starts a COPY FROM into `columns` of `table` whose rows arrive in
+    /// batches ([`copy_rows`](Session::copy_rows)): one statement, in the open
+    /// transaction or in one of its own, that [`copy_end`](Session::copy_end)
+    /// finishes and a failing batch or [`copy_abort`](Session::copy_abort)
+    /// undoes whole. Returns the number of fields each row has.
+    pub fn copy_begin(&mut self, table: &str, columns: &[String]) -> Result<usize> {
+        self.copy_abort();
         let (table, targets) = self.copy_targets(table, columns)?;
+        let implicit = match &mut self.txn {
+            Some(open) if open.aborted => return Err(aborted()),
+            Some(open) => {
+                open.txn.lock().begin_statement();
+                open.statements += 1;
+                None
+            }
+            None => Some(Open::new(self.shared.mvcc.begin(self.default_isolation()))),
+        };
+        let fields = targets.len();
+        self.copy = Some(CopyIn {
+            table,
+            targets,
+            implicit,
+            rows: 0,
+        });
+        Ok(fields)
+    }
+
+    /// Inserts a batch of the running COPY's rows. A failure undoes the whole
+    /// COPY (and aborts an explicit transaction).
+    pub fn copy_rows(&mut self, rows: &[Vec<Option<String>>]) -> Result<u64> {
+        let result = self.copy_batch(rows);
+        if result.is_err() {
+            self.copy_abort();
+        }
+        result
+    }
+
+    fn copy_batch(&mut self, rows: &[Vec<Option<String>>]) -> Result<u64> {
+        let planner = self.planner()?;
+        let shared = self.shared.clone();
+        let copy = self.copy.as_mut().ok_or_else(|| {
+            Error::invalid(
+                SqlState::PROTOCOL_VIOLATION,
+                "COPY data without a COPY FROM",
+            )
+        })?;
+        let (table, targets) = (copy.table.clone(), copy.targets.clone());
         if let Some((n, row)) = rows
             .iter()
             .enumerate()
@@ -81,7 +131,7 @@ impl Session {
                 SqlState::BAD_COPY_FILE_FORMAT,
                 format!(
                     "row {} has {} fields where COPY expects {}",
-                    n + 1,
+                    copy.rows as usize + n + 1,
                     row.len(),
                     targets.len()
                 ),
@@ -97,17 +147,52 @@ impl Session {
                 assign(&text, column.data_type, &column.name)
             })
             .collect::<Result<Vec<_>>>()?;
-        let shared = self.shared.clone();
-        self.statement(|open| {
-            for r in 0..rows.len() {
-                let mut row = table.default_row();
-                for (array, &c) in arrays.iter().zip(&targets) {
-                    row[c] = convert::value_at(array.as_ref(), r)?;
+        let full = full_rows(&shared, &planner, &table, &targets, &arrays)?;
+        let open = match &mut copy.implicit {
+            Some(open) => open,
+            None => self.txn.as_mut().ok_or_else(|| {
+                Error::Internal("the transaction of a COPY ended before it".into())
+            })?,
+        };
+        for row in full {
+            insert_row(&shared, open, &table, row)?;
+        }
+        copy.rows += rows.len() as u64;
+        Ok(rows.len() as u64)
+    }
+
+    /// Finishes the running COPY: commits its own transaction, or ends its
+    /// statement in the open one. Returns the rows it wrote.
+    pub fn copy_end(&mut self) -> Result<u64> {
+        let copy = self.copy.take().ok_or_else(|| {
+            Error::invalid(
+                SqlState::PROTOCOL_VIOLATION,
+                "COPY done without a COPY FROM",
+            )
+        })?;
+        match copy.implicit {
+            Some(open) => commit(&self.shared.catalog, open)?,
+            None => {
+                if let Some(open) = &self.txn {
+                    open.txn.lock().end_statement();
                 }
-                insert_row(&shared, open, &table, row)?;
             }
-            Ok(rows.len() as u64)
-        })
+        }
+        Ok(copy.rows)
+    }
+
+    /// Undoes the running COPY, if any: its own transaction is rolled back;
+    /// in an explicit one its rows are undone and the transaction aborted.
+    pub fn copy_abort(&mut self) {
+        let Some(copy) = self.copy.take() else {
+            return;
+        };
+        if copy.implicit.is_none() {
+            if let Some(open) = &mut self.txn {
+                open.txn.lock().rollback_statement();
+                open.aborted = true;
+            }
+        }
     }
 
     /// TRUNCATE: deletes every row of each table, in the current transaction.

@@ -155,7 +155,7 @@ fn column_array(arrow: &ArrowType, rows: &[Vec<Value>], c: usize) -> Result<Arra
         }
         ArrowType::Interval(_) => {
             build!(IntervalMonthDayNanoBuilder, rows, c, Value::Interval(i) =>
-                IntervalMonthDayNano::new(i.months, i.days, i.micros * 1000))
+                IntervalMonthDayNano::new(i.months, i.days, i.nanoseconds()?))
         }
         other => return Err(Error::Internal(format!("no column of Arrow type {other}"))),
     })
@@ -190,7 +190,11 @@ pub fn cast_to(array: &ArrayRef, data_type: DataType) -> Result<ArrayRef> {
             return parse_text(array, data_type, |s| parse_interval(s).map(Value::Interval))
         }
         DataType::Bytes if from_text => {
-            return parse_text(array, data_type, |s| parse_bytea(s).map(Value::Bytes))
+            return parse_text(array, data_type, |s| {
+                parse_bytea(s)
+                    .map(Value::Bytes)
+                    .ok_or_else(|| invalid_syntax(DataType::Bytes, s))
+            })
         }
         _ => {}
     }
@@ -220,7 +224,7 @@ pub fn cast_to(array: &ArrayRef, data_type: DataType) -> Result<ArrayRef> {
 fn parse_text(
     array: &ArrayRef,
     data_type: DataType,
-    parse: fn(&str) -> Option<Value>,
+    parse: fn(&str) -> Result<Value>,
 ) -> Result<ArrayRef> {
     let text = cast_with_options(array, &ArrowType::Utf8, &strict())
         .map_err(|e| cast_error(e, data_type))?;
@@ -232,15 +236,18 @@ fn parse_text(
         .iter()
         .map(|value| match value {
             None => Ok(vec![Value::Null]),
-            Some(s) => parse(s).map(|v| vec![v]).ok_or_else(|| {
-                Error::invalid(
-                    SqlState::INVALID_TEXT_REPRESENTATION,
-                    format!("invalid input syntax for type {data_type}: \"{s}\""),
-                )
-            }),
+            Some(s) => parse(s).map(|v| vec![v]),
         })
         .collect::<Result<Vec<_>>>()?;
     column_array(&arrow_type(data_type), &rows, 0)
+}
+
+/// 22P02: `s` is not a value of `data_type`.
+fn invalid_syntax(data_type: DataType, s: &str) -> Error {
+    Error::invalid(
+        SqlState::INVALID_TEXT_REPRESENTATION,
+        format!("invalid input syntax for type {data_type}: \"{s}\""),
+    )
 }
 
 /// PostgreSQL's bytea input syntax: `\\x` and hex digits, or the escape
@@ -277,8 +284,17 @@ fn parse_bytea(s: &str) -> Option<Vec<u8>> {
 
 /// PostgreSQL's interval syntax (`1 day 02:00:00`, `3 mons`, `-1 year 2 hours`,
 /// `1:30`), which Arrow's parser lacks the clock part of:
-/// `[N unit]... [[+-]H:M[:S[.f]]] [ago]`.
-pub fn parse_interval(s: &str) -> Option<Interval> {
+/// `[N unit]... [[+-]H:M[:S[.f]]] [ago]`. Text that is not an interval is
+/// 22P02; one whose fields overflow (or whose time part omen cannot hold,
+/// see [`Interval::MAX_MICROS`]) is 22015, never a wrapped value.
+pub fn parse_interval(s: &str) -> Result<Interval> {
+    let syntax = || invalid_syntax(DataType::Interval, s);
+    let overflow = || {
+        Error::invalid(
+            SqlState::INTERVAL_FIELD_OVERFLOW,
+            format!("interval field value out of range: \"{s}\""),
+        )
+    };
     let mut out = Interval::default();
     let words: Vec<&str> = s.split_whitespace().collect();
     let mut i = 0;
@@ -303,14 +319,24 @@ pub fn parse_interval(s: &str) -> Option<Interval> {
             };
             let parts: Vec<&str> = clock.split(':').collect();
             if parts.len() > 3 {
-                return None;
+                return Err(syntax());
             }
-            let hours: i64 = parts[0].parse().ok()?;
-            let minutes: i64 = parts.get(1).map_or(Some(0), |p| p.parse().ok())?;
-            let seconds: f64 = parts.get(2).map_or(Some(0.0), |p| p.parse().ok())?;
-            let micros =
-                hours * 3_600_000_000 + minutes * 60_000_000 + (seconds * 1e6).round() as i64;
-            out.micros = out.micros.checked_add(sign * micros)?;
+            let hours: i64 = parts[0].parse().map_err(|_| syntax())?;
+            let minutes: i64 = match parts.get(1) {
+                Some(p) => p.parse().map_err(|_| syntax())?,
+                None => 0,
+            };
+            let seconds: f64 = match parts.get(2) {
+                Some(p) => p.parse().map_err(|_| syntax())?,
+                None => 0.0,
+            };
+            let micros = hours
+                .checked_mul(3_600_000_000)
+                .and_then(|h| h.checked_add(minutes.checked_mul(60_000_000)?))
+                .and_then(|hm| hm.checked_add(float_micros(seconds * 1e6)?))
+                .and_then(|m| m.checked_mul(sign))
+                .ok_or_else(overflow)?;
+            out.micros = out.micros.checked_add(micros).ok_or_else(overflow)?;
             any = true;
             i += 1;
             continue;
@@ -320,44 +346,84 @@ pub fn parse_interval(s: &str) -> Option<Interval> {
             .find(|c: char| c.is_ascii_alphabetic())
             .unwrap_or(word.len());
         let (number, mut unit) = word.split_at(split);
-        let number: f64 = number.parse().ok()?;
+        let number: f64 = number.parse().map_err(|_| syntax())?;
+        if !number.is_finite() {
+            return Err(syntax());
+        }
         if unit.is_empty() {
             i += 1;
             unit = words.get(i).copied().unwrap_or("second");
         }
         let unit = unit.to_ascii_lowercase();
-        let whole = |n: f64| (n.fract() == 0.0).then_some(n as i32);
-        let mut micros = |per: f64| out.micros += (number * per).round() as i64;
+        // A whole count of a field; a fraction of months or days is refused
+        // (PostgreSQL spills it into smaller fields).
+        let whole = |n: f64| -> Result<i32> {
+            if n.fract() != 0.0 {
+                return Err(syntax());
+            }
+            if n < i32::MIN as f64 || n > i32::MAX as f64 {
+                return Err(overflow());
+            }
+            Ok(n as i32)
+        };
+        let add_micros = |out: &mut Interval, per: f64| -> Result<()> {
+            let micros = float_micros(number * per).ok_or_else(overflow)?;
+            out.micros = out.micros.checked_add(micros).ok_or_else(overflow)?;
+            Ok(())
+        };
         match unit.trim_end_matches(',') {
             "year" | "years" | "yr" | "yrs" | "y" => {
-                out.months = out.months.checked_add(whole(number * 12.0)?)?
+                out.months = out
+                    .months
+                    .checked_add(whole(number * 12.0)?)
+                    .ok_or_else(overflow)?
             }
             "mon" | "mons" | "month" | "months" => {
-                out.months = out.months.checked_add(whole(number)?)?
+                out.months = out
+                    .months
+                    .checked_add(whole(number)?)
+                    .ok_or_else(overflow)?
             }
-            "week" | "weeks" | "w" => out.days = out.days.checked_add(whole(number * 7.0)?)?,
-            "day" | "days" | "d" => out.days = out.days.checked_add(whole(number)?)?,
-            "hour" | "hours" | "hr" | "hrs" | "h" => micros(3_600_000_000.0),
-            "minute" | "minutes" | "min" | "mins" | "m" => micros(60_000_000.0),
-            "second" | "seconds" | "sec" | "secs" | "s" => micros(1_000_000.0),
-            "millisecond" | "milliseconds" | "ms" => micros(1000.0),
-            "microsecond" | "microseconds" | "us" => micros(1.0),
-            _ => return None,
+            "week" | "weeks" | "w" => {
+                out.days = out
+                    .days
+                    .checked_add(whole(number * 7.0)?)
+                    .ok_or_else(overflow)?
+            }
+            "day" | "days" | "d" => {
+                out.days = out.days.checked_add(whole(number)?).ok_or_else(overflow)?
+            }
+            "hour" | "hours" | "hr" | "hrs" | "h" => add_micros(&mut out, 3_600_000_000.0)?,
+            "minute" | "minutes" | "min" | "mins" | "m" => add_micros(&mut out, 60_000_000.0)?,
+            "second" | "seconds" | "sec" | "secs" | "s" => add_micros(&mut out, 1_000_000.0)?,
+            "millisecond" | "milliseconds" | "ms" => add_micros(&mut out, 1000.0)?,
+            "microsecond" | "microseconds" | "us" => add_micros(&mut out, 1.0)?,
+            _ => return Err(syntax()),
         }
         any = true;
         i += 1;
     }
     if !any {
-        return None;
+        return Err(syntax());
     }
     if ago {
         out = Interval {
-            months: -out.months,
-            days: -out.days,
-            micros: -out.micros,
+            months: out.months.checked_neg().ok_or_else(overflow)?,
+            days: out.days.checked_neg().ok_or_else(overflow)?,
+            micros: out.micros.checked_neg().ok_or_else(overflow)?,
         };
     }
-    Some(out)
+    if out.micros.unsigned_abs() > Interval::MAX_MICROS as u64 {
+        return Err(overflow());
+    }
+    Ok(out)
+}
+
+/// A float count of microseconds, rounded, when it fits in 64 bits.
+fn float_micros(micros: f64) -> Option<i64> {
+    let rounded = micros.round();
+    (rounded.is_finite() && rounded >= i64::MIN as f64 && rounded < i64::MAX as f64)
+        .then_some(rounded as i64)
 }
 
 fn strict() -> CastOptions<'static> {

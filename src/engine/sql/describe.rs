@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 
 use super::convert::arrow_type;
 use super::execute::{column_name, insert_targets, table_name};
-use crate::engine::error::Result;
+use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::Session;
 
 /// A statement's placeholders and result columns.
@@ -24,20 +24,42 @@ pub struct Description {
 }
 
 /// The highest placeholder number in `statement` (0 when it has none).
-pub fn placeholder_count(statement: &Statement) -> usize {
+pub fn placeholder_count(statement: &Statement) -> Result<usize> {
     let mut count = 0;
-    let _ = statement.visit(&mut PlaceholderVisitor(&mut count));
-    count
+    if let ControlFlow::Break(n) = statement.visit(&mut PlaceholderVisitor(&mut count)) {
+        return Err(Error::NotFound {
+            code: SqlState::UNDEFINED_PARAMETER,
+            message: format!(
+                "there is no parameter ${n} (a statement takes at most {MAX_PARAMETERS})"
+            ),
+        });
+    }
+    Ok(count)
 }
+
+/// The most parameters a statement may have: the extended protocol counts
+/// them in 16 bits, as PostgreSQL does.
+pub const MAX_PARAMETERS: usize = u16::MAX as usize;
 
 struct PlaceholderVisitor<'a>(&'a mut usize);
 
 impl ast::Visitor for PlaceholderVisitor<'_> {
-    type Break = ();
+    /// A placeholder number past [`MAX_PARAMETERS`].
+    type Break = String;
 
-    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        if let Some(n) = placeholder(expr) {
-            *self.0 = (*self.0).max(n);
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
+        if let Expr::Value(v) = expr {
+            if let ast::Value::Placeholder(p) = &v.value {
+                let number = p.strip_prefix('$').unwrap_or(p);
+                match number.parse::<usize>() {
+                    Ok(n) if n <= MAX_PARAMETERS => *self.0 = (*self.0).max(n),
+                    Ok(_) => return ControlFlow::Break(number.to_string()),
+                    Err(_) if number.bytes().all(|b| b.is_ascii_digit()) => {
+                        return ControlFlow::Break(number.to_string())
+                    }
+                    Err(_) => {}
+                }
+            }
         }
         ControlFlow::Continue(())
     }
@@ -81,7 +103,7 @@ impl Session {
     /// Describes `statement`: the types its placeholders take from context
     /// and the columns it returns.
     pub fn describe(&mut self, statement: &Statement) -> Result<Description> {
-        let count = placeholder_count(statement);
+        let count = placeholder_count(statement)?;
         let mut description = Description {
             params: vec![None; count],
             columns: None,

@@ -19,13 +19,14 @@ use datafusion::sql::sqlparser::ast::{
     TransactionIsolationLevel, TransactionMode,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 
 use super::convert;
 use super::ddl;
 use super::planner::{Planner, Rows};
 use super::provider::KEY_COLUMN;
 use crate::engine::catalog::Table;
+use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::mvcc::{IsolationLevel, WriteKind};
 use crate::engine::session::{insert_row, Session};
@@ -87,8 +88,15 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     } else {
         std::borrow::Cow::Borrowed(sql)
     };
-    Parser::parse_sql(&PostgreSqlDialect {}, &sql)
-        .map_err(|e| Error::invalid(SqlState::SYNTAX_ERROR, format!("syntax error: {e}")))
+    Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| match e {
+        // The parser's own depth limit keeps a deeply nested expression from
+        // overflowing the stack, here and in every later pass over the tree.
+        ParserError::RecursionLimitExceeded => Error::LimitExceeded {
+            code: SqlState::STATEMENT_TOO_COMPLEX,
+            message: "stack depth limit exceeded: the statement nests too deeply".into(),
+        },
+        e => Error::invalid(SqlState::SYNTAX_ERROR, format!("syntax error: {e}")),
+    })
 }
 
 /// The newest savepoint called `name`; 3B001 if there is none.
@@ -164,7 +172,22 @@ impl Session {
             });
         }
         self.canceller.reset();
-        let result = self.dispatch(statement);
+        self.copy_abort();
+        let mut text = String::new();
+        let run = std::panic::AssertUnwindSafe(|| self.dispatch(statement, &mut text));
+        let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+            let message = crate::engine::panic_message(panic.as_ref());
+            let text = if text.is_empty() {
+                "(on the fast path)"
+            } else {
+                &text
+            };
+            eprintln!("omen: a statement panicked ({message}): {text}");
+            self.recover_from_panic();
+            Err(Error::Internal(format!(
+                "the statement failed on a bug: {message}"
+            )))
+        });
         if result.is_err() {
             if let Some(open) = &mut self.txn {
                 open.aborted = true;
@@ -173,10 +196,15 @@ impl Session {
         result
     }
 
-    fn dispatch(&mut self, statement: Statement) -> Result<Output> {
+    /// Runs a statement; `text` gets its SQL for the log should it panic.
+    fn dispatch(&mut self, statement: Statement, text: &mut String) -> Result<Output> {
         if let Some(output) = self.fast_path(&statement)? {
             return Ok(output);
         }
+        // The fast path's statements are short and cheap to show; the general
+        // path's planning dwarfs rendering the text.
+        *text = statement.to_string();
+        refuse_row_locks(&statement)?;
         match statement {
             Statement::Query(_) | Statement::Explain { .. } => self.query(statement),
             Statement::Insert(insert) => self.insert_sql(insert),
@@ -196,27 +224,21 @@ impl Session {
                 names,
                 ..
             } => {
-                self.refuse_in_transaction("DROP TABLE")?;
-                if !if_exists {
-                    // Every table must exist before any is dropped.
-                    for name in &names {
-                        self.table(&table_name(name)?)?;
-                    }
-                }
-                for name in &names {
-                    self.drop_table(&table_name(name)?, if_exists)?;
-                }
+                let names = names.iter().map(table_name).collect::<Result<Vec<_>>>()?;
+                self.drop_tables(&names, if_exists)?;
                 Ok(Output::command("DROP TABLE"))
             }
             Statement::AlterTable(alter) => {
                 let name = table_name(&alter.name)?;
                 let planner = self.planner()?;
-                for operation in &alter.operations {
-                    match ddl::alter(operation, |expr, t| self.constant(&planner, expr, t))? {
-                        ddl::Alter::AddColumn(column) => self.add_column(&name, column)?,
-                        ddl::Alter::DropColumn(column) => self.drop_column(&name, &column)?,
-                    }
-                }
+                let changes = alter
+                    .operations
+                    .iter()
+                    .map(|operation| {
+                        ddl::alter(operation, |expr, t| self.constant(&planner, expr, t))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.alter_table(&name, changes)?;
                 Ok(Output::command("ALTER TABLE"))
             }
             Statement::Truncate(truncate) => self.truncate_sql(truncate),
@@ -362,6 +384,16 @@ impl Session {
                 return Err(count_mismatch(row.len(), targets.len()));
             }
         }
+        let mut source = source;
+        if let SetExpr::Values(values) = source.body.as_mut() {
+            for row in &mut values.rows {
+                for (expr, &c) in row.iter_mut().zip(&targets) {
+                    if is_default_keyword(expr) {
+                        *expr = default_expression(&table.columns[c])?;
+                    }
+                }
+            }
+        }
         let planner = self.planner()?;
         let shared = self.shared.clone();
         let count = self.statement(|open| {
@@ -382,11 +414,8 @@ impl Session {
                         assign(array, column.data_type, &column.name)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                for r in 0..batch.num_rows() {
-                    let mut row = table.default_row();
-                    for (array, &c) in arrays.iter().zip(&targets) {
-                        row[c] = convert::value_at(array.as_ref(), r)?;
-                    }
+                let rows = full_rows(&shared, &planner, &table, &targets, &arrays)?;
+                for row in rows {
                     insert_row(&shared, open, &table, row)?;
                     count += 1;
                 }
@@ -568,6 +597,122 @@ impl Session {
         self.set_setting(&name, &value)?;
         Ok(Output::command("SET"))
     }
+}
+
+/// Refuses `FOR UPDATE`, `FOR SHARE` and their variants anywhere in a
+/// statement: omen takes no row locks yet, and running the query without the
+/// lock it asks for would promise the client a guarantee it does not get.
+fn refuse_row_locks(statement: &Statement) -> Result<()> {
+    struct Locks;
+    impl ast::Visitor for Locks {
+        type Break = String;
+        fn pre_visit_query(&mut self, query: &ast::Query) -> std::ops::ControlFlow<String> {
+            match query.locks.first() {
+                Some(lock) => std::ops::ControlFlow::Break(lock.to_string()),
+                None => std::ops::ControlFlow::Continue(()),
+            }
+        }
+    }
+    match ast::Visit::visit(statement, &mut Locks) {
+        std::ops::ControlFlow::Break(lock) => Err(Error::Unsupported(format!(
+            "SELECT ... {lock} (omen takes no row locks yet, so it refuses the lock rather \
+             than run the query without it)"
+        ))),
+        std::ops::ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Whether `expr` is the keyword DEFAULT, as a VALUES item may be.
+fn is_default_keyword(expr: &ast::Expr) -> bool {
+    matches!(expr, ast::Expr::Identifier(id) if id.quote_style.is_none()
+        && id.value.eq_ignore_ascii_case("default"))
+}
+
+/// What `DEFAULT` in a VALUES row stands for in `column`: its default
+/// expression, its constant, or NULL.
+fn default_expression(column: &crate::engine::catalog::Column) -> Result<ast::Expr> {
+    let text = column.default_text().unwrap_or_else(|| "NULL".into());
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&text)
+        .and_then(|mut parser| parser.parse_expr())
+        .map_err(|e| {
+            Error::Corruption(format!(
+                "the default of column \"{}\" does not parse: {e}",
+                column.name
+            ))
+        })
+}
+
+/// Whole rows of `table` from one array per column in `targets` (already of
+/// the columns' types), the other columns taking their defaults.
+pub(super) fn full_rows(
+    shared: &Shared,
+    planner: &Planner,
+    table: &Table,
+    targets: &[usize],
+    arrays: &[ArrayRef],
+) -> Result<Vec<Vec<Value>>> {
+    let count = arrays.first().map_or(0, |a| a.len());
+    let mut rows = (0..count)
+        .map(|r| {
+            let mut row = table.default_row();
+            for (array, &c) in arrays.iter().zip(targets) {
+                row[c] = convert::value_at(array.as_ref(), r)?;
+            }
+            Ok(row)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    fill_expression_defaults(shared, planner, table, targets, &mut rows)?;
+    Ok(rows)
+}
+
+/// Evaluates the expression defaults (`now()`, `random()`) of the columns of
+/// `table` that a statement leaves out (`given` are those it fills), once for
+/// each of `rows`, as PostgreSQL does.
+fn fill_expression_defaults(
+    shared: &Shared,
+    planner: &Planner,
+    table: &Table,
+    given: &[usize],
+    rows: &mut [Vec<Value>],
+) -> Result<()> {
+    let missing: Vec<(usize, &str)> = table
+        .expression_defaults()
+        .filter(|(c, _)| !given.contains(c))
+        .collect();
+    if missing.is_empty() || rows.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<String> = missing.iter().map(|(_, e)| format!("({e})")).collect();
+    let sql = format!(
+        "SELECT {} FROM generate_series(1, {})",
+        items.join(", "),
+        rows.len()
+    );
+    let values = shared
+        .runtime
+        .block_on(planner.query(None, parse(&sql)?.remove(0)))?;
+    let mut r = 0;
+    for batch in &values.batches {
+        for (i, (c, _)) in missing.iter().enumerate() {
+            let column = &table.columns[*c];
+            let array = assign(batch.column(i), column.data_type, &column.name)?;
+            for b in 0..batch.num_rows() {
+                let row = rows
+                    .get_mut(r + b)
+                    .ok_or_else(|| Error::Internal("more defaults than rows".into()))?;
+                row[*c] = convert::value_at(array.as_ref(), b)?;
+            }
+        }
+        r += batch.num_rows();
+    }
+    if r != rows.len() {
+        return Err(Error::Internal(format!(
+            "{r} defaults for {} rows",
+            rows.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The positions of the columns an INSERT names (all, in order, when it names none).
@@ -807,7 +952,7 @@ impl Session {
 
 /// A PostgreSQL time setting: a number of milliseconds, or a number with
 /// a unit (`ms`, `s`, `min`, `h`, `d`).
-fn parse_timeout(value: &str) -> Option<std::time::Duration> {
+pub fn parse_timeout(value: &str) -> Option<std::time::Duration> {
     let value = value.trim();
     let split = value
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

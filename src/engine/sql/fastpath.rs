@@ -100,6 +100,14 @@ impl Session {
         if targets.len() != scalars.len() {
             return Ok(None);
         }
+        // An omitted column whose default is an expression is evaluated by
+        // the general path.
+        if table
+            .expression_defaults()
+            .any(|(c, _)| !targets.contains(&c))
+        {
+            return Ok(None);
+        }
         let shared = self.shared.clone();
         self.statement(|open| {
             let mut row = table.default_row();

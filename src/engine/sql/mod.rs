@@ -28,8 +28,9 @@ mod roles;
 mod script;
 
 pub use convert::{arrow_type, pg_type_name};
-pub use describe::{placeholder, placeholder_count, Description};
+pub(in crate::engine) use ddl::is_volatile_default;
+pub use describe::{placeholder, placeholder_count, Description, MAX_PARAMETERS};
 pub(super) use execute::default_settings;
-pub use execute::{ident, parse, table_name, Output};
+pub use execute::{ident, parse, parse_timeout, table_name, Output};
 pub use planner::{Planner, Rows};
 pub use script::{is_complete, split_statements};

@@ -27,7 +27,7 @@ use datafusion::common::DataFusionError;
 use datafusion::datasource::MemTable;
 
 use crate::engine::catalog::{Catalog, Role, Table};
-use crate::engine::types::{DataType, Value};
+use crate::engine::types::DataType;
 
 /// The oid of namespace `pg_catalog`.
 pub const PG_CATALOG_OID: u32 = 11;
@@ -304,19 +304,6 @@ pub fn type_named(name: &str) -> Option<u32> {
 /// The name a `::regtype` cast shows for type `oid`.
 pub fn type_name(oid: u32) -> Option<String> {
     format_type(oid, -1)
-}
-
-/// The SQL text PostgreSQL shows for a column default.
-fn default_text(value: &Value, data_type: DataType) -> String {
-    match value {
-        Value::Null => "NULL".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int16(_) | Value::Int32(_) | Value::Int64(_) | Value::Decimal(_) => {
-            value.to_string()
-        }
-        Value::Float32(_) | Value::Float64(_) => format!("'{value}'::{data_type}"),
-        other => format!("'{}'::{}", other.to_string().replace('\'', "''"), data_type),
-    }
 }
 
 /// The definition pg_get_indexdef gives a table's primary key index.
@@ -929,7 +916,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ("attstorage", if len > 0 { "p" } else { "x" }.into()),
                         ("attcompression", "".into()),
                         ("attnotnull", (!c.nullable).into()),
-                        ("atthasdef", c.default.is_some().into()),
+                        ("atthasdef", c.default_text().is_some().into()),
                         ("attidentity", "".into()),
                         ("attgenerated", "".into()),
                         ("attislocal", true.into()),
@@ -999,12 +986,12 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
             let mut rows = Vec::new();
             for t in &tables {
                 for (i, c) in t.columns.iter().enumerate() {
-                    if let Some(value) = &c.default {
+                    if let Some(text) = c.default_text() {
                         rows.push(vec![
                             ("oid", oid(table_oid(t.id))),
                             ("adrelid", oid(table_oid(t.id))),
                             ("adnum", (i as i64 + 1).into()),
-                            ("adbin", default_text(value, c.data_type).into()),
+                            ("adbin", text.into()),
                         ]);
                     }
                 }
@@ -1274,8 +1261,8 @@ fn information_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ("is_generated", "NEVER".into()),
                         ("is_updatable", "YES".into()),
                     ]);
-                    if let Some(value) = &c.default {
-                        row.push(("column_default", default_text(value, c.data_type).into()));
+                    if let Some(text) = c.default_text() {
+                        row.push(("column_default", text.into()));
                     }
                     match c.data_type {
                         DataType::Varchar(n) | DataType::Char(n) => {

@@ -317,9 +317,11 @@ pub fn map_error(e: DataFusionError, catalog: &Catalog) -> Error {
         DataFusionError::Execution(_) if message.to_lowercase().contains("divide by zero") => {
             division_by_zero()
         }
-        DataFusionError::Execution(_) | DataFusionError::ResourcesExhausted(_) => {
-            Error::invalid(SqlState::DATA_EXCEPTION, message)
-        }
+        DataFusionError::Execution(_) => Error::invalid(SqlState::DATA_EXCEPTION, message),
+        DataFusionError::ResourcesExhausted(_) => Error::LimitExceeded {
+            code: SqlState::OUT_OF_MEMORY,
+            message: format!("out of memory: {message}"),
+        },
         _ => Error::Internal(e.to_string()),
     }
 }

@@ -103,6 +103,11 @@ impl WriteBatch {
         self.ops.push(BatchOp::DeleteRange { cf, from, to });
     }
 
+    /// Drops every operation after the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        self.ops.truncate(len);
+    }
+
     /// Appends every operation of `other`.
     pub fn extend(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
