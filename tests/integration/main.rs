@@ -15,6 +15,7 @@ mod slt;
 mod sql;
 mod stress;
 mod support;
+mod wire_values;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -66,6 +67,7 @@ fn main() {
         huge_parameter_numbers_are_refused,
         copy_from_stdin_streams_and_stays_atomic,
     ));
+    trials.extend(tests!(wire_values: extreme_values_over_the_wire));
     trials.extend(tests!(integrity:
         table_ids_are_not_reused_after_alter_and_reopen,
         random_ddl_with_reopens_keeps_the_catalog,
@@ -73,13 +75,12 @@ fn main() {
         key_changing_update_from_a_stale_snapshot_fails,
         row_locking_clauses_are_refused,
         a_panicking_statement_is_undone_and_the_session_survives,
-        a_failing_statement_leaves_nothing_in_its_transaction,
         one_alter_table_is_one_change,
         client_sizes_are_bounded,
-        statement_level_undo_keeps_earlier_statements,
         expression_defaults_are_evaluated_for_each_row,
         deleted_keys_leave_the_key_directory,
         a_million_rows_are_created_altered_reopened_and_queried,
+        extreme_values_round_trip_or_fail_cleanly,
     ));
     trials.extend(tests!(engine:
         rows_and_tables_survive_reopen,

@@ -498,6 +498,33 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_statement_is_undone_alone() {
+        // Bug: a statement that failed part-way kept its first writes in the
+        // transaction.
+        let mvcc = mvcc();
+        let key = |n: u32| n.to_be_bytes().to_vec();
+        let mut t = mvcc.begin(IsolationLevel::ReadCommitted);
+        t.begin_statement();
+        t.put(&key(1), b"a".to_vec(), WriteKind::Insert).unwrap();
+        t.end_statement();
+        t.begin_statement();
+        t.put(&key(1), b"b".to_vec(), WriteKind::Update).unwrap();
+        t.put(&key(2), b"c".to_vec(), WriteKind::Insert).unwrap();
+        t.delete(&key(1)).unwrap();
+        t.add_unversioned(WriteBatch::new(), None, None);
+        t.rollback_statement();
+        assert_eq!(t.get(&key(1)).unwrap(), Some(b"a".to_vec()));
+        assert_eq!(t.get(&key(2)).unwrap(), None);
+        // Without a running statement there is nothing to undo.
+        t.rollback_statement();
+        assert_eq!(t.get(&key(1)).unwrap(), Some(b"a".to_vec()));
+        t.commit().unwrap();
+        let mut reader = mvcc.begin(IsolationLevel::ReadCommitted);
+        assert_eq!(reader.get(&key(1)).unwrap(), Some(b"a".to_vec()));
+        assert_eq!(reader.get(&key(2)).unwrap(), None);
+    }
+
+    #[test]
     fn an_old_serializable_range_reader_fails_safe() {
         let mvcc = mvcc();
         let mut old = mvcc.begin(IsolationLevel::Serializable);

@@ -7,6 +7,7 @@
 //!   'x' COLLATE pg_catalog.default       -> 'x'
 //!   'users'::regclass, c.oid::regclass   -> omen_regclass('users'), omen_regclass(c.oid)
 //!   x::pg_catalog.text, x::oid, x::name  -> CAST(x AS TEXT), CAST(x AS BIGINT), ...
+//!   x::timestamp, timestamp 'x'          -> CAST(x AS TIMESTAMP(6)), TIMESTAMP(6) 'x'
 //!   FROM pg_type                         -> FROM pg_catalog.pg_type (unless a table is named so)
 //!   ARRAY(SELECT e FROM ... ORDER BY 1)  -> (SELECT array_agg(e ORDER BY e) FROM ...)
 //! ```
@@ -263,6 +264,7 @@ impl VisitorMut for Rewriter<'_> {
                     plain_type(data_type);
                 }
             }
+            Expr::TypedString(typed) => plain_type(&mut typed.data_type),
             Expr::Subquery(query) if self.catalog_query => {
                 if let Some(condition) = aggregate_scalar(query) {
                     let subquery = std::mem::replace(expr, null());
@@ -501,6 +503,12 @@ fn reg_function(data_type: &SqlType) -> Option<&'static str> {
 fn plain_type(data_type: &mut SqlType) {
     if let SqlType::Array(ArrayElemTypeDef::SquareBracket(inner, _)) = data_type {
         plain_type(inner);
+        return;
+    }
+    // PostgreSQL's timestamps count microseconds; DataFusion's default unit,
+    // nanoseconds, reaches only from 1677 to 2262.
+    if let SqlType::Timestamp(precision @ None, _) = data_type {
+        *precision = Some(6);
         return;
     }
     let Some(name) = custom_name(data_type) else {

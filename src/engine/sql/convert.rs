@@ -345,8 +345,10 @@ pub fn parse_interval(s: &str) -> Result<Interval> {
         let split = word
             .find(|c: char| c.is_ascii_alphabetic())
             .unwrap_or(word.len());
-        let (number, mut unit) = word.split_at(split);
-        let number: f64 = number.parse().map_err(|_| syntax())?;
+        let (digits, mut unit) = word.split_at(split);
+        // Whole numbers count exactly; only fractions go through floats.
+        let exact: Option<i64> = digits.parse().ok();
+        let number: f64 = digits.parse().map_err(|_| syntax())?;
         if !number.is_finite() {
             return Err(syntax());
         }
@@ -366,8 +368,12 @@ pub fn parse_interval(s: &str) -> Result<Interval> {
             }
             Ok(n as i32)
         };
-        let add_micros = |out: &mut Interval, per: f64| -> Result<()> {
-            let micros = float_micros(number * per).ok_or_else(overflow)?;
+        let add_micros = |out: &mut Interval, per: i64| -> Result<()> {
+            let micros = match exact {
+                Some(n) => n.checked_mul(per),
+                None => float_micros(number * per as f64),
+            }
+            .ok_or_else(overflow)?;
             out.micros = out.micros.checked_add(micros).ok_or_else(overflow)?;
             Ok(())
         };
@@ -393,11 +399,11 @@ pub fn parse_interval(s: &str) -> Result<Interval> {
             "day" | "days" | "d" => {
                 out.days = out.days.checked_add(whole(number)?).ok_or_else(overflow)?
             }
-            "hour" | "hours" | "hr" | "hrs" | "h" => add_micros(&mut out, 3_600_000_000.0)?,
-            "minute" | "minutes" | "min" | "mins" | "m" => add_micros(&mut out, 60_000_000.0)?,
-            "second" | "seconds" | "sec" | "secs" | "s" => add_micros(&mut out, 1_000_000.0)?,
-            "millisecond" | "milliseconds" | "ms" => add_micros(&mut out, 1000.0)?,
-            "microsecond" | "microseconds" | "us" => add_micros(&mut out, 1.0)?,
+            "hour" | "hours" | "hr" | "hrs" | "h" => add_micros(&mut out, 3_600_000_000)?,
+            "minute" | "minutes" | "min" | "mins" | "m" => add_micros(&mut out, 60_000_000)?,
+            "second" | "seconds" | "sec" | "secs" | "s" => add_micros(&mut out, 1_000_000)?,
+            "millisecond" | "milliseconds" | "ms" => add_micros(&mut out, 1000)?,
+            "microsecond" | "microseconds" | "us" => add_micros(&mut out, 1)?,
             _ => return Err(syntax()),
         }
         any = true;

@@ -91,6 +91,12 @@ impl Planner {
         // partitions costs more than it saves at the sizes a statement reads.
         options.execution.target_partitions = 1;
         let ctx = SessionContext::new_with_config(config);
+        ctx.add_analyzer_rule(Arc::new(super::arithmetic::CheckedArithmetic));
+        // Sums the rule made numeric are compared and combined with what
+        // surrounds them only after types are coerced again.
+        ctx.add_analyzer_rule(Arc::new(
+            datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
+        ));
         let tables = Arc::new(Tables::new(catalog.clone()));
         let schemas = MemoryCatalogProvider::new();
         schemas
