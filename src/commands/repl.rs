@@ -34,6 +34,11 @@ pub struct Args {
     /// Print how long each statement took, on standard error.
     #[arg(long)]
     timing: bool,
+    /// Memory one statement (its sorts, joins and result) or one
+    /// transaction's writes may take (`512MB`, `4GB`); past it the statement
+    /// fails with 53200. Default: a quarter of the machine's memory.
+    #[arg(long, env = "OMEN_MEMORY_LIMIT", value_name = "SIZE", value_parser = memory_size)]
+    memory_limit: Option<usize>,
 }
 
 /// Opens the database and runs the shell; exits with 1 when a statement
@@ -43,7 +48,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .dir
         .or(args.data_dir)
         .unwrap_or_else(|| PathBuf::from("omen-data"));
-    let db = Database::open(&dir, Options::default())
+    let options = Options {
+        memory_limit: args.memory_limit,
+        ..Options::default()
+    };
+    let db = Database::open(&dir, options)
         .with_context(|| format!("opening the database in {}", dir.display()))?;
     let on_error = if args.continue_on_error {
         OnError::Continue
@@ -80,4 +89,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A `--memory-limit` value.
+pub fn memory_size(text: &str) -> Result<usize, String> {
+    omen::engine::memory::parse_size(text)
+        .ok_or_else(|| format!("\"{text}\" is not a size such as 512MB or 4GB"))
 }

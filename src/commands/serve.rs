@@ -48,6 +48,11 @@ pub struct Args {
         value_name = "DURATION"
     )]
     authentication_timeout: String,
+    /// Memory one statement (its sorts, joins and result) or one
+    /// transaction's writes may take (`512MB`, `4GB`); past it the statement
+    /// fails with 53200. Default: a quarter of the machine's memory.
+    #[arg(long, env = "OMEN_MEMORY_LIMIT", value_name = "SIZE", value_parser = super::repl::memory_size)]
+    memory_limit: Option<usize>,
     /// On a database without roles: create this superuser (needs --password).
     #[arg(long, env = "OMEN_SUPERUSER", requires = "password")]
     superuser: Option<String>,
@@ -95,6 +100,7 @@ pub fn load_config_file(argv: &[String]) -> Result<()> {
         "max_connections",
         "superuser_reserved_connections",
         "authentication_timeout",
+        "memory_limit",
         "superuser",
         "password",
         "idle_in_transaction_timeout",
@@ -150,6 +156,7 @@ pub fn run(args: Args) -> Result<()> {
         max_connections: args.max_connections,
         superuser_reserved_connections: args.superuser_reserved_connections,
         authentication_timeout,
+        memory_limit: args.memory_limit,
         superuser: args.superuser.zip(args.password),
         session_settings: vec![(
             "idle_in_transaction_session_timeout".into(),

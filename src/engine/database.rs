@@ -25,6 +25,10 @@ pub struct Options {
     pub rocks: RocksOptions,
     /// The in-memory key directory of numeric primary keys.
     pub key_directory: DirectoryKind,
+    /// Bytes one statement (its sorts, joins, aggregations and result) or one
+    /// transaction's buffered writes may take; None for a quarter of the
+    /// machine's memory.
+    pub memory_limit: Option<usize>,
 }
 
 /// An open database. Cloning is cheap and shares it; it is safe to use from
@@ -47,6 +51,8 @@ pub(super) struct Shared {
     pub row_ids: std::sync::atomic::AtomicI64,
     /// Runs DataFusion's query execution, which is async.
     pub runtime: tokio::runtime::Runtime,
+    /// Bytes one statement or transaction may take (see [`Options::memory_limit`]).
+    pub memory_limit: usize,
     /// A panic armed by tests, standing for a bug inside a statement.
     pub fault: Mutex<Option<Fault>>,
     path: Option<PathBuf>,
@@ -106,9 +112,13 @@ impl Database {
             storage.as_ref(),
             &catalog,
         )?);
+        let memory_limit = options
+            .memory_limit
+            .unwrap_or_else(super::memory::default_limit);
         let mvcc_options = MvccOptions {
             durability: options.durability,
             gc_retention: options.gc_retention,
+            memory_limit,
         };
         let directory = (options.key_directory != DirectoryKind::None)
             .then(|| directories.clone() as Arc<dyn KeyDirectory>);
@@ -130,6 +140,7 @@ impl Database {
             directories,
             ddl: Mutex::new(()),
             runtime,
+            memory_limit,
             fault: Mutex::new(None),
             path,
         };

@@ -69,6 +69,8 @@ pub struct Config {
     pub superuser_reserved_connections: usize,
     /// How long a client may take to log in before the server hangs up.
     pub authentication_timeout: Duration,
+    /// Bytes one statement or transaction may take (None: the default).
+    pub memory_limit: Option<usize>,
     /// The superuser to create on a database without roles.
     pub superuser: Option<(String, String)>,
     /// Session settings every connection starts with, before its own.
@@ -85,7 +87,11 @@ pub enum Tls {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let db = Database::open(&config.data_dir, Options::default())
+    let options = Options {
+        memory_limit: config.memory_limit,
+        ..Options::default()
+    };
+    let db = Database::open(&config.data_dir, options)
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     bootstrap(&db, config.superuser.as_ref())?;
     let authenticate = db.catalog().roles().iter().any(|r| r.verifier.is_some());

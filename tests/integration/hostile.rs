@@ -299,3 +299,59 @@ pub fn copy_from_stdin_streams_and_stays_atomic() {
         );
     });
 }
+
+pub fn statements_past_the_memory_limit_fail_with_53200() {
+    // Bug: a statement's result, and a transaction's buffered writes, grew
+    // without bound: generate_series or repeat() could exhaust the server's memory.
+    let server = Server::start_with(&["--memory-limit", "32MB"], &[]);
+    runtime().block_on(async {
+        let client = connect(&server.conninfo("a", None)).await.expect("connect");
+        client
+            .batch_execute("CREATE TABLE big (id BIGINT PRIMARY KEY, pad TEXT)")
+            .await
+            .expect("create");
+        for sql in [
+            "SELECT * FROM generate_series(1, 100000000)",
+            "SELECT repeat('x', 100000000)",
+            "INSERT INTO big SELECT value, repeat('p', 100) FROM generate_series(1, 1000000)",
+        ] {
+            let e = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&e), "53200", "{sql}: {e:?}");
+            let message = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default();
+            assert!(message.contains("--memory-limit"), "{message}");
+        }
+        // Rows written in batches small enough for the result limit still
+        // fill a transaction past the limit: it fails whole.
+        client.batch_execute("BEGIN").await.expect("begin");
+        let mut failed = None;
+        for batch in 0..40 {
+            let sql = format!(
+                "INSERT INTO big SELECT value, repeat('p', 1000) FROM generate_series({}, {})",
+                batch * 10_000,
+                batch * 10_000 + 9_999
+            );
+            if let Err(e) = client.simple_query(&sql).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("the transaction reached the limit");
+        assert_eq!(code(&e), "53200", "{e:?}");
+        client.batch_execute("ROLLBACK").await.expect("rollback");
+        assert_eq!(
+            simple_rows(&client, "SELECT count(*) FROM big").await,
+            vec![vec![Some("0".into())]]
+        );
+        client
+            .batch_execute("INSERT INTO big SELECT value, 'p' FROM generate_series(1, 1000)")
+            .await
+            .expect("a small statement still runs");
+        assert_eq!(
+            simple_rows(&client, "SELECT count(*), sum(id) FROM big").await,
+            vec![vec![Some("1000".into()), Some("500500".into())]]
+        );
+    });
+}

@@ -662,3 +662,34 @@ pub fn extreme_values_round_trip_or_fail_cleanly() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+pub fn long_identifiers_are_cut_to_63_bytes() {
+    // Bug: identifiers had no length limit; PostgreSQL cuts them to 63 bytes.
+    let t = TestDb::buffered();
+    let mut s = t.session();
+    let long = format!("t{}", "x".repeat(100));
+    let column = format!("c{}", "é".repeat(40));
+    run(
+        &mut s,
+        &format!("CREATE TABLE {long} (id INT PRIMARY KEY, \"{column}\" INT)"),
+    );
+    let table = t.db.catalog().tables()[0].clone();
+    assert_eq!(table.name.len(), 63);
+    assert!(table.columns[1].name.len() <= 63);
+    // The long name, written in full, still reaches the table and the column.
+    run(
+        &mut s,
+        &format!("INSERT INTO {long} (id, \"{column}\") VALUES (1, 2)"),
+    );
+    assert_eq!(
+        ints(&mut s, &format!("SELECT \"{column}\" FROM {long}")),
+        vec![2]
+    );
+    let cut = &long[..63];
+    assert_eq!(
+        ints(&mut s, &format!("SELECT count(*) FROM {cut}")),
+        vec![1]
+    );
+    let huge = "y".repeat(1 << 20);
+    assert_sqlstate(s.execute(&format!("SELECT * FROM {huge}")), "42P01");
+}

@@ -66,6 +66,7 @@ fn main() {
         unknown_roles_cannot_be_told_from_known_ones,
         huge_parameter_numbers_are_refused,
         copy_from_stdin_streams_and_stays_atomic,
+        statements_past_the_memory_limit_fail_with_53200,
     ));
     trials.extend(tests!(wire_values: extreme_values_over_the_wire));
     trials.extend(tests!(integrity:
@@ -81,6 +82,7 @@ fn main() {
         deleted_keys_leave_the_key_directory,
         a_million_rows_are_created_altered_reopened_and_queried,
         extreme_values_round_trip_or_fail_cleanly,
+        long_identifiers_are_cut_to_63_bytes,
     ));
     trials.extend(tests!(engine:
         rows_and_tables_survive_reopen,

@@ -68,12 +68,24 @@ pub trait KeyDirectory: Send + Sync {
 pub const DIRECTORY_SCAN_LIMIT: usize = 1024;
 
 /// Settings of the versioned store.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MvccOptions {
     /// When commits are durable.
     pub durability: Durability,
     /// How long old versions stay readable after being overwritten.
     pub gc_retention: Duration,
+    /// Bytes of writes one transaction may buffer.
+    pub memory_limit: usize,
+}
+
+impl Default for MvccOptions {
+    fn default() -> MvccOptions {
+        MvccOptions {
+            durability: Durability::default(),
+            gc_retention: Duration::ZERO,
+            memory_limit: crate::engine::memory::default_limit(),
+        }
+    }
 }
 
 /// Versioned keys and values with snapshot transactions; see the module docs.
@@ -119,6 +131,11 @@ impl Mvcc {
     /// The storage underneath.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Bytes of writes one transaction may buffer.
+    pub(super) fn memory_limit(&self) -> usize {
+        self.options.memory_limit
     }
 
     /// The visibility horizon.

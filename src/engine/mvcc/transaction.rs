@@ -9,6 +9,7 @@ use super::commit::{CommitApply, CommitCheck, Request, Write};
 use super::store::Mvcc;
 use super::version::{decode_version, split_versioned};
 use crate::engine::error::{Error, Result};
+use crate::engine::memory;
 use crate::engine::storage::{Cf, KvIter, WriteBatch};
 
 /// Isolation levels, with PostgreSQL's meaning (see the module docs).
@@ -68,7 +69,16 @@ pub struct Transaction {
     /// What the running statement changed, to undo it alone when it fails
     /// (a statement-level savepoint); None outside an explicit statement.
     undo: Option<Undo>,
+    /// Bytes the buffered writes take, about; bounded by the memory limit.
+    bytes: usize,
     finished: bool,
+}
+
+/// What one buffered write costs beyond its key and value, about.
+const WRITE_OVERHEAD: usize = 64;
+
+fn write_size(key: &[u8], write: &Write) -> usize {
+    key.len() + write.value.as_ref().map_or(0, Vec::len) + WRITE_OVERHEAD
 }
 
 /// The changes of one statement, in order: each key's buffered write before
@@ -105,6 +115,7 @@ impl Transaction {
             checks: Vec::new(),
             applies: Vec::new(),
             undo: None,
+            bytes: 0,
             finished: false,
         }
     }
@@ -161,6 +172,11 @@ impl Transaction {
         self.extra.truncate(undo.extra);
         self.checks.truncate(undo.checks);
         self.applies.truncate(undo.applies);
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        self.bytes = self.writes.iter().map(|(k, w)| write_size(k, w)).sum();
     }
 
     /// The value of `key` as this transaction sees it.
@@ -234,14 +250,21 @@ impl Transaction {
             Some(earlier) => (earlier.kind, earlier.read_ts),
             None => (kind, self.read_ts),
         };
-        let before = self.writes.insert(
-            key.to_vec(),
-            Write {
-                value,
-                kind,
-                read_ts,
-            },
-        );
+        let write = Write {
+            value,
+            kind,
+            read_ts,
+        };
+        let size = write_size(key, &write);
+        let limit = self.mvcc.memory_limit();
+        if self.bytes + size > limit {
+            return Err(memory::exceeded("the transaction's writes", limit));
+        }
+        self.bytes += size;
+        let before = self.writes.insert(key.to_vec(), write);
+        if let Some(old) = &before {
+            self.bytes -= write_size(key, old);
+        }
         if let Some(undo) = &mut self.undo {
             undo.writes.push((key.to_vec(), before));
         }
@@ -264,6 +287,7 @@ impl Transaction {
     pub fn rollback_to(&mut self, mark: &Mark) {
         self.undo = None;
         self.writes = mark.writes.clone();
+        self.recount();
         self.extra = mark.extra.clone();
         self.checks.truncate(mark.checks);
         self.applies.truncate(mark.applies);

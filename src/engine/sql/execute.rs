@@ -20,6 +20,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::convert;
 use super::ddl;
@@ -88,7 +89,20 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     } else {
         std::borrow::Cow::Borrowed(sql)
     };
-    Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| match e {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, &sql)
+        .tokenize_with_location()
+        .map_err(ParserError::from)
+        .map(|mut tokens| {
+            truncate_identifiers(&mut tokens);
+            tokens
+        });
+    let parsed = tokens.and_then(|t| {
+        Parser::new(&dialect)
+            .with_tokens_with_locations(t)
+            .parse_statements()
+    });
+    parsed.map_err(|e| match e {
         // The parser's own depth limit keeps a deeply nested expression from
         // overflowing the stack, here and in every later pass over the tree.
         ParserError::RecursionLimitExceeded => Error::LimitExceeded {
@@ -97,6 +111,25 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         },
         e => Error::invalid(SqlState::SYNTAX_ERROR, format!("syntax error: {e}")),
     })
+}
+
+/// The longest identifier, in bytes, as in PostgreSQL.
+pub const MAX_IDENTIFIER: usize = 63;
+
+/// Cuts identifiers to [`MAX_IDENTIFIER`] bytes, as PostgreSQL's scanner does,
+/// so a long name means the same table or column wherever it is written.
+fn truncate_identifiers(tokens: &mut [TokenWithSpan]) {
+    for token in tokens {
+        if let Token::Word(word) = &mut token.token {
+            if word.value.len() > MAX_IDENTIFIER {
+                let mut end = MAX_IDENTIFIER;
+                while !word.value.is_char_boundary(end) {
+                    end -= 1;
+                }
+                word.value.truncate(end);
+            }
+        }
+    }
 }
 
 /// The newest savepoint called `name`; 3B001 if there is none.
@@ -336,6 +369,7 @@ impl Session {
             user,
             self.canceller.clone(),
             self.backends.clone(),
+            self.shared.memory_limit,
         )?);
         self.sql = Some(planner.clone());
         Ok(planner)

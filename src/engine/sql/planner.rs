@@ -15,11 +15,13 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::common::ScalarValue;
 use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
-use datafusion::physical_plan::collect;
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
+use futures::StreamExt;
 
 use super::pg_catalog::{System, SystemSchema};
 use super::provider::Tables;
@@ -27,7 +29,7 @@ use super::{compat, pg_functions};
 use crate::engine::catalog::{did_you_mean, Catalog};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::session::SharedTxn;
-use crate::engine::{Backends, Canceller};
+use crate::engine::{memory, Backends, Canceller};
 
 /// The rows a query returned.
 #[derive(Clone, Debug)]
@@ -71,6 +73,8 @@ pub struct Planner {
     catalog: Arc<Catalog>,
     /// Stops a running query when the session's statement is cancelled.
     canceller: Canceller,
+    /// Bytes a statement's result may take.
+    memory_limit: usize,
 }
 
 impl Planner {
@@ -81,6 +85,7 @@ impl Planner {
         user: &str,
         canceller: Canceller,
         backends: Option<Arc<dyn Backends>>,
+        memory_limit: usize,
     ) -> Result<Planner> {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema("omen", "public")
@@ -90,7 +95,12 @@ impl Planner {
         // Rows come from one in-memory source per table; splitting them across
         // partitions costs more than it saves at the sizes a statement reads.
         options.execution.target_partitions = 1;
-        let ctx = SessionContext::new_with_config(config);
+        // Sorts, joins and aggregations spill to disk past the limit, or fail with 53200.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_limit, 1.0)
+            .build_arc()
+            .map_err(|e| map_error(e, &catalog))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.add_analyzer_rule(Arc::new(super::arithmetic::CheckedArithmetic));
         // Sums the rule made numeric are compared and combined with what
         // surrounds them only after types are coerced again.
@@ -141,6 +151,7 @@ impl Planner {
             tables,
             catalog,
             canceller,
+            memory_limit,
         })
     }
 
@@ -212,7 +223,19 @@ impl Planner {
                 .await?;
             let physical = state.create_physical_plan(&plan).await?;
             let schema = physical.schema();
-            let batches = collect(physical, state.task_ctx()).await?;
+            let mut stream = execute_stream(physical, state.task_ctx())?;
+            let (mut batches, mut bytes) = (Vec::new(), 0usize);
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                bytes += batch.get_array_memory_size();
+                if bytes > self.memory_limit {
+                    return Err(DataFusionError::External(Box::new(memory::exceeded(
+                        "the statement's result",
+                        self.memory_limit,
+                    ))));
+                }
+                batches.push(batch);
+            }
             Ok::<_, DataFusionError>(Rows { schema, batches })
         };
         self.canceller
