@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use super::horizon::{now_micros, Horizon};
 use super::store::{DirectoryLookup, KeyDirectory};
 use super::transaction::{IsolationLevel, WriteKind};
-use super::version::{decode_version, encode_version, split_versioned, versioned_key};
+use super::version::{decode_version, into_version, split_versioned, versioned_key};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::storage::{Cf, Storage, SyncMode, WriteBatch};
 
@@ -355,18 +355,25 @@ impl Pipeline {
             }
             let ts = (leader.last_ts + 1).max(now_micros());
             leader.last_ts = ts;
-            for (key, write) in &request.writes {
-                batch.put(
-                    Cf::Rows,
-                    versioned_key(key, ts),
-                    encode_version(write.value.as_deref()),
-                );
-                tracker.record(key, ts, write.value.is_some());
+            // Each value moves into its stored version, so a large
+            // transaction's rows are not held twice while they are written.
+            let mut keys = Vec::with_capacity(if directory.is_some() {
+                request.writes.len()
+            } else {
+                0
+            });
+            for (key, write) in std::mem::take(&mut request.writes) {
+                let exists = write.value.is_some();
+                batch.put(Cf::Rows, versioned_key(&key, ts), into_version(write.value));
+                tracker.record(&key, ts, exists);
+                if directory.is_some() {
+                    keys.push((key, exists));
+                }
             }
             batch.extend(std::mem::take(&mut request.extra));
             applies.extend(request.apply.take().map(|apply| (apply, ts)));
             if directory.is_some() {
-                committed.push((std::mem::take(&mut request.writes), ts));
+                committed.push((keys, ts));
             }
             outcomes.push(Ok(ts));
         }
@@ -388,9 +395,9 @@ impl Pipeline {
                 leader.failure = Some(failure);
             } else {
                 if let Some(directory) = directory {
-                    for (writes, ts) in committed {
-                        for (key, write) in writes {
-                            directory.apply(&key, ts, write.value.is_some());
+                    for (keys, ts) in committed {
+                        for (key, exists) in keys {
+                            directory.apply(&key, ts, exists);
                         }
                     }
                 }

@@ -21,14 +21,13 @@ pub fn split_versioned(key: &[u8]) -> Option<(&[u8], u64)> {
     Some((user, !u64::from_be_bytes(ts.try_into().expect("8 bytes"))))
 }
 
-/// The stored form of a version: `Some(value)` for a write, `None` for a delete.
-pub fn encode_version(value: Option<&[u8]>) -> Vec<u8> {
+/// The stored form of a version: `Some(value)` for a write, `None` for a
+/// delete. The value's buffer becomes the version's.
+pub fn into_version(value: Option<Vec<u8>>) -> Vec<u8> {
     match value {
-        Some(v) => {
-            let mut out = Vec::with_capacity(v.len() + 1);
-            out.push(ROW);
-            out.extend_from_slice(v);
-            out
+        Some(mut v) => {
+            v.insert(0, ROW);
+            v
         }
         None => vec![TOMBSTONE],
     }
