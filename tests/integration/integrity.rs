@@ -8,29 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::collections::BTreeMap;
 
-use crate::support::{assert_sqlstate, TestDb};
-
-/// Runs SQL that must succeed.
-fn run(s: &mut Session, sql: &str) -> Vec<Output> {
-    s.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-/// The single integer column of a query, in the order returned.
-fn ints(s: &mut Session, sql: &str) -> Vec<i64> {
-    let mut out = Vec::new();
-    for output in run(s, sql) {
-        let Output::Rows(rows) = output else {
-            panic!("{sql} returned no rows");
-        };
-        for batch in &rows.batches {
-            for r in 0..batch.num_rows() {
-                let value = omen::engine::sql::format::text(batch.column(0).as_ref(), r);
-                out.push(value.expect("not NULL").parse().expect("an integer"));
-            }
-        }
-    }
-    out
-}
+use crate::support::{assert_sqlstate, ints, run, TestDb};
 
 fn table_id(db: &Database, name: &str) -> u32 {
     db.catalog().table(name).expect("table exists").id

@@ -10,6 +10,7 @@ mod directory;
 mod engine;
 mod hostile;
 mod integrity;
+mod scan;
 mod server;
 mod slt;
 mod sql;
@@ -67,6 +68,13 @@ fn main() {
         huge_parameter_numbers_are_refused,
         copy_from_stdin_streams_and_stays_atomic,
         statements_past_the_memory_limit_fail_with_53200,
+    ));
+    trials.extend(tests!(scan:
+        planning_and_explain_read_no_rows,
+        limit_and_key_order_stop_scans_early,
+        batches_resume_across_own_writes,
+        a_snapshot_scan_ignores_commits_between_its_batches,
+        scan_memory_does_not_grow_with_the_table,
     ));
     trials.extend(tests!(wire_values: extreme_values_over_the_wire));
     trials.extend(tests!(integrity:

@@ -103,3 +103,25 @@ pub fn assert_sqlstate<T: std::fmt::Debug>(result: omen::Result<T>, code: &str) 
         Ok(v) => panic!("expected SQLSTATE {code}, got Ok({v:?})"),
     }
 }
+
+/// Runs SQL that must succeed.
+pub fn run(s: &mut Session, sql: &str) -> Vec<omen::Output> {
+    s.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The first column of a query's rows, as integers, in the order returned.
+pub fn ints(s: &mut Session, sql: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for output in run(s, sql) {
+        let omen::Output::Rows(rows) = output else {
+            panic!("{sql} returned no rows");
+        };
+        for batch in &rows.batches {
+            for r in 0..batch.num_rows() {
+                let value = omen::engine::sql::format::text(batch.column(0).as_ref(), r);
+                out.push(value.expect("not NULL").parse().expect("an integer"));
+            }
+        }
+    }
+    out
+}

@@ -43,6 +43,14 @@ impl Session {
         self.fast_path_taken
     }
 
+    /// Rows the general path's scans have read in this session (the fast
+    /// path's key reads are not counted).
+    pub fn rows_scanned(&self) -> u64 {
+        self.sql
+            .as_ref()
+            .map_or(0, |planner| planner.rows_scanned())
+    }
+
     /// Runs `statement` on the fast path if it qualifies.
     pub(super) fn fast_path(&mut self, statement: &Statement) -> Result<Option<Output>> {
         if !self.fast_path_enabled {

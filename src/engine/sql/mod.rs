@@ -26,6 +26,7 @@ mod pg_functions;
 mod planner;
 mod provider;
 mod roles;
+mod scan;
 mod script;
 
 pub use convert::{arrow_type, pg_type_name};

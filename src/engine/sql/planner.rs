@@ -80,6 +80,13 @@ pub struct Planner {
 impl Planner {
     /// A planner over the tables of `catalog`, for a session acting as
     /// `user`.
+    /// Rows the scans of this planner's statements have read.
+    pub fn rows_scanned(&self) -> u64 {
+        self.tables
+            .scanned
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn new(
         catalog: Arc<Catalog>,
         user: &str,

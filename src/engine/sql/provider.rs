@@ -2,8 +2,9 @@
 //! through the statement's transaction, and a [`SchemaProvider`] that finds
 //! tables in the engine's catalog.
 //!
-//! Filters on primary key columns become key lookups and key range reads and
-//! are reported to DataFusion as exact, so it does not filter those rows again:
+//! A scan streams its rows (see [`super::scan`]). Filters on primary key
+//! columns become key lookups and key range reads and are reported to
+//! DataFusion as exact, so it does not filter those rows again:
 //!
 //! ```text
 //!   WHERE a = 1 AND b IN (2, 3) AND c > 10      primary key (a, b, c)
@@ -23,11 +24,13 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{SchemaProvider, Session as PlannerSession, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use super::scan::{ScanExec, ScanParts};
 
 use super::convert;
 use crate::engine::catalog::{Catalog, Table};
@@ -38,8 +41,6 @@ use crate::engine::types::Value;
 /// The column an UPDATE or DELETE reads its target rows' storage keys from.
 pub const KEY_COLUMN: &str = "__omen_key";
 
-/// Rows per batch handed to DataFusion.
-const BATCH_ROWS: usize = 8192;
 /// Past this many point prefixes (IN lists multiplied out), a filter is left
 /// to DataFusion rather than turned into lookups.
 const MAX_POINTS: usize = 1024;
@@ -52,6 +53,8 @@ pub struct Tables {
     pub txn: Mutex<Option<SharedTxn>>,
     /// The table whose scans add [`KEY_COLUMN`] in this statement.
     pub keyed: Mutex<Option<u32>>,
+    /// Rows the scans of this session have read.
+    pub scanned: Arc<AtomicU64>,
 }
 
 impl Tables {
@@ -60,6 +63,7 @@ impl Tables {
             catalog,
             txn: Mutex::new(None),
             keyed: Mutex::new(None),
+            scanned: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -90,7 +94,12 @@ impl SchemaProvider for Tables {
             ));
         };
         let with_keys = *self.keyed.lock() == Some(table.id);
-        Ok(Some(Arc::new(TableScan::new(table, txn, with_keys))))
+        Ok(Some(Arc::new(TableScan::new(
+            table,
+            txn,
+            with_keys,
+            self.scanned.clone(),
+        ))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -105,10 +114,16 @@ pub struct TableScan {
     txn: SharedTxn,
     /// Whether rows end with their storage key, as [`KEY_COLUMN`].
     with_keys: bool,
+    scanned: Arc<AtomicU64>,
 }
 
 impl TableScan {
-    pub fn new(table: Arc<Table>, txn: SharedTxn, with_keys: bool) -> TableScan {
+    pub fn new(
+        table: Arc<Table>,
+        txn: SharedTxn,
+        with_keys: bool,
+        scanned: Arc<AtomicU64>,
+    ) -> TableScan {
         let mut schema = convert::table_schema(&table);
         if with_keys {
             let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
@@ -124,6 +139,7 @@ impl TableScan {
             schema,
             txn,
             with_keys,
+            scanned,
         }
     }
 }
@@ -169,25 +185,17 @@ impl TableProvider for TableScan {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
         let filters: Vec<&Expr> = filters.iter().collect();
-        let ranges = KeyRanges::plan(&self.table, &filters);
-        let rows = ranges.read(&self.table, &self.txn, limit, self.with_keys)?;
-        let mut batches = Vec::with_capacity(rows.len().div_ceil(BATCH_ROWS));
-        for chunk in rows.chunks(BATCH_ROWS) {
-            batches.push(convert::rows_to_batch(
-                &self.schema,
-                chunk,
-                projection.map(|p| p.as_slice()),
-            )?);
-        }
-        let projected = match projection {
-            Some(p) => Arc::new(self.schema.project(p)?),
-            None => self.schema.clone(),
-        };
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            projected,
-            None,
-        )?)
+        let ranges = KeyRanges::plan(&self.table, &filters).ranges;
+        Ok(Arc::new(ScanExec::new(ScanParts {
+            table: self.table.clone(),
+            schema: self.schema.clone(),
+            projection: projection.cloned(),
+            ranges,
+            limit,
+            txn: self.txn.clone(),
+            with_keys: self.with_keys,
+            scanned: self.scanned.clone(),
+        })?))
     }
 }
 
@@ -200,7 +208,8 @@ pub struct KeyRanges {
     pub used: Vec<bool>,
 }
 
-enum Read {
+/// One read of a scan: a key to get, or a half-open range of keys.
+pub enum Read {
     Get(Vec<u8>),
     Scan(Vec<u8>, Vec<u8>),
 }
@@ -305,49 +314,6 @@ impl KeyRanges {
             ranges: vec![Read::Scan(table.key_prefix(), table.key_end())],
             used: vec![false; filters],
         }
-    }
-
-    /// The rows in the ranges, in key order, at most `limit` of them; with
-    /// `keys`, each ends with its storage key.
-    pub fn read(
-        &self,
-        table: &Table,
-        txn: &SharedTxn,
-        limit: Option<usize>,
-        keys: bool,
-    ) -> Result<Vec<Vec<Value>>> {
-        let decode = |key: &[u8], bytes: &[u8]| -> Result<Vec<Value>> {
-            let mut row = table.decode_row(bytes)?;
-            if keys {
-                row.push(Value::Bytes(key.to_vec()));
-            }
-            Ok(row)
-        };
-        let limit = limit.unwrap_or(usize::MAX);
-        let mut rows = Vec::new();
-        let mut txn = txn.lock();
-        for read in &self.ranges {
-            if rows.len() >= limit {
-                break;
-            }
-            match read {
-                Read::Get(key) => {
-                    if let Some(bytes) = txn.get(key)? {
-                        rows.push(decode(key, &bytes)?);
-                    }
-                }
-                Read::Scan(from, to) => {
-                    for entry in txn.scan(from, Some(to)) {
-                        let (key, bytes) = entry?;
-                        rows.push(decode(&key, &bytes)?);
-                        if rows.len() >= limit {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(rows)
     }
 }
 
