@@ -14,6 +14,10 @@ use super::mvcc::{Durability, Horizon, KeyDirectory, Mvcc, MvccOptions};
 use super::session::Session;
 use super::storage::{Memory, RocksDb, RocksOptions, Storage};
 
+/// The directory under the data directory where sorts, joins and
+/// aggregations past the memory limit spill; emptied when the database opens.
+pub const SPILL_DIR: &str = "spill";
+
 /// How to open a database.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -65,6 +69,14 @@ pub(super) struct Fault {
 }
 
 impl Shared {
+    /// What one statement may use.
+    pub fn limits(&self) -> super::sql::Limits {
+        super::sql::Limits {
+            memory: self.memory_limit,
+            spill_dir: self.path.as_ref().map(|p| p.join(SPILL_DIR)),
+        }
+    }
+
     /// Panics if a test armed a fault for this write into `table`.
     pub fn check_fault(&self, table: &str) {
         let mut fault = self.fault.lock();
@@ -90,6 +102,16 @@ impl Database {
         let horizon = Arc::new(Horizon::new(0, options.gc_retention.as_micros() as u64));
         let filter = Arc::new(GcFilterFactory::new(horizon.clone()));
         let storage = Arc::new(RocksDb::open(dir, options.rocks.clone(), Some(filter))?);
+        // Spill files of statements that a crash interrupted. The directory is
+        // made after RocksDB holds the data directory's lock.
+        let spill = dir.join(SPILL_DIR);
+        let _ = std::fs::remove_dir_all(&spill);
+        std::fs::create_dir_all(&spill).map_err(|e| {
+            super::Error::io(
+                format!("creating the spill directory {}", spill.display()),
+                e,
+            )
+        })?;
         Self::start(storage, horizon, options, Some(dir.to_path_buf()))
     }
 

@@ -355,3 +355,38 @@ pub fn statements_past_the_memory_limit_fail_with_53200() {
         );
     });
 }
+
+pub fn sorts_past_the_memory_limit_spill_under_the_data_directory() {
+    // A sort over more data than the memory limit finishes by spilling to
+    // the data directory's spill folder, instead of failing or growing.
+    let server = Server::start_with(&["--memory-limit", "32MB"], &[]);
+    runtime().block_on(async {
+        let client = connect(&server.conninfo("a", None)).await.expect("connect");
+        client
+            .batch_execute("CREATE TABLE s (id BIGINT PRIMARY KEY, pad TEXT)")
+            .await
+            .expect("create");
+        for batch in 0..10 {
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO s SELECT value, md5(value::text) || repeat('s', 100) \
+                     FROM generate_series({}, {})",
+                    batch * 30_000,
+                    batch * 30_000 + 29_999
+                ))
+                .await
+                .expect("load");
+        }
+        let rows = simple_rows(
+            &client,
+            "SELECT max(n), count(*) FROM \
+             (SELECT row_number() OVER (ORDER BY pad DESC) AS n FROM s) AS ranked",
+        )
+        .await;
+        assert_eq!(
+            rows,
+            vec![vec![Some("300000".into()), Some("300000".into())]]
+        );
+    });
+    assert!(server.dir.path().join("data").join("spill").is_dir());
+}

@@ -68,6 +68,7 @@ fn main() {
         huge_parameter_numbers_are_refused,
         copy_from_stdin_streams_and_stays_atomic,
         statements_past_the_memory_limit_fail_with_53200,
+        sorts_past_the_memory_limit_spill_under_the_data_directory,
     ));
     trials.extend(tests!(scan:
         planning_and_explain_read_no_rows,

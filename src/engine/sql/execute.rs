@@ -369,7 +369,7 @@ impl Session {
             user,
             self.canceller.clone(),
             self.backends.clone(),
-            self.shared.memory_limit,
+            &self.shared.limits(),
         )?);
         self.sql = Some(planner.clone());
         Ok(planner)

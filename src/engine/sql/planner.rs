@@ -15,6 +15,7 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::common::ScalarValue;
 use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::physical_plan::execute_stream;
@@ -92,8 +93,9 @@ impl Planner {
         user: &str,
         canceller: Canceller,
         backends: Option<Arc<dyn Backends>>,
-        memory_limit: usize,
+        limits: &Limits,
     ) -> Result<Planner> {
+        let memory_limit = limits.memory;
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema("omen", "public")
             .with_create_default_catalog_and_schema(false);
@@ -103,10 +105,13 @@ impl Planner {
         // partitions costs more than it saves at the sizes a statement reads.
         options.execution.target_partitions = 1;
         // Sorts, joins and aggregations spill to disk past the limit, or fail with 53200.
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(memory_limit, 1.0)
-            .build_arc()
-            .map_err(|e| map_error(e, &catalog))?;
+        let mut runtime = RuntimeEnvBuilder::new().with_memory_limit(memory_limit, 1.0);
+        if let Some(dir) = &limits.spill_dir {
+            let disk = DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
+            runtime = runtime.with_disk_manager_builder(disk);
+        }
+        let runtime = runtime.build_arc().map_err(|e| map_error(e, &catalog))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.add_analyzer_rule(Arc::new(super::arithmetic::CheckedArithmetic));
         // Sums the rule made numeric are compared and combined with what
@@ -249,6 +254,15 @@ impl Planner {
             .guard(async { run.await.map_err(|e| map_error(e, &self.catalog)) })
             .await
     }
+}
+
+/// What a statement may use: memory, and where sorts, joins and
+/// aggregations spill past it.
+pub struct Limits {
+    /// Bytes a statement's result and its operators may take.
+    pub memory: usize,
+    /// The directory spill files go to (the OS's temporary directory when None).
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 /// A function of no arguments that returns `value`.
