@@ -69,9 +69,10 @@ pub(super) struct Fault {
 }
 
 impl Shared {
-    /// What one statement may use.
-    pub fn limits(&self) -> super::sql::Limits {
-        super::sql::Limits {
+    /// What a session's planner works with.
+    pub fn planner_context(&self) -> super::sql::PlannerContext {
+        super::sql::PlannerContext {
+            directories: self.directories.clone(),
             memory: self.memory_limit,
             spill_dir: self.path.as_ref().map(|p| p.join(SPILL_DIR)),
         }

@@ -96,6 +96,18 @@ impl Index {
         }
     }
 
+    /// The smallest and the largest key.
+    fn bounds(&self) -> Option<(u64, u64)> {
+        match self {
+            Index::Alex(a) => {
+                let first = a.range(Bound::Unbounded, Bound::Unbounded).next()?.0;
+                let last = a.range_rev(Bound::Unbounded, Bound::Unbounded).next()?.0;
+                Some((first, last))
+            }
+            Index::BTree(b) => Some((*b.first_key_value()?.0, *b.last_key_value()?.0)),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Index::Alex(a) => a.len(),
@@ -242,6 +254,36 @@ impl Directories {
     /// Number of keys (live and deleted) held for table `id`.
     pub fn len(&self, id: u32) -> Option<usize> {
         self.tables.read().get(&id).map(|t| t.index.read().len())
+    }
+
+    /// Keys that cut table `id`'s key range into `parts` pieces of equal
+    /// width in key space, between its smallest and largest key (so pieces
+    /// hold about as many rows when keys are dense, as serial ids and times
+    /// are), when its directory holds at least `min_keys` keys; none
+    /// otherwise. Ascending.
+    pub fn split_points(&self, id: u32, parts: usize, min_keys: usize) -> Vec<Vec<u8>> {
+        let Some(TableIndex { width, index, .. }) = self.tables.read().get(&id).cloned() else {
+            return Vec::new();
+        };
+        let index = index.read();
+        if parts < 2 || index.len() < min_keys {
+            return Vec::new();
+        }
+        let Some((low, high)) = index.bounds().filter(|(low, high)| low < high) else {
+            return Vec::new();
+        };
+        let mut prefix = id.to_be_bytes().to_vec();
+        prefix.push(0x01);
+        let mut points: Vec<Vec<u8>> = (1..parts)
+            .map(|i| {
+                let span = (high - low) as u128 * i as u128 / parts as u128;
+                let mut key = prefix.clone();
+                key.extend_from_slice(&(low + span as u64).to_be_bytes()[8 - width..]);
+                key
+            })
+            .collect();
+        points.dedup();
+        points
     }
 
     fn index(&self, id: u32) -> Option<Arc<RwLock<Index>>> {

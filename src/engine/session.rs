@@ -57,8 +57,9 @@ pub(super) struct CopyIn {
 }
 
 /// A transaction shared with the query plans of the statement that reads it.
-/// Plans live no longer than their statement, so at commit the session holds
-/// the only reference.
+/// Plans live no longer than their statement (the tasks of a plan's
+/// partitions end moments after it), so at commit the session holds the
+/// only reference.
 pub(super) type SharedTxn = Arc<parking_lot::Mutex<Transaction>>;
 
 /// An open transaction, explicit or for one statement.
@@ -84,10 +85,26 @@ impl Open {
         }
     }
 
+    /// The transaction alone, once no query plan holds it. A statement whose
+    /// plan ran in several partitions may end (a LIMIT was reached) while
+    /// the runtime is still dropping the partitions' aborted tasks; they let
+    /// go of the transaction within moments.
     fn into_transaction(self) -> Transaction {
-        Arc::into_inner(self.txn)
-            .expect("no query plan outlives its statement")
-            .into_inner()
+        let mut txn = self.txn;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match Arc::try_unwrap(txn) {
+                Ok(txn) => return txn.into_inner(),
+                Err(shared) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "a query plan outlived its statement by 30 s"
+                    );
+                    txn = shared;
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            }
+        }
     }
 }
 

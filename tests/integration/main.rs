@@ -76,6 +76,7 @@ fn main() {
         batches_resume_across_own_writes,
         a_snapshot_scan_ignores_commits_between_its_batches,
         scan_memory_does_not_grow_with_the_table,
+        large_scans_run_in_partitions,
     ));
     trials.extend(tests!(wire_values: extreme_values_over_the_wire));
     trials.extend(tests!(integrity:

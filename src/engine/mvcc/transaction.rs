@@ -196,13 +196,12 @@ impl Transaction {
             self.ranges.push((from.to_vec(), to.map(<[u8]>::to_vec)));
         }
         let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
-        let own: Vec<_> = if matches!(upper, Bound::Excluded(t) if t <= from) {
-            Vec::new()
+        // Borrowed, not copied: a scan that reads a range in batches must not
+        // copy all of the transaction's writes there for every batch.
+        let own = if matches!(upper, Bound::Excluded(t) if t <= from) {
+            None
         } else {
-            self.writes
-                .range::<[u8], _>((Bound::Included(from), upper))
-                .map(|(k, w)| (k.clone(), w.value.clone()))
-                .collect()
+            Some(self.writes.range::<[u8], _>((Bound::Included(from), upper)))
         };
         // A range the key directory shows empty needs no storage read.
         let stored: KvIter<'_> = if self.mvcc.range_is_empty(from, to, self.read_ts) {
@@ -213,7 +212,7 @@ impl Transaction {
         Scan {
             stored: stored.peekable(),
             ahead: None,
-            own: own.into_iter().peekable(),
+            own: own.into_iter().flatten().peekable(),
             read_ts: self.read_ts,
             failed: false,
         }
@@ -358,12 +357,17 @@ impl Drop for Transaction {
 /// A key and its value as a transaction sees it (None: deleted).
 type Entry = (Vec<u8>, Option<Vec<u8>>);
 
+/// The transaction's own writes in a scanned range.
+type OwnWrites<'a> = std::iter::Flatten<
+    std::option::IntoIter<std::collections::btree_map::Range<'a, Vec<u8>, Write>>,
+>;
+
 /// Keys and values of a range as a transaction sees them, in key order.
 pub struct Scan<'a> {
     stored: Peekable<KvIter<'a>>,
     /// The next visible stored key, read ahead to merge with own writes.
     ahead: Option<Entry>,
-    own: Peekable<std::vec::IntoIter<Entry>>,
+    own: Peekable<OwnWrites<'a>>,
     read_ts: u64,
     failed: bool,
 }
@@ -405,17 +409,22 @@ impl Scan<'_> {
             }
         }
         let order = match (self.own.peek(), &self.ahead) {
-            (Some((own, _)), Some((stored, _))) => Some(own.cmp(stored)),
+            (Some((own, _)), Some((stored, _))) => Some(own.as_slice().cmp(stored.as_slice())),
             (Some(_), None) => Some(std::cmp::Ordering::Less),
             (None, _) => None,
+        };
+        let own = |scan: &mut Self| {
+            scan.own
+                .next()
+                .map(|(key, write)| Ok((key.clone(), write.value.clone())))
         };
         match order {
             Some(std::cmp::Ordering::Equal) => {
                 // The transaction's own write replaces what is stored.
                 self.ahead = None;
-                self.own.next().map(Ok)
+                own(self)
             }
-            Some(std::cmp::Ordering::Less) => self.own.next().map(Ok),
+            Some(std::cmp::Ordering::Less) => own(self),
             _ => self.ahead.take().map(Ok),
         }
     }

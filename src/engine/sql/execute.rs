@@ -339,7 +339,12 @@ impl Session {
             }
             Statement::Set(set) => self.set_sql(set),
             Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(ident).collect::<Vec<_>>().join(" ");
+                let parts: Vec<String> = variable.iter().map(ident).collect();
+                // `SHOW transaction isolation level`, or a dotted name (`SHOW omen.parallelism`).
+                let mut name = parts.join(" ");
+                if self.setting(&name).is_err() && parts.len() > 1 {
+                    name = parts.join(".");
+                }
                 let value = self.setting(&name)?;
                 Ok(Output::Rows(Rows::single_text(&name, &value)))
             }
@@ -369,8 +374,11 @@ impl Session {
             user,
             self.canceller.clone(),
             self.backends.clone(),
-            &self.shared.limits(),
+            &self.shared.planner_context(),
         )?);
+        if let Some(n) = self.settings.get(PARALLELISM).and_then(|v| v.parse().ok()) {
+            planner.set_parallelism(n);
+        }
         self.sql = Some(planner.clone());
         Ok(planner)
     }
@@ -880,6 +888,11 @@ fn brief(statement: &Statement) -> String {
     words.join(" ")
 }
 
+/// The setting for how many partitions a statement's plan uses.
+const PARALLELISM: &str = "omen.parallelism";
+/// The most partitions a statement may ask for.
+const MAX_PARALLELISM: usize = 256;
+
 /// The session settings PostgreSQL clients read and write.
 pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
     [
@@ -898,6 +911,10 @@ pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain(std::iter::once((
+        PARALLELISM.to_string(),
+        super::planner::default_parallelism().to_string(),
+    )))
     .collect()
 }
 
@@ -963,6 +980,26 @@ impl Session {
                     self.canceller.set_timeout(timeout);
                 }
                 self.settings.insert(name, value.to_string());
+                Ok(())
+            }
+            PARALLELISM => {
+                let partitions = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PARALLELISM).contains(n))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            SqlState::INVALID_PARAMETER_VALUE,
+                            format!(
+                                "invalid value for parameter \"{name}\": \"{value}\" \
+                                 (a number of partitions from 1 to {MAX_PARALLELISM})"
+                            ),
+                        )
+                    })?;
+                if let Some(planner) = &self.sql {
+                    planner.set_parallelism(partitions);
+                }
+                self.settings.insert(name, partitions.to_string());
                 Ok(())
             }
             "timezone"

@@ -76,11 +76,19 @@ pub struct Planner {
     canceller: Canceller,
     /// Bytes a statement's result may take.
     memory_limit: usize,
+    /// Partitions a statement's plan uses (`SET omen.parallelism`).
+    parallelism: std::sync::atomic::AtomicUsize,
 }
 
 impl Planner {
     /// A planner over the tables of `catalog`, for a session acting as
     /// `user`.
+    /// Sets how many partitions the plans of later statements use.
+    pub fn set_parallelism(&self, partitions: usize) {
+        self.parallelism
+            .store(partitions.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Rows the scans of this planner's statements have read.
     pub fn rows_scanned(&self) -> u64 {
         self.tables
@@ -93,20 +101,27 @@ impl Planner {
         user: &str,
         canceller: Canceller,
         backends: Option<Arc<dyn Backends>>,
-        limits: &Limits,
+        context: &PlannerContext,
     ) -> Result<Planner> {
-        let memory_limit = limits.memory;
+        let memory_limit = context.memory;
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema("omen", "public")
             .with_create_default_catalog_and_schema(false);
         let options = config.options_mut();
         options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        // Rows come from one in-memory source per table; splitting them across
-        // partitions costs more than it saves at the sizes a statement reads.
-        options.execution.target_partitions = 1;
+        // One partition per core; each statement takes the session's setting.
+        // Only scans large enough to be cut into partitions (and what joins
+        // and aggregations repartition) run in parallel: spreading a small
+        // scan's batches round-robin would read ahead past a LIMIT.
+        options.execution.target_partitions = default_parallelism();
+        options.optimizer.enable_round_robin_repartition = false;
         // Sorts, joins and aggregations spill to disk past the limit, or fail with 53200.
+        // Each sort keeps a reserve for merging its spill files; a fixed 10 MB
+        // (DataFusion's default) per partition would leave a small limit
+        // nothing to sort with.
+        options.execution.sort_spill_reservation_bytes = (memory_limit / 32).min(10 << 20);
         let mut runtime = RuntimeEnvBuilder::new().with_memory_limit(memory_limit, 1.0);
-        if let Some(dir) = &limits.spill_dir {
+        if let Some(dir) = &context.spill_dir {
             let disk = DiskManagerBuilder::default()
                 .with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
             runtime = runtime.with_disk_manager_builder(disk);
@@ -119,7 +134,7 @@ impl Planner {
         ctx.add_analyzer_rule(Arc::new(
             datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
         ));
-        let tables = Arc::new(Tables::new(catalog.clone()));
+        let tables = Arc::new(Tables::new(catalog.clone(), context.directories.clone()));
         let schemas = MemoryCatalogProvider::new();
         schemas
             .register_schema("public", tables.clone())
@@ -164,6 +179,7 @@ impl Planner {
             catalog,
             canceller,
             memory_limit,
+            parallelism: std::sync::atomic::AtomicUsize::new(default_parallelism()),
         })
     }
 
@@ -228,7 +244,9 @@ impl Planner {
         let _lend = Lend::new(&self.tables, txn, keyed);
         // One copy of the session state per statement (it also fixes now()
         // for the statement), used to plan and to run.
-        let state = self.ctx.state();
+        let mut state = self.ctx.state();
+        state.config_mut().options_mut().execution.target_partitions =
+            self.parallelism.load(std::sync::atomic::Ordering::Relaxed);
         let run = async {
             let plan = state
                 .statement_to_plan(DfStatement::Statement(Box::new(query)))
@@ -256,9 +274,17 @@ impl Planner {
     }
 }
 
-/// What a statement may use: memory, and where sorts, joins and
-/// aggregations spill past it.
-pub struct Limits {
+/// Partitions a plan uses unless the session says otherwise: one per core.
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What a planner works with beside its catalog: the key directory (which
+/// cuts large scans into partitions), the memory a statement may use, and
+/// where sorts, joins and aggregations spill past it.
+pub struct PlannerContext {
+    /// The in-memory key directories of the database's tables.
+    pub directories: Arc<crate::engine::directory::Directories>,
     /// Bytes a statement's result and its operators may take.
     pub memory: usize,
     /// The directory spill files go to (the OS's temporary directory when None).

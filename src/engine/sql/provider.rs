@@ -34,6 +34,7 @@ use super::scan::{ScanExec, ScanParts};
 
 use super::convert;
 use crate::engine::catalog::{Catalog, Table};
+use crate::engine::directory::Directories;
 use crate::engine::error::{Error, Result};
 use crate::engine::session::{successor, SharedTxn};
 use crate::engine::types::Value;
@@ -41,6 +42,9 @@ use crate::engine::types::Value;
 /// The column an UPDATE or DELETE reads its target rows' storage keys from.
 pub const KEY_COLUMN: &str = "__omen_key";
 
+/// A full scan of a table whose key directory holds fewer keys reads in one
+/// partition: splitting it would cost more than it saves.
+const PARALLEL_MIN_ROWS: usize = 256 * 1024;
 /// Past this many point prefixes (IN lists multiplied out), a filter is left
 /// to DataFusion rather than turned into lookups.
 const MAX_POINTS: usize = 1024;
@@ -49,6 +53,7 @@ const MAX_POINTS: usize = 1024;
 /// statement being planned.
 pub struct Tables {
     catalog: Arc<Catalog>,
+    directories: Arc<Directories>,
     /// The transaction of the statement being planned, set by the session.
     pub txn: Mutex<Option<SharedTxn>>,
     /// The table whose scans add [`KEY_COLUMN`] in this statement.
@@ -58,9 +63,10 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn new(catalog: Arc<Catalog>) -> Tables {
+    pub fn new(catalog: Arc<Catalog>, directories: Arc<Directories>) -> Tables {
         Tables {
             catalog,
+            directories,
             txn: Mutex::new(None),
             keyed: Mutex::new(None),
             scanned: Arc::new(AtomicU64::new(0)),
@@ -94,12 +100,14 @@ impl SchemaProvider for Tables {
             ));
         };
         let with_keys = *self.keyed.lock() == Some(table.id);
-        Ok(Some(Arc::new(TableScan::new(
+        Ok(Some(Arc::new(TableScan {
+            schema: table_schema(&table, with_keys),
             table,
             txn,
             with_keys,
-            self.scanned.clone(),
-        ))))
+            scanned: self.scanned.clone(),
+            directories: self.directories.clone(),
+        })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -115,33 +123,23 @@ pub struct TableScan {
     /// Whether rows end with their storage key, as [`KEY_COLUMN`].
     with_keys: bool,
     scanned: Arc<AtomicU64>,
+    directories: Arc<Directories>,
 }
 
-impl TableScan {
-    pub fn new(
-        table: Arc<Table>,
-        txn: SharedTxn,
-        with_keys: bool,
-        scanned: Arc<AtomicU64>,
-    ) -> TableScan {
-        let mut schema = convert::table_schema(&table);
-        if with_keys {
-            let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
-            fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
-                KEY_COLUMN,
-                datafusion::arrow::datatypes::DataType::Binary,
-                false,
-            )));
-            schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-        }
-        TableScan {
-            table,
-            schema,
-            txn,
-            with_keys,
-            scanned,
-        }
+/// The columns a scan of `table` offers: the table's, and with `with_keys`
+/// its storage key last, as [`KEY_COLUMN`].
+fn table_schema(table: &Table, with_keys: bool) -> SchemaRef {
+    let schema = convert::table_schema(table);
+    if !with_keys {
+        return schema;
     }
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+        KEY_COLUMN,
+        datafusion::arrow::datatypes::DataType::Binary,
+        false,
+    )));
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
 }
 
 impl fmt::Debug for TableScan {
@@ -179,18 +177,38 @@ impl TableProvider for TableScan {
 
     async fn scan(
         &self,
-        _state: &dyn PlannerSession,
+        state: &dyn PlannerSession,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
         let filters: Vec<&Expr> = filters.iter().collect();
         let ranges = KeyRanges::plan(&self.table, &filters).ranges;
+        let parts = state.config_options().execution.target_partitions;
+        let whole = matches!(ranges.as_slice(),
+            [Read::Scan(from, to)] if *from == self.table.key_prefix() && *to == self.table.key_end());
+        let points = match (whole, limit) {
+            (true, None) => self
+                .directories
+                .split_points(self.table.id, parts, PARALLEL_MIN_ROWS),
+            _ => Vec::new(),
+        };
+        let partitions = if points.is_empty() {
+            vec![ranges]
+        } else {
+            let mut edges = vec![self.table.key_prefix()];
+            edges.extend(points);
+            edges.push(self.table.key_end());
+            edges
+                .windows(2)
+                .map(|w| vec![Read::Scan(w[0].clone(), w[1].clone())])
+                .collect()
+        };
         Ok(Arc::new(ScanExec::new(ScanParts {
             table: self.table.clone(),
             schema: self.schema.clone(),
             projection: projection.cloned(),
-            ranges,
+            partitions,
             limit,
             txn: self.txn.clone(),
             with_keys: self.with_keys,

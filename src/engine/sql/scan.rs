@@ -16,6 +16,10 @@
 //! readable because garbage collection keeps every version a running
 //! snapshot can see. Rows come out in primary key order, which the scan
 //! declares, so `ORDER BY key` needs no sort and `LIMIT n` reads about n rows.
+//!
+//! A full scan of a large table with a key directory is cut into one
+//! partition per core (`SET omen.parallelism`), each a slice of the key
+//! range, so the rows are decoded, filtered and aggregated in parallel.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,8 +48,10 @@ use crate::engine::error::Result;
 use crate::engine::session::{successor, SharedTxn};
 use crate::engine::types::{DataType, Value};
 
-/// Rows per batch handed to DataFusion.
+/// Rows per batch handed to DataFusion, at most.
 pub const BATCH_ROWS: usize = 8192;
+/// Rows of a scan's first batch; each next one is four times larger.
+const FIRST_BATCH_ROWS: usize = 64;
 
 /// What one scan reads: a table's key ranges through a transaction.
 pub struct ScanExec {
@@ -53,11 +59,12 @@ pub struct ScanExec {
     /// Every column the table offers (its storage key last, when keyed).
     schema: SchemaRef,
     projection: Option<Vec<usize>>,
-    ranges: Arc<Vec<Read>>,
+    /// The reads of each partition, in key order within and across them.
+    partitions: Vec<Arc<Vec<Read>>>,
     limit: Option<usize>,
     txn: SharedTxn,
     with_keys: bool,
-    /// Rows read by this session's scans, for tests and EXPLAIN ANALYZE-like checks.
+    /// Rows read by this session's scans.
     scanned: Arc<AtomicU64>,
     properties: Arc<PlanProperties>,
 }
@@ -67,7 +74,8 @@ pub struct ScanParts {
     pub table: Arc<Table>,
     pub schema: SchemaRef,
     pub projection: Option<Vec<usize>>,
-    pub ranges: Vec<Read>,
+    /// The reads of each partition.
+    pub partitions: Vec<Vec<Read>>,
     pub limit: Option<usize>,
     pub txn: SharedTxn,
     pub with_keys: bool,
@@ -85,9 +93,10 @@ impl ScanExec {
         // The stream yields to tokio's budget itself (make_cooperative), so
         // DataFusion needs no wrapper above it (one that would also hide the
         // scan from limit pushdown).
+        let count = parts.partitions.len().max(1);
         let properties = PlanProperties::new(
             eq,
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(count),
             EmissionType::Incremental,
             Boundedness::Bounded,
         )
@@ -96,7 +105,7 @@ impl ScanExec {
             table: parts.table,
             schema: parts.schema,
             projection: parts.projection,
-            ranges: Arc::new(parts.ranges),
+            partitions: parts.partitions.into_iter().map(Arc::new).collect(),
             limit: parts.limit,
             txn: parts.txn,
             with_keys: parts.with_keys,
@@ -110,7 +119,7 @@ impl ScanExec {
             table: self.table.clone(),
             schema: self.schema.clone(),
             projection: self.projection.clone(),
-            ranges: self.ranges.clone(),
+            partitions: self.partitions.clone(),
             limit,
             txn: self.txn.clone(),
             with_keys: self.with_keys,
@@ -156,7 +165,8 @@ impl fmt::Debug for ScanExec {
 
 impl DisplayAs for ScanExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let (gets, scans) = self.ranges.iter().fold((0, 0), |(g, s), r| match r {
+        let reads = self.partitions.iter().flat_map(|p| p.iter());
+        let (gets, scans) = reads.fold((0, 0), |(g, s), r| match r {
             Read::Get(_) => (g + 1, s),
             Read::Scan(..) => (g, s + 1),
         });
@@ -165,6 +175,9 @@ impl DisplayAs for ScanExec {
             "OmenScan: table={}, key_lookups={gets}, key_ranges={scans}",
             self.table.name
         )?;
+        if self.partitions.len() > 1 {
+            write!(f, ", partitions={}", self.partitions.len())?;
+        }
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
         }
@@ -211,6 +224,11 @@ impl ExecutionPlan for ScanExec {
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        // A limit applies to the whole scan; DataFusion keeps its own above
+        // several partitions.
+        if self.partitions.len() > 1 {
+            return None;
+        }
         let limit = match (limit, self.limit) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -227,22 +245,24 @@ impl ExecutionPlan for ScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        if partition != 0 {
+        let Some(ranges) = self.partitions.get(partition) else {
             return Err(DataFusionError::Internal(format!(
-                "a scan of one partition asked for partition {partition}"
+                "a scan of {} partitions asked for partition {partition}",
+                self.partitions.len()
             )));
-        }
+        };
         let chunks = Chunks {
             table: self.table.clone(),
             schema: self.schema.clone(),
             projection: self.projection.clone(),
-            ranges: self.ranges.clone(),
+            ranges: ranges.clone(),
             left: self.limit.unwrap_or(usize::MAX),
             txn: self.txn.clone(),
             with_keys: self.with_keys,
             scanned: self.scanned.clone(),
             range: 0,
             resume: None,
+            batch_rows: FIRST_BATCH_ROWS,
         };
         let projected = self.properties.eq_properties.schema().clone();
         Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(
@@ -267,44 +287,54 @@ struct Chunks {
     range: usize,
     /// Where the range being read goes on, when a batch ended inside it.
     resume: Option<Vec<u8>>,
+    /// Rows the next batch reads at most.
+    batch_rows: usize,
 }
 
 impl Chunks {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        let want = BATCH_ROWS.min(self.left);
-        let mut rows = Vec::with_capacity(want.min(1024));
+        let want = self.batch_rows.min(self.left);
+        // Batches start small and grow, so a LIMIT above reads little more
+        // than it needs, and a long scan soon reads full batches.
+        self.batch_rows = (self.batch_rows * 4).min(BATCH_ROWS);
+        let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(want.min(1024));
         {
+            // Storage is read under the transaction's lock; rows are decoded
+            // after it, so the partitions of one scan decode in parallel.
             let mut txn = self.txn.lock();
-            while rows.len() < want && self.range < self.ranges.len() {
+            while raw.len() < want && self.range < self.ranges.len() {
                 match &self.ranges[self.range] {
                     Read::Get(key) => {
                         if let Some(bytes) = txn.get(key)? {
-                            rows.push(self.decode(key, &bytes)?);
+                            raw.push((key.clone(), bytes));
                         }
                         self.range += 1;
                     }
                     Read::Scan(from, to) => {
                         let start = self.resume.take().unwrap_or_else(|| from.clone());
-                        let mut last = None;
+                        let mut full = false;
                         for entry in txn.scan(&start, Some(to)) {
-                            let (key, bytes) = entry?;
-                            rows.push(self.decode(&key, &bytes)?);
-                            if rows.len() >= want {
-                                last = Some(key);
+                            raw.push(entry?);
+                            if raw.len() >= want {
+                                full = true;
                                 break;
                             }
                         }
-                        match last {
-                            Some(key) => self.resume = Some(successor(key)),
-                            None => self.range += 1,
+                        match raw.last() {
+                            Some((key, _)) if full => self.resume = Some(successor(key.clone())),
+                            _ => self.range += 1,
                         }
                     }
                 }
             }
         }
-        if rows.is_empty() {
+        if raw.is_empty() {
             return Ok(None);
         }
+        let rows = raw
+            .iter()
+            .map(|(key, bytes)| self.decode(key, bytes))
+            .collect::<Result<Vec<_>>>()?;
         self.left -= rows.len();
         self.scanned.fetch_add(rows.len() as u64, Ordering::Relaxed);
         convert::rows_to_batch(&self.schema, &rows, self.projection.as_deref()).map(Some)
