@@ -39,6 +39,10 @@ pub struct Args {
     /// fails with 53200. Default: a quarter of the machine's memory.
     #[arg(long, env = "OMEN_MEMORY_LIMIT", value_name = "SIZE", value_parser = memory_size)]
     memory_limit: Option<usize>,
+    /// Partitions (threads) a query uses; sessions may SET omen.parallelism.
+    /// Default: one per core.
+    #[arg(long, env = "OMEN_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
 }
 
 /// Opens the database and runs the shell; exits with 1 when a statement
@@ -50,6 +54,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("omen-data"));
     let options = Options {
         memory_limit: args.memory_limit,
+        parallelism: args.threads.map(usize::from),
         ..Options::default()
     };
     let db = Database::open(&dir, options)

@@ -53,6 +53,10 @@ pub struct Args {
     /// fails with 53200. Default: a quarter of the machine's memory.
     #[arg(long, env = "OMEN_MEMORY_LIMIT", value_name = "SIZE", value_parser = super::repl::memory_size)]
     memory_limit: Option<usize>,
+    /// Partitions (threads) a query uses; sessions may SET omen.parallelism.
+    /// Default: one per core.
+    #[arg(long, env = "OMEN_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// On a database without roles: create this superuser (needs --password).
     #[arg(long, env = "OMEN_SUPERUSER", requires = "password")]
     superuser: Option<String>,
@@ -101,6 +105,7 @@ pub fn load_config_file(argv: &[String]) -> Result<()> {
         "superuser_reserved_connections",
         "authentication_timeout",
         "memory_limit",
+        "threads",
         "superuser",
         "password",
         "idle_in_transaction_timeout",
@@ -157,6 +162,7 @@ pub fn run(args: Args) -> Result<()> {
         superuser_reserved_connections: args.superuser_reserved_connections,
         authentication_timeout,
         memory_limit: args.memory_limit,
+        threads: args.threads.map(usize::from),
         superuser: args.superuser.zip(args.password),
         session_settings: vec![(
             "idle_in_transaction_session_timeout".into(),

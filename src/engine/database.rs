@@ -33,6 +33,9 @@ pub struct Options {
     /// transaction's buffered writes may take; None for a quarter of the
     /// machine's memory.
     pub memory_limit: Option<usize>,
+    /// Partitions a statement's plan uses unless its session says otherwise
+    /// (`SET omen.parallelism`); None for one per core.
+    pub parallelism: Option<usize>,
 }
 
 /// An open database. Cloning is cheap and shares it; it is safe to use from
@@ -57,6 +60,8 @@ pub(super) struct Shared {
     pub runtime: tokio::runtime::Runtime,
     /// Bytes one statement or transaction may take (see [`Options::memory_limit`]).
     pub memory_limit: usize,
+    /// Partitions a plan uses by default (see [`Options::parallelism`]).
+    pub parallelism: usize,
     /// A panic armed by tests, standing for a bug inside a statement.
     pub fault: Mutex<Option<Fault>>,
     path: Option<PathBuf>,
@@ -74,6 +79,7 @@ impl Shared {
         super::sql::PlannerContext {
             directories: self.directories.clone(),
             memory: self.memory_limit,
+            parallelism: self.parallelism,
             spill_dir: self.path.as_ref().map(|p| p.join(SPILL_DIR)),
         }
     }
@@ -164,6 +170,10 @@ impl Database {
             ddl: Mutex::new(()),
             runtime,
             memory_limit,
+            parallelism: options
+                .parallelism
+                .unwrap_or_else(super::sql::default_parallelism)
+                .max(1),
             fault: Mutex::new(None),
             path,
         };

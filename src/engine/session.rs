@@ -110,12 +110,14 @@ impl Open {
 
 impl Session {
     pub(super) fn new(shared: Arc<Shared>) -> Session {
+        let mut settings = super::sql::default_settings();
+        settings.insert("omen.parallelism".into(), shared.parallelism.to_string());
         Session {
             shared,
             default_isolation: IsolationLevel::default(),
             txn: None,
             sql: None,
-            settings: super::sql::default_settings(),
+            settings,
             notices: Vec::new(),
             fast_path_enabled: true,
             fast_path_taken: 0,

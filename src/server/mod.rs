@@ -71,6 +71,8 @@ pub struct Config {
     pub authentication_timeout: Duration,
     /// Bytes one statement or transaction may take (None: the default).
     pub memory_limit: Option<usize>,
+    /// Partitions a query uses (None: one per core).
+    pub threads: Option<usize>,
     /// The superuser to create on a database without roles.
     pub superuser: Option<(String, String)>,
     /// Session settings every connection starts with, before its own.
@@ -89,6 +91,7 @@ pub enum Tls {
 pub fn run(config: Config) -> anyhow::Result<()> {
     let options = Options {
         memory_limit: config.memory_limit,
+        parallelism: config.threads,
         ..Options::default()
     };
     let db = Database::open(&config.data_dir, options)

@@ -221,3 +221,27 @@ pub fn version_names_the_build() {
     assert_eq!(stdout(&out), expected);
     assert!(omen::BUILD.starts_with("opt-level "), "{}", omen::BUILD);
 }
+
+pub fn threads_and_memory_limit_flags() {
+    // `--threads` sets the sessions' omen.parallelism; bad values of either
+    // flag stop the shell before it opens the database.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let show = "SHOW omen.parallelism";
+    let out = omen(
+        dir.path(),
+        &["--threads", "3", "--format", "csv", "-c", show],
+        None,
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "omen.parallelism\n3\n");
+    for bad in [["--threads", "0"], ["--memory-limit", "lots"]] {
+        let out = omen(dir.path(), &[bad[0], bad[1], "-c", "SELECT 1"], None);
+        assert!(!out.status.success(), "{bad:?} was accepted");
+    }
+    let out = omen(
+        dir.path(),
+        &["--memory-limit", "64MB", "-c", "SELECT 1"],
+        None,
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+}

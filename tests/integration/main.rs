@@ -130,6 +130,7 @@ fn main() {
         output_formats,
         data_dir_flag_and_environment,
         version_names_the_build,
+        threads_and_memory_limit_flags,
     ));
     trials.extend(tests!(server:
         simple_protocol_and_transaction_status,

@@ -911,10 +911,6 @@ pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .chain(std::iter::once((
-        PARALLELISM.to_string(),
-        super::planner::default_parallelism().to_string(),
-    )))
     .collect()
 }
 

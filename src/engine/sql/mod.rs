@@ -34,5 +34,5 @@ pub(in crate::engine) use ddl::is_volatile_default;
 pub use describe::{placeholder, placeholder_count, Description, MAX_PARAMETERS};
 pub(super) use execute::default_settings;
 pub use execute::{ident, parse, parse_timeout, table_name, Output};
-pub use planner::{Planner, PlannerContext, Rows};
+pub use planner::{default_parallelism, Planner, PlannerContext, Rows};
 pub use script::{is_complete, split_statements};

@@ -179,7 +179,7 @@ impl Planner {
             catalog,
             canceller,
             memory_limit,
-            parallelism: std::sync::atomic::AtomicUsize::new(default_parallelism()),
+            parallelism: std::sync::atomic::AtomicUsize::new(context.parallelism),
         })
     }
 
@@ -287,6 +287,8 @@ pub struct PlannerContext {
     pub directories: Arc<crate::engine::directory::Directories>,
     /// Bytes a statement's result and its operators may take.
     pub memory: usize,
+    /// Partitions a statement's plan uses unless the session says otherwise.
+    pub parallelism: usize,
     /// The directory spill files go to (the OS's temporary directory when None).
     pub spill_dir: Option<std::path::PathBuf>,
 }
