@@ -388,14 +388,9 @@ impl KeyDirectory for Directories {
             .collect();
         for table in due {
             let mut forget = Vec::new();
-            let mut still_deleted = 0;
             table.index.read().for_each_from(0, |k, payload| {
-                if payload & DELETED != 0 {
-                    if payload & !DELETED <= watermark {
-                        forget.push(k);
-                    } else {
-                        still_deleted += 1;
-                    }
+                if payload & DELETED != 0 && payload & !DELETED <= watermark {
+                    forget.push(k);
                 }
                 true
             });
@@ -403,7 +398,10 @@ impl KeyDirectory for Directories {
             for k in forget {
                 index.remove(k);
             }
-            table.deletes.store(still_deleted, Ordering::Relaxed);
+            // Deletes an old snapshot still sees wait for the next sweep, which
+            // comes after as many new deletes again: each sweep reads the whole
+            // directory, so it must not run at every commit.
+            table.deletes.store(0, Ordering::Relaxed);
         }
     }
 }

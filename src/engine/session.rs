@@ -43,6 +43,8 @@ pub struct Session {
     pub(super) backends: Option<Arc<dyn super::Backends>>,
     /// The COPY FROM whose rows are arriving, if one is.
     pub(super) copy: Option<CopyIn>,
+    /// Bytes one statement or transaction may take (`SET omen.memory_limit`).
+    pub(super) memory_limit: usize,
 }
 
 /// A COPY FROM in progress (see [`Session::copy_begin`]).
@@ -112,6 +114,11 @@ impl Session {
     pub(super) fn new(shared: Arc<Shared>) -> Session {
         let mut settings = super::sql::default_settings();
         settings.insert("omen.parallelism".into(), shared.parallelism.to_string());
+        let memory_limit = shared.memory_limit;
+        settings.insert(
+            "omen.memory_limit".into(),
+            format!("{}MB", memory_limit >> 20),
+        );
         Session {
             shared,
             default_isolation: IsolationLevel::default(),
@@ -125,6 +132,7 @@ impl Session {
             canceller: super::Canceller::default(),
             backends: None,
             copy: None,
+            memory_limit,
         }
     }
 
@@ -212,6 +220,13 @@ impl Session {
         self.txn.as_ref().is_some_and(|t| t.aborted)
     }
 
+    /// A new transaction at `isolation`, under the session's memory limit.
+    pub(super) fn begin_transaction(&self, isolation: IsolationLevel) -> Transaction {
+        let mut txn = self.shared.mvcc.begin(isolation);
+        txn.set_memory_limit(self.memory_limit);
+        txn
+    }
+
     /// Begins an explicit transaction at the default isolation level.
     pub fn begin(&mut self) -> Result<()> {
         self.begin_with(self.default_isolation)
@@ -225,7 +240,7 @@ impl Session {
                 message: "there is already a transaction in progress".into(),
             });
         }
-        self.txn = Some(Open::new(self.shared.mvcc.begin(isolation)));
+        self.txn = Some(Open::new(self.begin_transaction(isolation)));
         Ok(())
     }
 
@@ -277,7 +292,7 @@ impl Session {
                 result
             }
             None => {
-                let mut open = Open::new(self.shared.mvcc.begin(self.default_isolation));
+                let mut open = Open::new(self.begin_transaction(self.default_isolation));
                 let value = f(&mut open)?;
                 commit(&self.shared.catalog, open)?;
                 Ok(value)

@@ -671,3 +671,38 @@ pub fn long_identifiers_are_cut_to_63_bytes() {
     let huge = "y".repeat(1 << 20);
     assert_sqlstate(s.execute(&format!("SELECT * FROM {huge}")), "42P01");
 }
+
+pub fn sessions_set_their_own_memory_limit() {
+    // SET omen.memory_limit bounds this session's statements and
+    // transactions; SHOW reads it back, and a size that is not one is 22023.
+    let t = TestDb::buffered();
+    let mut s = t.session();
+    run(&mut s, "CREATE TABLE w (id BIGINT PRIMARY KEY, pad TEXT)");
+    run(&mut s, "SET omen.memory_limit = '16MB'");
+    assert_sqlstate(
+        s.execute("SELECT * FROM generate_series(1, 5000000)"),
+        "53200",
+    );
+    assert_sqlstate(
+        s.execute("INSERT INTO w SELECT value, repeat('x', 200) FROM generate_series(1, 200000)"),
+        "53200",
+    );
+    assert_eq!(ints(&mut s, "SELECT count(*) FROM w"), vec![0]);
+    assert_sqlstate(s.execute("SET omen.memory_limit = 'plenty'"), "22023");
+    run(&mut s, "SET omen.memory_limit = '1GB'");
+    assert_eq!(
+        ints(&mut s, "SELECT count(*) FROM generate_series(1, 5000000)"),
+        vec![5_000_000]
+    );
+    run(
+        &mut s,
+        "INSERT INTO w SELECT value, repeat('x', 200) FROM generate_series(1, 200000)",
+    );
+    assert_eq!(ints(&mut s, "SELECT count(*) FROM w"), vec![200_000]);
+    // Other sessions keep the database's limit.
+    let mut other = t.session();
+    assert_eq!(
+        ints(&mut other, "SELECT count(*) FROM generate_series(1, 100)"),
+        vec![100]
+    );
+}

@@ -93,6 +93,7 @@ fn main() {
         a_million_rows_are_created_altered_reopened_and_queried,
         extreme_values_round_trip_or_fail_cleanly,
         long_identifiers_are_cut_to_63_bytes,
+        sessions_set_their_own_memory_limit,
     ));
     trials.extend(tests!(engine:
         rows_and_tables_survive_reopen,

@@ -69,8 +69,9 @@ pub struct Transaction {
     /// What the running statement changed, to undo it alone when it fails
     /// (a statement-level savepoint); None outside an explicit statement.
     undo: Option<Undo>,
-    /// Bytes the buffered writes take, about; bounded by the memory limit.
+    /// Bytes the buffered writes take, about; bounded by `memory_limit`.
     bytes: usize,
+    memory_limit: usize,
     finished: bool,
 }
 
@@ -103,6 +104,7 @@ pub struct Mark {
 impl Transaction {
     pub(super) fn new(mvcc: Arc<Mvcc>, isolation: IsolationLevel) -> Transaction {
         let start_ts = mvcc.horizon().register();
+        let memory_limit = mvcc.memory_limit();
         Transaction {
             mvcc,
             isolation,
@@ -116,8 +118,14 @@ impl Transaction {
             applies: Vec::new(),
             undo: None,
             bytes: 0,
+            memory_limit,
             finished: false,
         }
+    }
+
+    /// Sets how many bytes of writes the transaction may buffer.
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = bytes;
     }
 
     /// The isolation level.
@@ -255,7 +263,7 @@ impl Transaction {
             read_ts,
         };
         let size = write_size(key, &write);
-        let limit = self.mvcc.memory_limit();
+        let limit = self.memory_limit;
         if self.bytes + size > limit {
             return Err(memory::exceeded("the transaction's writes", limit));
         }

@@ -90,7 +90,7 @@ impl Session {
                 open.statements += 1;
                 None
             }
-            None => Some(Open::new(self.shared.mvcc.begin(self.default_isolation()))),
+            None => Some(Open::new(self.begin_transaction(self.default_isolation()))),
         };
         let fields = targets.len();
         self.copy = Some(CopyIn {

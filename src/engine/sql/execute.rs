@@ -374,7 +374,10 @@ impl Session {
             user,
             self.canceller.clone(),
             self.backends.clone(),
-            &self.shared.planner_context(),
+            &super::PlannerContext {
+                memory: self.memory_limit,
+                ..self.shared.planner_context()
+            },
         )?);
         if let Some(n) = self.settings.get(PARALLELISM).and_then(|v| v.parse().ok()) {
             planner.set_parallelism(n);
@@ -888,6 +891,8 @@ fn brief(statement: &Statement) -> String {
     words.join(" ")
 }
 
+/// The setting for how much memory a statement or transaction may take.
+const MEMORY_LIMIT: &str = "omen.memory_limit";
 /// The setting for how many partitions a statement's plan uses.
 const PARALLELISM: &str = "omen.parallelism";
 /// The most partitions a statement may ask for.
@@ -975,6 +980,23 @@ impl Session {
                 if name == "statement_timeout" {
                     self.canceller.set_timeout(timeout);
                 }
+                self.settings.insert(name, value.to_string());
+                Ok(())
+            }
+            MEMORY_LIMIT => {
+                let bytes = crate::engine::memory::parse_size(value).ok_or_else(|| {
+                    Error::invalid(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        format!(
+                            "invalid value for parameter \"{name}\": \"{value}\" \
+                             (a size such as 512MB or 4GB)"
+                        ),
+                    )
+                })?;
+                self.memory_limit = bytes;
+                // The planner's memory pool is made with the limit; the next
+                // statement makes a new one. An open transaction keeps its own.
+                self.sql = None;
                 self.settings.insert(name, value.to_string());
                 Ok(())
             }
