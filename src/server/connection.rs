@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::sql::sqlparser::ast::{self, Expr, Statement, VisitMut, VisitorMut};
-use futures::{stream, Sink, SinkExt};
+use futures::{stream, Sink, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -27,6 +27,7 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type, METADATA_USER};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::data::DataRow;
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::PgWireBackendMessage;
 
@@ -506,11 +507,26 @@ fn response(
     match output {
         Output::Rows(rows) => {
             let fields = Arc::new(wire::fields(&rows.schema, format));
-            let data = wire::encode_rows(&rows.batches, &fields).map_err(user_error)?;
-            Ok(Response::Query(QueryResponse::new(
-                fields,
-                stream::iter(data.into_iter().map(Ok)),
-            )))
+            // Rows are encoded a batch at a time as they are sent, not all
+            // before the first; the first batch is encoded now, so a format
+            // omen cannot send fails before the row description goes out.
+            let mut batches = rows.batches.into_iter();
+            let first = match batches.next() {
+                Some(batch) => wire::encode_rows(std::slice::from_ref(&batch), &fields)
+                    .map_err(user_error)?,
+                None => Vec::new(),
+            };
+            let encode = fields.clone();
+            let rest = stream::iter(batches).flat_map(move |batch| {
+                let rows: Vec<PgWireResult<DataRow>> =
+                    match wire::encode_rows(std::slice::from_ref(&batch), &encode) {
+                        Ok(rows) => rows.into_iter().map(Ok).collect(),
+                        Err(e) => vec![Err(user_error(e))],
+                    };
+                stream::iter(rows)
+            });
+            let data = stream::iter(first.into_iter().map(Ok)).chain(rest);
+            Ok(Response::Query(QueryResponse::new(fields, data)))
         }
         Output::Command { .. } => {
             let tag = Tag::new(&output.to_string());

@@ -71,18 +71,26 @@ pub struct ScanExec {
 
 /// What a [`ScanExec`] is made of.
 pub struct ScanParts {
+    /// The table read.
     pub table: Arc<Table>,
+    /// Every column the scan offers (the storage key last, when keyed).
     pub schema: SchemaRef,
+    /// The columns DataFusion asked for, by position in `schema`.
     pub projection: Option<Vec<usize>>,
     /// The reads of each partition.
     pub partitions: Vec<Vec<Read>>,
+    /// Rows the whole scan returns at most.
     pub limit: Option<usize>,
+    /// The statement's transaction.
     pub txn: SharedTxn,
+    /// Whether rows end with their storage key.
     pub with_keys: bool,
+    /// The session's count of rows read.
     pub scanned: Arc<AtomicU64>,
 }
 
 impl ScanExec {
+    /// A scan of `parts`, declaring the key order of its rows.
     pub fn new(parts: ScanParts) -> DfResult<ScanExec> {
         let projected = match &parts.projection {
             Some(p) => Arc::new(parts.schema.project(p)?),
