@@ -512,8 +512,9 @@ fn response(
             // omen cannot send fails before the row description goes out.
             let mut batches = rows.batches.into_iter();
             let first = match batches.next() {
-                Some(batch) => wire::encode_rows(std::slice::from_ref(&batch), &fields)
-                    .map_err(user_error)?,
+                Some(batch) => {
+                    wire::encode_rows(std::slice::from_ref(&batch), &fields).map_err(user_error)?
+                }
                 None => Vec::new(),
             };
             let encode = fields.clone();

@@ -78,7 +78,10 @@ fn main() {
         scan_memory_does_not_grow_with_the_table,
         large_scans_run_in_partitions,
     ));
-    trials.extend(tests!(wire_values: extreme_values_over_the_wire));
+    trials.extend(tests!(wire_values:
+        extreme_values_over_the_wire,
+        random_values_round_trip_over_the_wire,
+    ));
     trials.extend(tests!(integrity:
         table_ids_are_not_reused_after_alter_and_reopen,
         random_ddl_with_reopens_keeps_the_catalog,

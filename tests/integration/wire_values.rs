@@ -143,3 +143,90 @@ pub fn extreme_values_over_the_wire() {
         );
     });
 }
+
+pub fn random_values_round_trip_over_the_wire() {
+    // Random values of each type, sent as binary parameters, read back in
+    // binary and in text, equal what was sent.
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let server = Server::start();
+    let rt = runtime();
+    let client = rt.block_on(async {
+        let client = connect(&server.conninfo("a", None)).await.expect("connect");
+        client
+            .batch_execute(
+                "CREATE TABLE r (id INT PRIMARY KEY, i2 SMALLINT, i4 INT, i8 BIGINT, \
+                 f8 DOUBLE PRECISION, b BOOLEAN, t TEXT, d DATE, ts TIMESTAMP, by BYTEA)",
+            )
+            .await
+            .expect("create");
+        client
+    });
+    let insert = rt
+        .block_on(client.prepare("INSERT INTO r VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+        .expect("prepare");
+    let select = rt
+        .block_on(client.prepare("SELECT i2, i4, i8, f8, b, t, d, ts, by FROM r WHERE id = $1"))
+        .expect("prepare");
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let next = std::cell::Cell::new(0);
+    let values = (
+        (any::<i16>(), any::<i32>(), any::<i64>()),
+        (
+            any::<f64>().prop_filter("NaN", |f| !f.is_nan()),
+            any::<bool>(),
+        ),
+        "[a-zA-Z0-9 éü'\"\\\\]{0,40}",
+        (
+            1i32..=9999,
+            1u32..=12,
+            1u32..=28,
+            0u32..86_400,
+            0u32..1_000_000,
+        ),
+        proptest::collection::vec(any::<u8>(), 0..32),
+    );
+    runner
+        .run(
+            &values,
+            |((a, b, c), (f, flag), text, (y, mo, day, secs, micros), bytes)| {
+                let id = next.get() + 1;
+                next.set(id);
+                let date = NaiveDate::from_ymd_opt(y, mo, day).unwrap();
+                let time = date
+                    .and_hms_micro_opt(secs / 3600, secs / 60 % 60, secs % 60, micros)
+                    .unwrap();
+                rt.block_on(client.execute(
+                    &insert,
+                    &[&id, &a, &b, &c, &f, &flag, &text, &date, &time, &bytes],
+                ))
+                .expect("insert");
+                let row = rt
+                    .block_on(client.query_one(&select, &[&id]))
+                    .expect("select");
+                prop_assert_eq!(row.get::<_, i16>(0), a);
+                prop_assert_eq!(row.get::<_, i32>(1), b);
+                prop_assert_eq!(row.get::<_, i64>(2), c);
+                prop_assert_eq!(row.get::<_, f64>(3), f);
+                prop_assert_eq!(row.get::<_, bool>(4), flag);
+                prop_assert_eq!(row.get::<_, String>(5), text.clone());
+                prop_assert_eq!(row.get::<_, NaiveDate>(6), date);
+                prop_assert_eq!(row.get::<_, NaiveDateTime>(7), time);
+                prop_assert_eq!(row.get::<_, Vec<u8>>(8), bytes);
+                let sql = format!("SELECT i8, t, d FROM r WHERE id = {id}");
+                let texts = rt.block_on(simple_rows(&client, &sql));
+                prop_assert_eq!(texts[0][0].clone(), Some(c.to_string()));
+                prop_assert_eq!(texts[0][1].clone(), Some(text));
+                prop_assert_eq!(
+                    texts[0][2].clone(),
+                    Some(date.format("%Y-%m-%d").to_string())
+                );
+                Ok(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+}
