@@ -23,6 +23,14 @@ struct Inner {
     notify: Notify,
     /// statement_timeout in milliseconds; 0 for none.
     timeout_ms: AtomicU64,
+    /// When the running statement started, in milliseconds since the epoch.
+    started_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Canceller {
@@ -38,9 +46,31 @@ impl Canceller {
         self.inner.timeout_ms.store(ms, Ordering::SeqCst);
     }
 
-    /// Forgets a cancel that arrived before the statement started.
+    /// Forgets a cancel that arrived before the statement started, and
+    /// starts the statement's clock.
     pub(super) fn reset(&self) {
         self.inner.requested.store(false, Ordering::SeqCst);
+        self.inner.started_ms.store(now_ms(), Ordering::SeqCst);
+    }
+
+    /// For work that blocks a thread (a lock wait) and so cannot be dropped
+    /// by [`guard`](Canceller::guard): the error to stop with once the
+    /// statement is cancelled or past its timeout.
+    pub(super) fn interrupted(&self) -> Option<Error> {
+        if self.inner.requested.load(Ordering::SeqCst) {
+            return Some(Error::invalid(
+                SqlState::QUERY_CANCELED,
+                "canceling statement due to user request",
+            ));
+        }
+        let timeout = self.inner.timeout_ms.load(Ordering::SeqCst);
+        let started = self.inner.started_ms.load(Ordering::SeqCst);
+        (timeout > 0 && now_ms().saturating_sub(started) >= timeout).then(|| {
+            Error::invalid(
+                SqlState::QUERY_CANCELED,
+                "canceling statement due to statement timeout",
+            )
+        })
     }
 
     /// Completes when the statement is cancelled.

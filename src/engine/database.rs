@@ -64,6 +64,10 @@ pub(super) struct Shared {
     pub parallelism: usize,
     /// A panic armed by tests, standing for a bug inside a statement.
     pub fault: Mutex<Option<Fault>>,
+    /// Advisory locks, held by sessions.
+    pub advisory: Arc<super::locks::AdvisoryLocks>,
+    /// The id the next session gets.
+    pub next_session: std::sync::atomic::AtomicU64,
     path: Option<PathBuf>,
 }
 
@@ -80,6 +84,7 @@ impl Shared {
             directories: self.directories.clone(),
             memory: self.memory_limit,
             parallelism: self.parallelism,
+            advisory: None,
             spill_dir: self.path.as_ref().map(|p| p.join(SPILL_DIR)),
         }
     }
@@ -175,6 +180,8 @@ impl Database {
                 .unwrap_or_else(super::sql::default_parallelism)
                 .max(1),
             fault: Mutex::new(None),
+            advisory: Arc::default(),
+            next_session: std::sync::atomic::AtomicU64::new(1),
             path,
         };
         Ok(Database {

@@ -104,6 +104,10 @@ impl SqlState {
     pub const DATETIME_FIELD_OVERFLOW: SqlState = SqlState("22008");
     /// 22015: an interval outside its type's range.
     pub const INTERVAL_FIELD_OVERFLOW: SqlState = SqlState("22015");
+    /// 55P03: a lock could not be taken in time.
+    pub const LOCK_NOT_AVAILABLE: SqlState = SqlState("55P03");
+    /// 40P01: sessions waited on each other's locks.
+    pub const DEADLOCK_DETECTED: SqlState = SqlState("40P01");
     /// XX000: a bug in omen.
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 

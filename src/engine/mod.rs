@@ -11,6 +11,7 @@ mod directory;
 pub mod encoding;
 mod error;
 pub mod index;
+pub mod locks;
 pub mod memory;
 pub mod mvcc;
 pub mod scram;

@@ -45,6 +45,19 @@ pub struct Session {
     pub(super) copy: Option<CopyIn>,
     /// Bytes one statement or transaction may take (`SET omen.memory_limit`).
     pub(super) memory_limit: usize,
+    /// This session's id, as advisory locks name their holders.
+    pub(super) id: super::locks::SessionId,
+    /// `lock_timeout` in milliseconds (0: none), read by lock waits.
+    pub(super) lock_timeout_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the session took transaction-level advisory locks that the
+    /// end of its transaction releases.
+    pub(super) xact_locks: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.advisory.release(self.id, None);
+    }
 }
 
 /// A COPY FROM in progress (see [`Session::copy_begin`]).
@@ -119,6 +132,9 @@ impl Session {
             "omen.memory_limit".into(),
             format!("{}MB", memory_limit >> 20),
         );
+        let id = shared
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Session {
             shared,
             default_isolation: IsolationLevel::default(),
@@ -133,6 +149,9 @@ impl Session {
             backends: None,
             copy: None,
             memory_limit,
+            id,
+            lock_timeout_ms: Arc::default(),
+            xact_locks: Arc::default(),
         }
     }
 
@@ -244,12 +263,25 @@ impl Session {
         Ok(())
     }
 
+    /// Releases the transaction-level advisory locks (its transaction ended).
+    pub(super) fn end_transaction_locks(&mut self) {
+        if self
+            .xact_locks
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.shared
+                .advisory
+                .release(self.id, Some(super::locks::Scope::Transaction));
+        }
+    }
+
     /// Commits the open transaction. An aborted transaction is rolled back
     /// instead, and the call fails with 25P02.
     pub fn commit(&mut self) -> Result<()> {
         let Some(open) = self.txn.take() else {
             return Err(no_transaction());
         };
+        self.end_transaction_locks();
         if open.aborted {
             open.into_transaction().rollback();
             return Err(Error::TransactionState {
@@ -264,6 +296,7 @@ impl Session {
     /// Discards the open transaction.
     pub fn rollback(&mut self) -> Result<()> {
         let open = self.txn.take().ok_or_else(no_transaction)?;
+        self.end_transaction_locks();
         open.into_transaction().rollback();
         Ok(())
     }

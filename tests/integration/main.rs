@@ -10,6 +10,7 @@ mod directory;
 mod engine;
 mod hostile;
 mod integrity;
+mod locks;
 mod scan;
 mod server;
 mod slt;
@@ -81,6 +82,11 @@ fn main() {
     trials.extend(tests!(wire_values:
         extreme_values_over_the_wire,
         random_values_round_trip_over_the_wire,
+    ));
+    trials.extend(tests!(locks:
+        advisory_locks_exclude_and_wait,
+        transaction_locks_end_with_their_transaction,
+        lock_waits_end_on_timeouts_and_deadlocks,
     ));
     trials.extend(tests!(integrity:
         table_ids_are_not_reused_after_alter_and_reopen,

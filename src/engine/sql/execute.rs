@@ -226,6 +226,10 @@ impl Session {
                 open.aborted = true;
             }
         }
+        if self.txn.is_none() {
+            // A statement outside a transaction block is its own transaction.
+            self.end_transaction_locks();
+        }
         result
     }
 
@@ -376,6 +380,13 @@ impl Session {
             self.backends.clone(),
             &super::PlannerContext {
                 memory: self.memory_limit,
+                advisory: Some(super::pg_functions::Advisory {
+                    locks: self.shared.advisory.clone(),
+                    session: self.id,
+                    canceller: self.canceller.clone(),
+                    lock_timeout_ms: self.lock_timeout_ms.clone(),
+                    xact_locks: self.xact_locks.clone(),
+                }),
                 ..self.shared.planner_context()
             },
         )?);
@@ -906,6 +917,7 @@ pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
         ("datestyle", "ISO, MDY"),
         ("extra_float_digits", "1"),
         ("idle_in_transaction_session_timeout", "0"),
+        ("lock_timeout", "0"),
         ("intervalstyle", "postgres"),
         ("search_path", "public"),
         ("server_encoding", "UTF8"),
@@ -970,7 +982,7 @@ impl Session {
                     Ok(())
                 }
             }
-            "statement_timeout" | "idle_in_transaction_session_timeout" => {
+            "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
                 let timeout = parse_timeout(value).ok_or_else(|| {
                     Error::invalid(
                         SqlState::INVALID_PARAMETER_VALUE,
@@ -979,6 +991,11 @@ impl Session {
                 })?;
                 if name == "statement_timeout" {
                     self.canceller.set_timeout(timeout);
+                }
+                if name == "lock_timeout" {
+                    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                    self.lock_timeout_ms
+                        .store(ms, std::sync::atomic::Ordering::Relaxed);
                 }
                 self.settings.insert(name, value.to_string());
                 Ok(())

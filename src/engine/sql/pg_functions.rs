@@ -23,7 +23,10 @@ use super::pg_catalog::{
 };
 use crate::engine::catalog::Catalog;
 use crate::engine::error::{Error, SqlState};
-use crate::engine::Backends;
+use crate::engine::locks::{AdvisoryLocks, Mode, Scope, SessionId, Wait};
+use crate::engine::{Backends, Canceller};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// An object-identifier type: its cast function, its to_reg function, the
 /// error and noun for an unknown name, and its name-to-oid and oid-to-name.
@@ -505,4 +508,206 @@ pub fn functions(catalog: Arc<Catalog>, user: &str) -> Vec<ScalarUDF> {
         }));
     }
     functions
+}
+
+/// What a session's advisory lock functions work with.
+#[derive(Clone)]
+pub struct Advisory {
+    /// The database's advisory locks.
+    pub locks: Arc<AdvisoryLocks>,
+    /// The session that calls them.
+    pub session: SessionId,
+    /// The session's cancel switch (cancel and statement_timeout end a wait).
+    pub canceller: Canceller,
+    /// The session's lock_timeout in milliseconds (0: none).
+    pub lock_timeout_ms: Arc<AtomicU64>,
+    /// Set when the session takes a transaction-level lock.
+    pub xact_locks: Arc<AtomicBool>,
+}
+
+/// What one advisory lock function does.
+#[derive(Clone, Copy)]
+enum LockCall {
+    Lock {
+        mode: Mode,
+        scope: Scope,
+        block: bool,
+    },
+    Unlock(Mode),
+}
+
+/// pg_advisory_lock and its family, for one session. They are volatile, so
+/// they run when the statement runs (never while it is planned), once per row.
+pub fn advisory_functions(advisory: &Advisory) -> Vec<ScalarUDF> {
+    use LockCall::{Lock, Unlock};
+    use Mode::{Exclusive, Shared};
+    use Scope::{Session, Transaction};
+    let calls = [
+        (
+            "pg_advisory_lock",
+            Lock {
+                mode: Exclusive,
+                scope: Session,
+                block: true,
+            },
+        ),
+        (
+            "pg_advisory_lock_shared",
+            Lock {
+                mode: Shared,
+                scope: Session,
+                block: true,
+            },
+        ),
+        (
+            "pg_try_advisory_lock",
+            Lock {
+                mode: Exclusive,
+                scope: Session,
+                block: false,
+            },
+        ),
+        (
+            "pg_try_advisory_lock_shared",
+            Lock {
+                mode: Shared,
+                scope: Session,
+                block: false,
+            },
+        ),
+        (
+            "pg_advisory_xact_lock",
+            Lock {
+                mode: Exclusive,
+                scope: Transaction,
+                block: true,
+            },
+        ),
+        (
+            "pg_advisory_xact_lock_shared",
+            Lock {
+                mode: Shared,
+                scope: Transaction,
+                block: true,
+            },
+        ),
+        (
+            "pg_try_advisory_xact_lock",
+            Lock {
+                mode: Exclusive,
+                scope: Transaction,
+                block: false,
+            },
+        ),
+        (
+            "pg_try_advisory_xact_lock_shared",
+            Lock {
+                mode: Shared,
+                scope: Transaction,
+                block: false,
+            },
+        ),
+        ("pg_advisory_unlock", Unlock(Exclusive)),
+        ("pg_advisory_unlock_shared", Unlock(Shared)),
+    ];
+    let mut functions: Vec<ScalarUDF> = calls
+        .into_iter()
+        .map(|(name, call)| {
+            let advisory = advisory.clone();
+            // The locking functions of PostgreSQL return void, the others boolean.
+            let returns: fn(&[ArrowType]) -> ArrowType = match call {
+                Lock { block: true, .. } => text,
+                _ => boolean,
+            };
+            ScalarUDF::new_from_impl(Function {
+                name,
+                signature: Signature::variadic_any(Volatility::Volatile),
+                returns,
+                body: Box::new(move |args, _| advisory.call(name, call, args)),
+            })
+        })
+        .collect();
+    let advisory = advisory.clone();
+    functions.push(ScalarUDF::new_from_impl(Function {
+        name: "pg_advisory_unlock_all",
+        signature: Signature::nullary(Volatility::Volatile),
+        returns: text,
+        body: Box::new(move |_, rows| {
+            advisory
+                .locks
+                .release(advisory.session, Some(Scope::Session));
+            Ok(text_array(vec![Some(String::new()); rows.max(1)]))
+        }),
+    }));
+    functions
+}
+
+impl Advisory {
+    fn call(&self, name: &str, call: LockCall, args: &[ArrayRef]) -> Result<ArrayRef> {
+        let keys = lock_keys(name, args)?;
+        let timeout = self.lock_timeout_ms.load(Ordering::Relaxed);
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(key) = key else {
+                out.push(None);
+                continue;
+            };
+            let done = match call {
+                LockCall::Lock { mode, scope, block } => {
+                    let wait = Wait {
+                        block,
+                        lock_timeout: (timeout > 0).then(|| Duration::from_millis(timeout)),
+                        canceller: &self.canceller,
+                    };
+                    let taken = self
+                        .locks
+                        .lock(self.session, key, mode, scope, &wait)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    if taken && scope == Scope::Transaction {
+                        self.xact_locks.store(true, Ordering::Relaxed);
+                    }
+                    taken
+                }
+                LockCall::Unlock(mode) => self.locks.unlock(self.session, key, mode),
+            };
+            out.push(Some(done));
+        }
+        Ok(match call {
+            LockCall::Lock { block: true, .. } => {
+                text_array(out.iter().map(|o| o.map(|_| String::new())).collect())
+            }
+            _ => Arc::new(BooleanArray::from(out)),
+        })
+    }
+}
+
+/// The lock key of each row: one bigint, or two integers (a separate space).
+fn lock_keys(name: &str, args: &[ArrayRef]) -> Result<Vec<Option<i128>>> {
+    let ints = |i: usize, t: &ArrowType| -> Result<Vec<Option<i64>>> {
+        let array = cast(&args[i], t)?;
+        let array = cast(&array, &ArrowType::Int64)?;
+        let array = array
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("lock key argument".into()))?;
+        Ok(array.iter().collect())
+    };
+    match args.len() {
+        1 => Ok(ints(0, &ArrowType::Int64)?
+            .into_iter()
+            .map(|k| k.map(i128::from))
+            .collect()),
+        2 => {
+            let (high, low) = (ints(0, &ArrowType::Int32)?, ints(1, &ArrowType::Int32)?);
+            Ok(high
+                .into_iter()
+                .zip(low)
+                .map(|(h, l)| Some((1i128 << 64) | ((h? as i128) << 32) | (l? as u32 as i128)))
+                .collect())
+        }
+        n => Err(DataFusionError::External(Box::new(Error::NotFound {
+            code: SqlState::UNDEFINED_FUNCTION,
+            message: format!("function {name} takes one bigint or two integers, not {n} arguments"),
+        }))),
+    }
 }

@@ -151,6 +151,11 @@ impl Planner {
         for function in pg_functions::backend_functions(backends, user) {
             ctx.register_udf(function);
         }
+        if let Some(advisory) = &context.advisory {
+            for function in pg_functions::advisory_functions(advisory) {
+                ctx.register_udf(function);
+            }
+        }
         for function in pg_functions::functions(catalog.clone(), user) {
             ctx.register_udf(function);
         }
@@ -291,6 +296,8 @@ pub struct PlannerContext {
     pub parallelism: usize,
     /// The directory spill files go to (the OS's temporary directory when None).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// The session's advisory locks, for pg_advisory_lock and its family.
+    pub advisory: Option<super::pg_functions::Advisory>,
 }
 
 /// A function of no arguments that returns `value`.
