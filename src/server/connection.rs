@@ -375,11 +375,15 @@ impl Inner {
                     unreachable!("a query returns rows")
                 };
                 let columns = rows.schema.fields().len();
-                let lines = copy::lines(&rows, &format);
+                // Lines are made a batch at a time as they are sent.
+                let header = copy::header(&rows, &format);
+                let lines = stream::iter(rows.batches)
+                    .flat_map(move |batch| stream::iter(copy::batch_lines(&batch, &format)));
+                let data = stream::iter(header).chain(lines);
                 Response::CopyOut(CopyResponse::new(
                     0,
                     columns,
-                    stream::iter(lines.into_iter().map(|l| Ok(CopyData::new(l.into())))),
+                    data.map(|line| Ok(CopyData::new(line.into()))),
                 ))
             }));
         }

@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
 
+use datafusion::arrow::record_batch::RecordBatch;
 use omen::engine::sql::format;
 use omen::{Error, Rows, SqlState};
 
@@ -369,25 +370,22 @@ fn quoted_fields(raw: &[u8], format: &Format, count: usize) -> Vec<bool> {
     quoted
 }
 
-/// COPY TO's data: one line per row.
-pub fn lines(rows: &Rows, format: &Format) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(rows.len() + 1);
-    if format.header {
-        let names: Vec<String> = rows
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        out.push(join(names.into_iter().map(Some), format));
-    }
-    for batch in &rows.batches {
-        for r in 0..batch.num_rows() {
+/// COPY TO's header line, when the format asks for one.
+pub fn header(rows: &Rows, format: &Format) -> Option<Vec<u8>> {
+    format.header.then(|| {
+        let names = rows.schema.fields().iter().map(|f| Some(f.name().clone()));
+        join(names, format)
+    })
+}
+
+/// The COPY TO lines of one batch of a result.
+pub fn batch_lines(batch: &RecordBatch, format: &Format) -> Vec<Vec<u8>> {
+    (0..batch.num_rows())
+        .map(|r| {
             let fields = batch.columns().iter().map(|c| format::text(c.as_ref(), r));
-            out.push(join(fields, format));
-        }
-    }
-    out
+            join(fields, format)
+        })
+        .collect()
 }
 
 fn join(fields: impl Iterator<Item = Option<String>>, format: &Format) -> Vec<u8> {

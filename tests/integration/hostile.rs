@@ -293,6 +293,30 @@ pub fn copy_from_stdin_streams_and_stays_atomic() {
             .await
             .expect("csv copy");
         assert_eq!(copied, 50_000);
+        // COPY TO STDOUT gives every row back, a header first when asked.
+        let out = |sql: &'static str| {
+            let client = &client;
+            async move {
+                let stream = client.copy_out(sql).await.expect("copy out");
+                let mut stream = std::pin::pin!(stream);
+                let mut data = Vec::new();
+                while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                    data.extend_from_slice(&chunk.expect("copy data"));
+                }
+                String::from_utf8(data).expect("utf-8")
+            }
+        };
+        let text = out("COPY (SELECT id, note FROM c WHERE id >= 0 ORDER BY id) TO STDOUT").await;
+        assert_eq!(text.lines().count(), rows as usize);
+        assert!(
+            text.starts_with("0\tnote number 0\n1\tnote number 1\n"),
+            "{}",
+            &text[..40]
+        );
+        let csv =
+            out("COPY (SELECT id, note FROM c WHERE id = -10) TO STDOUT WITH (FORMAT csv, HEADER)")
+                .await;
+        assert_eq!(csv, "id,note\n-10,\"line one\nline 0\"\n");
         assert_eq!(
             simple_rows(&client, "SELECT note FROM c WHERE id = -10").await,
             vec![vec![Some("line one\nline 0".into())]]
