@@ -64,6 +64,8 @@ pub(super) struct Shared {
     pub parallelism: usize,
     /// A panic armed by tests, standing for a bug inside a statement.
     pub fault: Mutex<Option<Fault>>,
+    /// Whether `fault` is armed: every row written reads this, not the mutex.
+    pub fault_armed: std::sync::atomic::AtomicBool,
     /// Advisory locks, held by sessions.
     pub advisory: Arc<super::locks::AdvisoryLocks>,
     /// The id the next session gets.
@@ -91,6 +93,9 @@ impl Shared {
 
     /// Panics if a test armed a fault for this write into `table`.
     pub fn check_fault(&self, table: &str) {
+        if !self.fault_armed.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let mut fault = self.fault.lock();
         let Some(armed) = fault.as_mut() else {
             return;
@@ -99,6 +104,8 @@ impl Shared {
             armed.countdown -= 1;
             if armed.countdown == 0 {
                 *fault = None;
+                self.fault_armed
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 panic!("fault injected by a test into a write of \"{table}\"");
             }
         }
@@ -180,6 +187,7 @@ impl Database {
                 .unwrap_or_else(super::sql::default_parallelism)
                 .max(1),
             fault: Mutex::new(None),
+            fault_armed: std::sync::atomic::AtomicBool::new(false),
             advisory: Arc::default(),
             next_session: std::sync::atomic::AtomicU64::new(1),
             path,
@@ -203,6 +211,9 @@ impl Database {
             table: table.to_string(),
             countdown: nth.max(1),
         });
+        self.shared
+            .fault_armed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A random secret made once per database and kept in it: for values a

@@ -375,7 +375,7 @@ impl KeyDirectory for Directories {
         }
     }
 
-    fn forget_deleted(&self, watermark: u64) {
+    fn forget_deleted(&self, watermark: &dyn Fn() -> u64) {
         let due: Vec<TableIndex> = self
             .tables
             .read()
@@ -386,6 +386,10 @@ impl KeyDirectory for Directories {
             })
             .cloned()
             .collect();
+        if due.is_empty() {
+            return;
+        }
+        let watermark = watermark();
         for table in due {
             let mut forget = Vec::new();
             table.index.read().for_each_from(0, |k, payload| {

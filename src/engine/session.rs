@@ -100,6 +100,16 @@ impl Open {
         }
     }
 
+    /// Starts a statement in the transaction; 25P02 once it has failed.
+    pub(super) fn begin_statement(&mut self) -> Result<()> {
+        if self.aborted {
+            return Err(aborted());
+        }
+        self.txn.lock().begin_statement();
+        self.statements += 1;
+        Ok(())
+    }
+
     /// The transaction alone, once no query plan holds it. A statement whose
     /// plan ran in several partitions may end (a LIMIT was reached) while
     /// the runtime is still dropping the partitions' aborted tasks; they let
@@ -228,6 +238,12 @@ impl Session {
     /// an explicit transaction is aborted (25P02 until it ends), and the
     /// session goes on serving.
     pub fn recover_from_panic(&mut self) {
+        self.abort_statement();
+    }
+
+    /// Undoes the running statement of the open transaction (it failed) and
+    /// aborts the transaction: 25P02 until it ends.
+    pub(super) fn abort_statement(&mut self) {
         if let Some(open) = &mut self.txn {
             open.txn.lock().rollback_statement();
             open.aborted = true;
@@ -307,20 +323,14 @@ impl Session {
         self.copy_abort();
         match &mut self.txn {
             Some(open) => {
-                if open.aborted {
-                    return Err(aborted());
-                }
-                open.txn.lock().begin_statement();
-                open.statements += 1;
+                open.begin_statement()?;
                 let result = f(open);
-                let mut txn = open.txn.lock();
                 if result.is_err() {
                     // A failed statement leaves nothing behind, and the
                     // transaction refuses everything until it ends.
-                    txn.rollback_statement();
-                    open.aborted = true;
+                    self.abort_statement();
                 } else {
-                    txn.end_statement();
+                    open.txn.lock().end_statement();
                 }
                 result
             }
@@ -383,6 +393,15 @@ impl Session {
                 .scan(&from, Some(&to))
                 .map(|entry| entry.and_then(|(_, bytes)| table.decode_row(&bytes)))
                 .collect()
+        })
+    }
+
+    /// Whether `table` holds no row, read from its first key alone.
+    fn is_empty(&mut self, table: &Table) -> Result<bool> {
+        let (from, to) = (table.key_prefix(), table.key_end());
+        self.statement(|open| {
+            let first = open.txn.lock().scan(&from, Some(&to)).next().transpose()?;
+            Ok(first.is_none())
         })
     }
 
@@ -526,7 +545,7 @@ impl Session {
                     if volatile || !column.nullable && column.default.is_none() {
                         let empty = match empty {
                             Some(empty) => empty,
-                            None => *empty.insert(self.scan_all(table)?.is_empty()),
+                            None => *empty.insert(self.is_empty(&altered)?),
                         };
                         if !empty && volatile {
                             return Err(Error::Unsupported(format!(

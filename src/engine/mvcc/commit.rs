@@ -406,7 +406,7 @@ impl Pipeline {
                 }
                 horizon.publish(leader.last_ts);
                 if let Some(directory) = directory {
-                    directory.forget_deleted(horizon.gc_watermark());
+                    directory.forget_deleted(&|| horizon.gc_watermark());
                 }
             }
         }

@@ -58,10 +58,11 @@ pub trait KeyDirectory: Send + Sync {
     /// by a commit the snapshot sees. False when the directory does not
     /// cover the whole range or would have to look at more than `limit` keys.
     fn range_is_empty(&self, from: &[u8], to: Option<&[u8]>, read_ts: u64, limit: usize) -> bool;
-    /// Forgets deleted keys whose delete is at or below `watermark`: no
+    /// Forgets deleted keys whose delete is at or below `watermark()`: no
     /// snapshot can see any version of them. Called in commit order, between
-    /// commits; it may do nothing until enough deletes have gathered.
-    fn forget_deleted(&self, watermark: u64);
+    /// commits; it may do nothing until enough deletes have gathered (and
+    /// then need not ask for the watermark).
+    fn forget_deleted(&self, watermark: &dyn Fn() -> u64);
 }
 
 /// Most keys of a range the key directory looks at to show it holds no row.

@@ -31,32 +31,51 @@ use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::engine::error::{Error, SqlState};
 
 /// The analyzer rule; see the module docs.
-#[derive(Debug, Default)]
-pub struct CheckedArithmetic;
+#[derive(Debug)]
+pub struct CheckedArithmetic {
+    functions: Functions,
+}
+
+impl CheckedArithmetic {
+    /// The rule, with its functions made once.
+    pub fn new() -> CheckedArithmetic {
+        CheckedArithmetic {
+            functions: Functions::new(),
+        }
+    }
+}
 
 impl AnalyzerRule for CheckedArithmetic {
-    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> DfResult<LogicalPlan> {
-        let functions = Functions::new();
-        plan.transform_up_with_subqueries(|plan| {
-            let mut schema = merge_schema(&plan.inputs());
-            if plan.inputs().is_empty() {
-                schema.merge(plan.schema());
-            }
-            let names = NamePreserver::new(&plan);
-            let rewritten = plan.map_expressions(|expr| {
-                let name = names.save(&expr);
-                expr.transform_up(|e| functions.rewrite(e, &schema))
-                    .map(|t| t.update_data(|e| name.restore(e)))
-            })?;
-            // A sum's type changes (bigint to numeric), so do its parents'.
-            rewritten.map_data(|plan| plan.recompute_schema())
-        })
-        .map(|t| t.data)
+    fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        let summed = std::cell::Cell::new(false);
+        let plan = plan
+            .transform_up_with_subqueries(|plan| {
+                let mut schema = merge_schema(&plan.inputs());
+                if plan.inputs().is_empty() {
+                    schema.merge(plan.schema());
+                }
+                let names = NamePreserver::new(&plan);
+                let rewritten = plan.map_expressions(|expr| {
+                    let name = names.save(&expr);
+                    expr.transform_up(|e| self.functions.rewrite(e, &schema, &summed))
+                        .map(|t| t.update_data(|e| name.restore(e)))
+                })?;
+                // A sum's type changes (bigint to numeric), so do its parents'.
+                rewritten.map_data(|plan| plan.recompute_schema())
+            })?
+            .data;
+        // What surrounds a sum made numeric (a comparison in HAVING, an
+        // addition) is coerced to the new type; only then.
+        if summed.get() {
+            return TypeCoercion::new().analyze(plan, config);
+        }
+        Ok(plan)
     }
 
     fn name(&self) -> &str {
@@ -64,7 +83,8 @@ impl AnalyzerRule for CheckedArithmetic {
     }
 }
 
-/// The checked functions, made once per analysis.
+/// The checked functions.
+#[derive(Debug)]
 struct Functions {
     add: Arc<ScalarUDF>,
     sub: Arc<ScalarUDF>,
@@ -83,7 +103,14 @@ impl Functions {
         }
     }
 
-    fn rewrite(&self, expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    /// `expr` with its integer arithmetic checked; `summed` is set when a
+    /// bigint sum became numeric.
+    fn rewrite(
+        &self,
+        expr: Expr,
+        schema: &DFSchema,
+        summed: &std::cell::Cell<bool>,
+    ) -> DfResult<Transformed<Expr>> {
         let is_integer = |e: &Expr| {
             e.get_type(schema)
                 .is_ok_and(|t| matches!(t, ArrowType::Int16 | ArrowType::Int32 | ArrowType::Int64))
@@ -118,6 +145,7 @@ impl Functions {
                 let arg = aggregate.params.args.remove(0);
                 let numeric = ArrowType::Decimal128(38, 0);
                 aggregate.params.args.push(arg.cast_to(&numeric, schema)?);
+                summed.set(true);
                 Transformed::yes(Expr::AggregateFunction(aggregate))
             }
             other => Transformed::no(other),

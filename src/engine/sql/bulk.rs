@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use super::execute::{assign, full_rows, insert_targets, parse, table_name, Output};
 use crate::engine::catalog::Table;
 use crate::engine::error::{Error, Result, SqlState};
-use crate::engine::session::{aborted, commit, insert_row, CopyIn, Open};
+use crate::engine::session::{commit, insert_row, CopyIn, Open};
 use crate::engine::Session;
 
 /// COPY's boolean options spelled `on`/`off` (`WITH (FREEZE on)`, as
@@ -44,12 +44,6 @@ pub fn copy_booleans(sql: &str) -> String {
 }
 
 impl Session {
-    /// The number of fields each row of a COPY into `table` has: one per
-    /// named column, or one per column when none are named.
-    pub fn copy_columns(&self, table: &str, columns: &[String]) -> Result<usize> {
-        Ok(self.copy_targets(table, columns)?.1.len())
-    }
-
     /// The table a COPY writes and the index of each column it fills.
     fn copy_targets(&self, table: &str, columns: &[String]) -> Result<(Arc<Table>, Vec<usize>)> {
         let table = self.table(table)?;
@@ -84,10 +78,8 @@ impl Session {
         self.copy_abort();
         let (table, targets) = self.copy_targets(table, columns)?;
         let implicit = match &mut self.txn {
-            Some(open) if open.aborted => return Err(aborted()),
             Some(open) => {
-                open.txn.lock().begin_statement();
-                open.statements += 1;
+                open.begin_statement()?;
                 None
             }
             None => Some(Open::new(self.begin_transaction(self.default_isolation()))),
@@ -188,10 +180,7 @@ impl Session {
             return;
         };
         if copy.implicit.is_none() {
-            if let Some(open) = &mut self.txn {
-                open.txn.lock().rollback_statement();
-                open.aborted = true;
-            }
+            self.abort_statement();
         }
     }
 

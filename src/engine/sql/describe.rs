@@ -48,16 +48,18 @@ impl ast::Visitor for PlaceholderVisitor<'_> {
     type Break = String;
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
-        if let Expr::Value(v) = expr {
-            if let ast::Value::Placeholder(p) = &v.value {
-                let number = p.strip_prefix('$').unwrap_or(p);
-                match number.parse::<usize>() {
-                    Ok(n) if n <= MAX_PARAMETERS => *self.0 = (*self.0).max(n),
-                    Ok(_) => return ControlFlow::Break(number.to_string()),
-                    Err(_) if number.bytes().all(|b| b.is_ascii_digit()) => {
-                        return ControlFlow::Break(number.to_string())
+        match placeholder(expr) {
+            Some(n) if n <= MAX_PARAMETERS => *self.0 = (*self.0).max(n),
+            Some(n) => return ControlFlow::Break(n.to_string()),
+            // `$` and more digits than a number holds.
+            None => {
+                if let Expr::Value(v) = expr {
+                    if let ast::Value::Placeholder(p) = &v.value {
+                        let digits = p.strip_prefix('$').unwrap_or(p);
+                        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                            return ControlFlow::Break(digits.to_string());
+                        }
                     }
-                    Err(_) => {}
                 }
             }
         }

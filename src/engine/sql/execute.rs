@@ -30,7 +30,7 @@ use crate::engine::catalog::Table;
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::mvcc::{IsolationLevel, WriteKind};
-use crate::engine::session::{insert_row, Session};
+use crate::engine::session::{aborted, insert_row, Session};
 use crate::engine::types::{DataType, Value};
 
 /// What one statement produced.
@@ -197,12 +197,7 @@ impl Session {
             Statement::Commit { .. } | Statement::Rollback { .. }
         );
         if self.is_aborted() && !ends_transaction {
-            return Err(Error::TransactionState {
-                code: SqlState::IN_FAILED_SQL_TRANSACTION,
-                message: "current transaction is aborted, commands ignored until end of \
-                          transaction block"
-                    .into(),
-            });
+            return Err(aborted());
         }
         self.canceller.reset();
         self.copy_abort();
@@ -238,9 +233,7 @@ impl Session {
         if let Some(output) = self.fast_path(&statement)? {
             return Ok(output);
         }
-        // The fast path's statements are short and cheap to show; the general
-        // path's planning dwarfs rendering the text.
-        *text = statement.to_string();
+        *text = log_text(&statement);
         refuse_row_locks(&statement)?;
         match statement {
             Statement::Query(_) | Statement::Explain { .. } => self.query(statement),
@@ -346,10 +339,13 @@ impl Session {
                 let parts: Vec<String> = variable.iter().map(ident).collect();
                 // `SHOW transaction isolation level`, or a dotted name (`SHOW omen.parallelism`).
                 let mut name = parts.join(" ");
-                if self.setting(&name).is_err() && parts.len() > 1 {
-                    name = parts.join(".");
-                }
-                let value = self.setting(&name)?;
+                let value = match self.setting(&name) {
+                    Err(_) if parts.len() > 1 => {
+                        name = parts.join(".");
+                        self.setting(&name)?
+                    }
+                    value => value?,
+                };
                 Ok(Output::Rows(Rows::single_text(&name, &value)))
             }
             other => Err(Error::Unsupported(format!(
@@ -652,6 +648,23 @@ impl Session {
             .join(", ");
         self.set_setting(&name, &value)?;
         Ok(Output::command("SET"))
+    }
+}
+
+/// What the log shows of a statement should it panic: its SQL, but for an
+/// INSERT only its target and row count, since rendering a large VALUES list
+/// for every statement would cost as much as parsing it.
+fn log_text(statement: &Statement) -> String {
+    match statement {
+        Statement::Insert(insert) => {
+            let rows = match insert.source.as_ref().map(|s| s.body.as_ref()) {
+                Some(SetExpr::Values(values)) => format!("{} rows of VALUES", values.rows.len()),
+                Some(_) => "a query".to_string(),
+                None => "no rows".to_string(),
+            };
+            format!("INSERT INTO {} ({rows})", insert.table)
+        }
+        other => other.to_string(),
     }
 }
 

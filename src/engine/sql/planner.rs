@@ -128,12 +128,7 @@ impl Planner {
         }
         let runtime = runtime.build_arc().map_err(|e| map_error(e, &catalog))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        ctx.add_analyzer_rule(Arc::new(super::arithmetic::CheckedArithmetic));
-        // Sums the rule made numeric are compared and combined with what
-        // surrounds them only after types are coerced again.
-        ctx.add_analyzer_rule(Arc::new(
-            datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
-        ));
+        ctx.add_analyzer_rule(Arc::new(super::arithmetic::CheckedArithmetic::new()));
         let tables = Arc::new(Tables::new(catalog.clone(), context.directories.clone()));
         let schemas = MemoryCatalogProvider::new();
         schemas
