@@ -66,8 +66,10 @@ pub(super) struct Shared {
     pub fault: Mutex<Option<Fault>>,
     /// Whether `fault` is armed: every row written reads this, not the mutex.
     pub fault_armed: std::sync::atomic::AtomicBool,
-    /// Advisory locks, held by sessions.
-    pub advisory: Arc<super::locks::AdvisoryLocks>,
+    /// Row locks and advisory locks, held by sessions.
+    pub locks: Arc<super::locks::Locks>,
+    /// What each session is doing (pg_stat_activity).
+    pub activity: Arc<super::activity::Activity>,
     /// The id the next session gets.
     pub next_session: std::sync::atomic::AtomicU64,
     path: Option<PathBuf>,
@@ -188,7 +190,8 @@ impl Database {
                 .max(1),
             fault: Mutex::new(None),
             fault_armed: std::sync::atomic::AtomicBool::new(false),
-            advisory: Arc::default(),
+            locks: Arc::default(),
+            activity: Arc::default(),
             next_session: std::sync::atomic::AtomicU64::new(1),
             path,
         };

@@ -106,6 +106,7 @@ impl SqlState {
     pub const INTERVAL_FIELD_OVERFLOW: SqlState = SqlState("22015");
     /// 55P03: a lock could not be taken in time.
     pub const LOCK_NOT_AVAILABLE: SqlState = SqlState("55P03");
+    pub const INVALID_ROW_COUNT_IN_LIMIT: SqlState = SqlState("2201W");
     /// 40P01: sessions waited on each other's locks.
     pub const DEADLOCK_DETECTED: SqlState = SqlState("40P01");
     /// XX000: a bug in omen.
@@ -231,9 +232,11 @@ impl Error {
         }
     }
 
-    /// Whether running the same transaction again may succeed.
+    /// Whether running the same transaction again may succeed: a
+    /// serialization failure (40001) or a deadlock (40P01).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::SerializationConflict { .. })
+            || matches!(self, Error::TransactionState { code, .. } if *code == SqlState::DEADLOCK_DETECTED)
     }
 
     /// An [`Error::InvalidInput`] with the given code.

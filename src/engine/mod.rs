@@ -4,6 +4,7 @@
 //! connection) over [`catalog`] over [`mvcc`] over [`storage`]; [`encoding`]
 //! and [`types`] are shared by all of them.
 
+pub mod activity;
 mod cancel;
 pub mod catalog;
 mod database;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::catalog::{Catalog, ColumnDef, Table, TableChange};
 use super::database::Shared;
 use super::error::{Error, Result, SqlState};
-use super::mvcc::{IsolationLevel, Transaction, WriteKind};
+use super::mvcc::{IsolationLevel, RowLock, Transaction, WriteKind};
 use super::storage::{Cf, WriteBatch};
 use super::types::Value;
 
@@ -45,18 +45,26 @@ pub struct Session {
     pub(super) copy: Option<CopyIn>,
     /// Bytes one statement or transaction may take (`SET omen.memory_limit`).
     pub(super) memory_limit: usize,
-    /// This session's id, as advisory locks name their holders.
+    /// This session's id, as locks name their holders.
     pub(super) id: super::locks::SessionId,
     /// `lock_timeout` in milliseconds (0: none), read by lock waits.
     pub(super) lock_timeout_ms: Arc<std::sync::atomic::AtomicU64>,
-    /// Whether the session took transaction-level advisory locks that the
-    /// end of its transaction releases.
-    pub(super) xact_locks: Arc<std::sync::atomic::AtomicBool>,
+    /// `deadlock_timeout` in milliseconds, read by lock waits.
+    pub(super) deadlock_timeout_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// What the session is doing, as pg_stat_activity shows it.
+    pub(super) activity: Arc<parking_lot::Mutex<super::activity::Backend>>,
+    /// How the session's transactions take row locks.
+    locker: Arc<crate::engine::mvcc::RowLocker>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.shared.advisory.release(self.id, None);
+        // The open transaction ends first (its locks with it), then the
+        // session-level advisory locks.
+        self.copy = None;
+        self.txn = None;
+        self.shared.locks.release(self.id, None);
+        self.shared.activity.remove(self.id);
     }
 }
 
@@ -145,6 +153,21 @@ impl Session {
         let id = shared
             .next_session
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let activity = shared.activity.register(id);
+        let canceller = super::Canceller::default();
+        let lock_timeout_ms: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let deadlock_timeout_ms = Arc::new(std::sync::atomic::AtomicU64::new(
+            super::locks::DEADLOCK_TIMEOUT.as_millis() as u64,
+        ));
+        let names = shared.activity.clone();
+        let locker = Arc::new(crate::engine::mvcc::RowLocker {
+            locks: shared.locks.clone(),
+            session: id,
+            canceller: canceller.clone(),
+            lock_timeout_ms: lock_timeout_ms.clone(),
+            deadlock_timeout_ms: deadlock_timeout_ms.clone(),
+            describe: Arc::new(move |id| names.describe(id)),
+        });
         Session {
             shared,
             default_isolation: IsolationLevel::default(),
@@ -155,13 +178,51 @@ impl Session {
             fast_path_enabled: true,
             fast_path_taken: 0,
             user: None,
-            canceller: super::Canceller::default(),
+            canceller,
             backends: None,
             copy: None,
             memory_limit,
             id,
-            lock_timeout_ms: Arc::default(),
-            xact_locks: Arc::default(),
+            lock_timeout_ms,
+            deadlock_timeout_ms,
+            activity,
+            locker,
+        }
+    }
+
+    /// Records the text of the statement about to run, for pg_stat_activity
+    /// (the server and the shell pass what the client sent).
+    pub fn set_query_text(&mut self, text: &str) {
+        let mut backend = self.activity.lock();
+        backend.query.clear();
+        backend.query.push_str(text);
+    }
+
+    /// Names the client, for pg_stat_activity.
+    pub fn set_client(&mut self, user: &str, application_name: &str) {
+        let mut backend = self.activity.lock();
+        backend.user = user.to_string();
+        backend.application_name = application_name.to_string();
+    }
+
+    /// Marks a statement begun or ended in pg_stat_activity.
+    pub(super) fn report_state(&self, active: bool) {
+        let now = std::time::SystemTime::now();
+        let mut backend = self.activity.lock();
+        backend.state = match (&self.txn, active) {
+            (_, true) => "active",
+            (None, false) => "idle",
+            (Some(open), false) if open.aborted => "idle in transaction (aborted)",
+            (Some(_), false) => "idle in transaction",
+        };
+        backend.state_change = now;
+        if active {
+            backend.query_start = Some(now);
+            if backend.xact_start.is_none() {
+                backend.xact_start = Some(now);
+            }
+        } else if self.txn.is_none() {
+            backend.xact_start = None;
         }
     }
 
@@ -174,6 +235,7 @@ impl Session {
     /// Gives the session its server's other sessions (pg_backend_pid,
     /// pg_cancel_backend).
     pub fn set_backends(&mut self, backends: Arc<dyn super::Backends>) {
+        self.activity.lock().pid = backends.pid();
         self.backends = Some(backends);
         self.sql = None;
     }
@@ -259,6 +321,7 @@ impl Session {
     pub(super) fn begin_transaction(&self, isolation: IsolationLevel) -> Transaction {
         let mut txn = self.shared.mvcc.begin(isolation);
         txn.set_memory_limit(self.memory_limit);
+        txn.set_locker(self.locker.clone());
         txn
     }
 
@@ -276,19 +339,8 @@ impl Session {
             });
         }
         self.txn = Some(Open::new(self.begin_transaction(isolation)));
+        self.activity.lock().xact_start = Some(std::time::SystemTime::now());
         Ok(())
-    }
-
-    /// Releases the transaction-level advisory locks (its transaction ended).
-    pub(super) fn end_transaction_locks(&mut self) {
-        if self
-            .xact_locks
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
-            self.shared
-                .advisory
-                .release(self.id, Some(super::locks::Scope::Transaction));
-        }
     }
 
     /// Commits the open transaction. An aborted transaction is rolled back
@@ -297,7 +349,6 @@ impl Session {
         let Some(open) = self.txn.take() else {
             return Err(no_transaction());
         };
-        self.end_transaction_locks();
         if open.aborted {
             open.into_transaction().rollback();
             return Err(Error::TransactionState {
@@ -312,7 +363,6 @@ impl Session {
     /// Discards the open transaction.
     pub fn rollback(&mut self) -> Result<()> {
         let open = self.txn.take().ok_or_else(no_transaction)?;
-        self.end_transaction_locks();
         open.into_transaction().rollback();
         Ok(())
     }
@@ -416,7 +466,7 @@ impl Session {
         self.statement(|open| {
             let row = table.check_row(row)?;
             let key = table.row_key(&row)?;
-            if open.txn.lock().get(&key)?.is_none() {
+            if locked_row(open, &key, super::locks::Mode::NoKeyUpdate)?.is_none() {
                 return Ok(false);
             }
             open.txn
@@ -432,7 +482,7 @@ impl Session {
         let table = self.table(table)?;
         self.statement(|open| {
             let key = table.key(key)?;
-            if open.txn.lock().get(&key)?.is_none() {
+            if locked_row(open, &key, super::locks::Mode::Update)?.is_none() {
                 return Ok(false);
             }
             open.txn.lock().delete(&key)?;
@@ -611,6 +661,17 @@ pub(super) fn insert_row(
     shared.check_fault(&table.name);
     let row = table.check_row(row)?;
     let value = table.encode_row(&row)?;
+    let key = (!table.has_row_ids())
+        .then(|| table.row_key(&row))
+        .transpose()?;
+    // The key is locked first: an insert of the same key by a transaction
+    // still open is waited for, then decides. A row committed after the
+    // snapshot counts as it is now (PostgreSQL's unique check reads the
+    // newest version, at every level).
+    let state = match &key {
+        Some(key) => lock_row(open, key, super::locks::Mode::Update, true)?,
+        None => RowLock::Fresh,
+    };
     let mut txn = open.txn.lock();
     if table.has_row_ids() {
         let id = shared
@@ -618,8 +679,18 @@ pub(super) fn insert_row(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         txn.put(&table.row_id_key(id), value, WriteKind::Insert)?;
     } else {
-        let key = table.row_key(&row)?;
-        if txn.get(&key)?.is_some() {
+        let key = key.expect("a keyed table");
+        let exists = match state {
+            RowLock::Changed { exists } => exists,
+            RowLock::Fresh | RowLock::Busy => txn.get(&key)?.is_some(),
+        };
+        if exists {
+            if txn.isolation() == IsolationLevel::Serializable && txn.get(&key)?.is_none() {
+                // Invisible to the snapshot: as PostgreSQL, a serialization failure.
+                return Err(Error::SerializationConflict {
+                    reason: "a concurrent insert of the same key".into(),
+                });
+            }
             return Err(duplicate_key(table, &row));
         }
         txn.put(&key, value, WriteKind::Insert)?;
@@ -627,6 +698,74 @@ pub(super) fn insert_row(
     drop(txn);
     open.tables.insert(table.id);
     Ok(())
+}
+
+/// The row with storage key `key`, locked in `mode` for a statement that
+/// changes it. A row that another transaction changed while this one waited
+/// is read as it is now at READ COMMITTED (None when it was deleted), and
+/// fails with 40001 above.
+pub(super) fn locked_row(
+    open: &Open,
+    key: &[u8],
+    mode: super::locks::Mode,
+) -> Result<Option<Vec<u8>>> {
+    if open.txn.lock().get(key)?.is_none() {
+        return Ok(None);
+    }
+    if lock_for_change(open, key, mode, true)? {
+        let mut txn = open.txn.lock();
+        txn.refresh_snapshot();
+        return txn.get(key);
+    }
+    open.txn.lock().get(key)
+}
+
+/// Locks row `key` for a statement that changes it, waiting for the
+/// transactions that hold it. True when the row changed after the
+/// statement's snapshot and the statement must read it again (READ
+/// COMMITTED, once: `recheck` is given); 40001 when it cannot (REPEATABLE
+/// READ and SERIALIZABLE, or a row that changed again).
+pub(super) fn lock_for_change(
+    open: &Open,
+    key: &[u8],
+    mode: super::locks::Mode,
+    recheck: bool,
+) -> Result<bool> {
+    match lock_row(open, key, mode, true)? {
+        RowLock::Fresh => Ok(false),
+        RowLock::Changed { .. }
+            if recheck && open.txn.lock().isolation() == IsolationLevel::ReadCommitted =>
+        {
+            Ok(true)
+        }
+        RowLock::Changed { .. } | RowLock::Busy => Err(concurrent_update()),
+    }
+}
+
+/// Locks row `key` in `mode` for the transaction of `open` (waiting, unless
+/// `block` is off, without holding the transaction: the query plans of the
+/// statement may need it meanwhile), then says whether the row changed
+/// after the snapshot.
+pub(super) fn lock_row(
+    open: &Open,
+    key: &[u8],
+    mode: super::locks::Mode,
+    block: bool,
+) -> Result<RowLock> {
+    let locker = open.txn.lock().locker();
+    if let Some(locker) = locker {
+        if !locker.lock(key, mode, block)? {
+            return Ok(RowLock::Busy);
+        }
+    }
+    open.txn.lock().row_state(key)
+}
+
+/// 40001 for a row that a concurrent transaction changed.
+pub(crate) fn concurrent_update() -> Error {
+    Error::SerializationConflict {
+        reason: "a concurrent update".into(),
+    }
 }
 
 /// Commits a transaction after checking, in commit order, that the tables it

@@ -41,6 +41,8 @@ use omen::{Error, Output, Session, SqlState};
 #[derive(Debug)]
 pub struct Prepared {
     statement: Statement,
+    /// The SQL the client sent, for pg_stat_activity.
+    text: Arc<str>,
     /// The type of each parameter: the client's, else the one the statement
     /// gives it, else text.
     params: Vec<Type>,
@@ -263,6 +265,12 @@ impl Inner {
             let backends =
                 ServerBackends::register(&self.server, pid, key, session.canceller(), &role);
             session.set_backends(Arc::new(backends));
+            let application = client
+                .metadata()
+                .get("application_name")
+                .cloned()
+                .unwrap_or_default();
+            session.set_client(&role, &application);
             *self.pid.lock() = Some(pid);
             *started = true;
         }
@@ -273,14 +281,17 @@ impl Inner {
         &self,
         client: &mut C,
         statements: Vec<Statement>,
+        text: &str,
     ) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let text = text.to_string();
         let (results, notices) = self
             .run(move |session| {
+                session.set_query_text(&text);
                 // Several reads and writes in one query outside a transaction
                 // block run as one implicit transaction, as in PostgreSQL: all
                 // of them take effect or none. Transaction control and DDL
@@ -607,7 +618,7 @@ impl SimpleQueryHandler for Connection {
                 }
             };
         }
-        self.inner.execute(client, statements).await
+        self.inner.execute(client, statements, query).await
     }
 }
 
@@ -637,6 +648,7 @@ impl QueryParser for Inner {
             }
         };
         let types = types.to_vec();
+        let text: Arc<str> = sql.into();
         let prepared = self
             .run(move |session| {
                 let description = session.describe(&statement)?;
@@ -651,6 +663,7 @@ impl QueryParser for Inner {
                     .collect();
                 Ok::<_, Error>(Prepared {
                     statement,
+                    text,
                     params,
                     description,
                 })
@@ -764,9 +777,11 @@ impl ExtendedQueryHandler for Connection {
             }
             return result.map_err(user_error);
         }
+        let text = portal.statement.statement.text.clone();
         let (result, before, after, notices) = self
             .inner
             .run(move |session| {
+                session.set_query_text(&text);
                 let before = session.in_transaction();
                 let result = session.execute_statement(statement);
                 (

@@ -1,10 +1,9 @@
 //! Transaction anomalies, one test each, after the Hermitage suite
 //! (github.com/ept/hermitage) and PostgreSQL's documented guarantees.
 //!
-//! PostgreSQL blocks a write on a row another open transaction wrote; omen
-//! buffers writes and detects the conflict at the write (when the other
-//! transaction has committed) or at commit. Outcomes are PostgreSQL's; where a
-//! PostgreSQL session would wait, the steps run in the order the wait yields.
+//! A write of a row another open transaction wrote waits for it, as in
+//! PostgreSQL: such steps run in another thread, are checked to be waiting,
+//! and finish once the other transaction ends. Outcomes are PostgreSQL's.
 
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,29 +12,30 @@ use std::sync::Arc;
 use omen::engine::types::Value;
 use omen::IsolationLevel::{self, ReadCommitted, RepeatableRead, Serializable};
 
-use crate::support::{all, assert_sqlstate, hermitage, row, set, value};
+use crate::support::{all, assert_sqlstate, blocked, hermitage, row, set, value};
 
 const ALL: [IsolationLevel; 3] = [ReadCommitted, RepeatableRead, Serializable];
 
 /// G0: two writers of the same rows; the result is entirely one of them.
-/// PostgreSQL makes the second writer wait and then applies its writes; until
-/// omen has row locks, the second writer's commit fails with 40001 instead,
-/// since its write of row 1 was decided before the first writer committed.
+/// The second writer waits for the first, then writes over its rows.
 pub fn dirty_write_read_committed() {
     let t = hermitage();
     let (mut t1, mut t2) = (t.session(), t.session());
     t1.begin_with(ReadCommitted).unwrap();
     t2.begin_with(ReadCommitted).unwrap();
     set(&mut t1, 1, 11).unwrap();
-    set(&mut t2, 1, 12).unwrap();
+    let wait = blocked(t2, |s| set(s, 1, 12));
     set(&mut t1, 2, 21).unwrap();
     t1.commit().unwrap();
+    let (mut t2, first) = wait.join();
+    assert!(first.unwrap());
     set(&mut t2, 2, 22).unwrap();
-    assert_sqlstate(t2.commit(), "40001");
-    assert_eq!(all(&mut t.session()), vec![(1, 11), (2, 21)]);
+    t2.commit().unwrap();
+    assert_eq!(all(&mut t.session()), vec![(1, 12), (2, 22)]);
 }
 
-/// G0 at REPEATABLE READ and SERIALIZABLE: the second writer fails with 40001.
+/// G0 at REPEATABLE READ and SERIALIZABLE: the second writer waits, then
+/// fails with 40001 once the first commits.
 pub fn dirty_write_repeatable_read() {
     for level in [RepeatableRead, Serializable] {
         let t = hermitage();
@@ -43,12 +43,30 @@ pub fn dirty_write_repeatable_read() {
         t1.begin_with(level).unwrap();
         t2.begin_with(level).unwrap();
         set(&mut t1, 1, 11).unwrap();
-        set(&mut t2, 1, 12).unwrap();
+        let wait = blocked(t2, |s| set(s, 1, 12));
         set(&mut t1, 2, 21).unwrap();
         t1.commit().unwrap();
-        assert_sqlstate(set(&mut t2, 2, 22), "40001");
+        let (mut t2, first) = wait.join();
+        assert_sqlstate(first, "40001");
         t2.rollback().unwrap();
         assert_eq!(all(&mut t.session()), vec![(1, 11), (2, 21)], "{level:?}");
+    }
+}
+
+/// A waiting writer whose blocker rolls back goes on, at every level.
+pub fn writer_proceeds_when_the_blocker_rolls_back() {
+    for level in ALL {
+        let t = hermitage();
+        let (mut t1, mut t2) = (t.session(), t.session());
+        t1.begin_with(level).unwrap();
+        t2.begin_with(level).unwrap();
+        set(&mut t1, 1, 11).unwrap();
+        let wait = blocked(t2, |s| set(s, 1, 12));
+        t1.rollback().unwrap();
+        let (mut t2, result) = wait.join();
+        assert!(result.unwrap(), "{level:?}");
+        t2.commit().unwrap();
+        assert_eq!(all(&mut t.session()), vec![(1, 12), (2, 20)], "{level:?}");
     }
 }
 
@@ -123,29 +141,29 @@ pub fn circular_information_flow() {
 pub fn observed_transaction_vanishes() {
     for level in ALL {
         let t = hermitage();
-        let (mut t1, mut t2, mut t3) = (t.session(), t.session(), t.session());
+        let (mut t1, t2, mut t3) = (t.session(), t.session(), t.session());
+        let mut t2 = t2;
         t1.begin_with(level).unwrap();
         t2.begin_with(level).unwrap();
         t3.begin_with(level).unwrap();
         set(&mut t1, 1, 11).unwrap();
         set(&mut t1, 2, 19).unwrap();
-        set(&mut t2, 1, 12).unwrap();
+        let wait = blocked(t2, |s| set(s, 1, 12));
         t1.commit().unwrap();
+        let (returned, first) = wait.join();
+        t2 = returned;
         assert_eq!(
             value(&mut t3, 1),
             Some(if level == ReadCommitted { 11 } else { 10 })
         );
-        let second = set(&mut t2, 2, 18);
         if level == ReadCommitted {
-            second.unwrap();
+            first.unwrap();
+            set(&mut t2, 2, 18).unwrap();
             assert_eq!(value(&mut t3, 2), Some(19));
-            // PostgreSQL would let t2 wait for t1 and commit; until omen has
-            // row locks, t2's write of row 1, decided before t1 committed,
-            // fails it. Either way t3 sees whole transactions only.
-            assert_sqlstate(t2.commit(), "40001");
-            assert_eq!(all(&mut t3), vec![(1, 11), (2, 19)]);
+            t2.commit().unwrap();
+            assert_eq!(all(&mut t3), vec![(1, 12), (2, 18)]);
         } else {
-            assert_sqlstate(second, "40001");
+            assert_sqlstate(first, "40001");
             t2.rollback().unwrap();
             assert_eq!(all(&mut t3), vec![(1, 10), (2, 20)]);
         }
@@ -182,10 +200,9 @@ pub fn predicate_many_preceders() {
 
 /// P4 with a read-modify-write done by the client: both increments commit at
 /// READ COMMITTED, so one is lost (PostgreSQL allows this too).
-pub fn lost_update_fails_at_read_committed_until_row_locks() {
-    // PostgreSQL lets the second writer overwrite the first after waiting
-    // (the lost update the application asked for); omen fails it with 40001
-    // rather than write a row decided on a version that is no longer the newest.
+pub fn lost_update_at_read_committed() {
+    // PostgreSQL lets the second writer overwrite the first after waiting:
+    // the lost update that READ COMMITTED allows.
     let t = hermitage();
     let (mut t1, mut t2) = (t.session(), t.session());
     t1.begin_with(ReadCommitted).unwrap();
@@ -193,9 +210,11 @@ pub fn lost_update_fails_at_read_committed_until_row_locks() {
     let a = value(&mut t1, 1).unwrap();
     let b = value(&mut t2, 1).unwrap();
     set(&mut t1, 1, a + 1).unwrap();
-    set(&mut t2, 1, b + 1).unwrap();
+    let wait = blocked(t2, move |s| set(s, 1, b + 1));
     t1.commit().unwrap();
-    assert_sqlstate(t2.commit(), "40001");
+    let (mut t2, second) = wait.join();
+    assert!(second.unwrap());
+    t2.commit().unwrap();
     assert_eq!(value(&mut t.session(), 1), Some(11));
 }
 
@@ -207,12 +226,14 @@ fn lost_update_prevented(level: IsolationLevel) {
     let a = value(&mut t1, 1).unwrap();
     let b = value(&mut t2, 1).unwrap();
     set(&mut t1, 1, a + 1).unwrap();
-    set(&mut t2, 1, b + 1).unwrap();
+    let wait = blocked(t2, move |s| set(s, 1, b + 1));
     t1.commit().unwrap();
-    let err = t2.commit().unwrap_err();
+    let (mut t2, second) = wait.join();
+    let err = second.unwrap_err();
     assert_eq!(err.sqlstate().code(), "40001");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("retry"), "{err}");
+    t2.rollback().unwrap();
     assert_eq!(value(&mut t.session(), 1), Some(11));
 }
 
@@ -351,7 +372,9 @@ pub fn phantom_insert_aborts_serializable_writer() {
     t3.commit().unwrap();
 }
 
-/// Two transactions insert the same key: the second gets 23505 (40001 when SERIALIZABLE).
+/// Two transactions insert the same key: the second waits for the first,
+/// then gets 23505 (40001 when SERIALIZABLE, whose snapshot does not see
+/// the row), or goes on when the first rolls back.
 pub fn concurrent_duplicate_insert() {
     for level in ALL {
         let t = hermitage();
@@ -359,15 +382,28 @@ pub fn concurrent_duplicate_insert() {
         t1.begin_with(level).unwrap();
         t2.begin_with(level).unwrap();
         t1.insert("test", row(9, 1)).unwrap();
-        t2.insert("test", row(9, 2)).unwrap();
+        let wait = blocked(t2, |s| s.insert("test", row(9, 2)));
         t1.commit().unwrap();
         let code = if level == Serializable {
             "40001"
         } else {
             "23505"
         };
-        assert_sqlstate(t2.commit(), code);
+        let (mut t2, second) = wait.join();
+        assert_sqlstate(second, code);
+        t2.rollback().unwrap();
         assert_eq!(value(&mut t.session(), 9), Some(1));
+        // A rolled-back insert lets the waiting one in.
+        let (mut t1, mut t2) = (t.session(), t.session());
+        t1.begin_with(level).unwrap();
+        t2.begin_with(level).unwrap();
+        t1.insert("test", row(10, 1)).unwrap();
+        let wait = blocked(t2, |s| s.insert("test", row(10, 2)));
+        t1.rollback().unwrap();
+        let (mut t2, second) = wait.join();
+        second.unwrap();
+        t2.commit().unwrap();
+        assert_eq!(value(&mut t.session(), 10), Some(2));
     }
 }
 

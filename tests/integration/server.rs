@@ -1025,3 +1025,62 @@ pub fn run_slt_over_wire(path: &Path) -> Result<(), libtest_mimic::Failed> {
             .map_err(|e| libtest_mimic::Failed::from(e.display(true).to_string()))
     })
 }
+
+pub fn row_locks_over_the_wire() {
+    // A writer waits for the connection that holds the row, is seen waiting
+    // in pg_stat_activity, and applies itself to the committed row; a
+    // dropped connection's locks end with it.
+    let server = Server::start();
+    runtime().block_on(async {
+        let a = connect(&server.conninfo("a", None)).await.expect("a");
+        let b = connect(&server.conninfo("b", None)).await.expect("b");
+        let c = connect(&server.conninfo("c", None)).await.expect("c");
+        a.batch_execute(
+            "CREATE TABLE test (id int PRIMARY KEY, value int); \
+             INSERT INTO test VALUES (1, 10), (2, 20)",
+        )
+        .await
+        .expect("setup");
+        a.batch_execute("BEGIN; UPDATE test SET value = 11 WHERE id = 1")
+            .await
+            .expect("a writes");
+        b.batch_execute("BEGIN").await.expect("b begins");
+        let waiting = tokio::spawn(async move {
+            let result = b
+                .batch_execute("UPDATE test SET value = value + 1 WHERE id = 1")
+                .await;
+            (b, result)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "b did not wait for a");
+        assert_eq!(
+            simple_rows(
+                &c,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            )
+            .await,
+            vec![vec![Some("1".into())]]
+        );
+        a.batch_execute("COMMIT").await.expect("a commits");
+        let (b, result) = waiting.await.expect("b's task");
+        result.expect("b's update after a committed");
+        b.batch_execute("COMMIT").await.expect("b commits");
+        assert_eq!(
+            simple_rows(&c, "SELECT value FROM test WHERE id = 1").await,
+            vec![vec![Some("12".into())]]
+        );
+        let d = connect(&server.conninfo("d", None)).await.expect("d");
+        d.batch_execute("BEGIN; SELECT * FROM test WHERE id = 2 FOR UPDATE")
+            .await
+            .expect("d locks");
+        let e = c
+            .batch_execute("SET lock_timeout = '100ms'; UPDATE test SET value = 0 WHERE id = 2")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "55P03");
+        drop(d);
+        c.batch_execute("SET lock_timeout = '10s'; UPDATE test SET value = 0 WHERE id = 2")
+            .await
+            .expect("the dropped connection's lock is gone");
+    });
+}

@@ -125,3 +125,40 @@ pub fn ints(s: &mut Session, sql: &str) -> Vec<i64> {
     }
     out
 }
+
+/// A statement running in another thread that must wait for a lock; see [`blocked`].
+pub struct Blocked<T> {
+    handle: std::thread::JoinHandle<(Session, T)>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<T> Blocked<T> {
+    /// Whether it is still waiting.
+    pub fn waiting(&self) -> bool {
+        !self.done.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits for it to finish: the session back, and what `f` returned.
+    pub fn join(self) -> (Session, T) {
+        self.handle.join().expect("the blocked statement panicked")
+    }
+}
+
+/// Runs `f` on `s` in another thread and checks that it is still waiting
+/// (for a lock another session holds) after a while.
+pub fn blocked<T: Send + 'static>(
+    mut s: Session,
+    f: impl FnOnce(&mut Session) -> T + Send + 'static,
+) -> Blocked<T> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let handle = std::thread::spawn(move || {
+        let value = f(&mut s);
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        (s, value)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let blocked = Blocked { handle, done };
+    assert!(blocked.waiting(), "the statement did not wait for the lock");
+    blocked
+}

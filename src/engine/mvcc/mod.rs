@@ -51,5 +51,5 @@ pub use horizon::Horizon;
 pub use store::{
     DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions, DIRECTORY_SCAN_LIMIT,
 };
-pub use transaction::{IsolationLevel, Mark, Scan, Transaction, WriteKind};
+pub use transaction::{IsolationLevel, Mark, RowLock, RowLocker, Scan, Transaction, WriteKind};
 pub use version::{decode_version, split_versioned};

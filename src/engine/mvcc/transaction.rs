@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::commit::{CommitApply, CommitCheck, Request, Write};
 use super::store::Mvcc;
 use super::version::{decode_version, split_versioned};
+use crate::engine::cancel::Canceller;
 use crate::engine::error::{Error, Result};
+use crate::engine::locks::{self, Locks, Mode, Scope, SessionId, Target};
 use crate::engine::memory;
 use crate::engine::storage::{Cf, KvIter, WriteBatch};
 
@@ -52,6 +54,61 @@ pub enum WriteKind {
     Update,
 }
 
+/// How a transaction takes row locks: in its session's name, with the
+/// session's `lock_timeout` and cancel switch ending waits.
+#[derive(Clone)]
+pub struct RowLocker {
+    pub locks: Arc<Locks>,
+    pub session: SessionId,
+    pub canceller: Canceller,
+    /// `lock_timeout` in milliseconds (0: none).
+    pub lock_timeout_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// `deadlock_timeout` in milliseconds.
+    pub deadlock_timeout_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Names a session in messages (its process id on a server).
+    pub describe: Arc<dyn Fn(SessionId) -> String + Send + Sync>,
+}
+
+impl RowLocker {
+    /// Locks row `key` in `mode` until the transaction ends, waiting for
+    /// transactions that hold a conflicting lock unless `block` is off;
+    /// false when it did not wait and another holds it.
+    pub fn lock(&self, key: &[u8], mode: Mode, block: bool) -> Result<bool> {
+        let timeout = self
+            .lock_timeout_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let wait = locks::Wait {
+            block,
+            lock_timeout: (timeout > 0).then(|| std::time::Duration::from_millis(timeout)),
+            canceller: &self.canceller,
+            deadlock_timeout: std::time::Duration::from_millis(
+                self.deadlock_timeout_ms
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            describe: self.describe.as_ref(),
+        };
+        self.locks.lock(
+            self.session,
+            &Target::Row(key.into()),
+            mode,
+            Scope::Transaction,
+            &wait,
+        )
+    }
+}
+
+/// What a row lock found: see [`Transaction::row_state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLock {
+    /// No transaction changed the row after this one's snapshot.
+    Fresh,
+    /// A transaction committed a change of the row after the snapshot;
+    /// `exists` says whether the row is there now.
+    Changed { exists: bool },
+    /// Another transaction holds a conflicting lock and the caller would not wait.
+    Busy,
+}
+
 /// A transaction: reads at its snapshot, buffers writes until commit.
 ///
 /// Dropping a transaction without committing rolls it back.
@@ -72,14 +129,18 @@ pub struct Transaction {
     /// Bytes the buffered writes take, about; bounded by `memory_limit`.
     bytes: usize,
     memory_limit: usize,
+    /// Takes row locks; None for transactions outside a session (tests).
+    locker: Option<Arc<RowLocker>>,
     finished: bool,
 }
 
-/// What one buffered write costs beyond its key and value, about.
-const WRITE_OVERHEAD: usize = 64;
+/// What one buffered write costs beyond its key and value, about: its
+/// entry in the write buffer, and its row lock's in the lock table (which
+/// holds two more copies of the key).
+const WRITE_OVERHEAD: usize = 64 + 160;
 
 fn write_size(key: &[u8], write: &Write) -> usize {
-    key.len() + write.value.as_ref().map_or(0, Vec::len) + WRITE_OVERHEAD
+    3 * key.len() + write.value.as_ref().map_or(0, Vec::len) + WRITE_OVERHEAD
 }
 
 /// The changes of one statement, in order: each key's buffered write before
@@ -119,6 +180,7 @@ impl Transaction {
             undo: None,
             bytes: 0,
             memory_limit,
+            locker: None,
             finished: false,
         }
     }
@@ -126,6 +188,46 @@ impl Transaction {
     /// Sets how many bytes of writes the transaction may buffer.
     pub fn set_memory_limit(&mut self, bytes: usize) {
         self.memory_limit = bytes;
+    }
+
+    /// Makes the transaction lock the rows it writes, in `locker`'s session's name.
+    pub fn set_locker(&mut self, locker: Arc<RowLocker>) {
+        self.locker = Some(locker);
+    }
+
+    /// How the transaction takes row locks (None: it takes none). Waiting
+    /// for a lock needs no access to the transaction, so callers wait
+    /// without holding it.
+    pub fn locker(&self) -> Option<Arc<RowLocker>> {
+        self.locker.clone()
+    }
+
+    /// Whether a transaction committed a change of row `key` that this
+    /// one's snapshot does not see; asked once the row is locked, when no
+    /// other can change it any more. Statements decide what a change means:
+    /// re-read the row at READ COMMITTED, fail with 40001 above.
+    pub fn row_state(&self, key: &[u8]) -> Result<RowLock> {
+        if self.writes.contains_key(key) {
+            // Locked since this transaction first wrote it.
+            return Ok(RowLock::Fresh);
+        }
+        Ok(match self.mvcc.written_after(key, self.read_ts)? {
+            Some((_, exists)) => RowLock::Changed { exists },
+            None => RowLock::Fresh,
+        })
+    }
+
+    /// Moves reads to the newest commit and returns the snapshot they had
+    /// (READ COMMITTED re-reads a row that changed while it waited for it).
+    pub fn refresh_snapshot(&mut self) -> u64 {
+        let old = self.read_ts;
+        self.read_ts = self.mvcc.horizon().visible().max(self.start_ts);
+        old
+    }
+
+    /// Returns reads to a snapshot [`refresh_snapshot`](Transaction::refresh_snapshot) left.
+    pub fn restore_snapshot(&mut self, read_ts: u64) {
+        self.read_ts = read_ts;
     }
 
     /// The isolation level.
@@ -238,6 +340,18 @@ impl Transaction {
     }
 
     fn write(&mut self, key: &[u8], value: Option<Vec<u8>>, kind: WriteKind) -> Result<()> {
+        // Every write locks its row: a delete or an insert (which may be
+        // the new key of an UPDATE) for update, a change in place for no
+        // key update. A statement that re-reads rows locked them already.
+        let mode = match (kind, &value) {
+            (WriteKind::Update, Some(_)) => Mode::NoKeyUpdate,
+            _ => Mode::Update,
+        };
+        if let Some(locker) = &self.locker {
+            if !self.writes.contains_key(key) {
+                locker.lock(key, mode, true)?;
+            }
+        }
         // Fail now rather than at commit, as PostgreSQL does.
         let since = match (self.isolation, kind) {
             (IsolationLevel::ReadCommitted, WriteKind::Update) => Some(self.read_ts),
@@ -324,6 +438,8 @@ impl Transaction {
         if !self.has_writes() {
             return Ok(None);
         }
+        // Locks end after the commit (the drop releases them), so a waiter
+        // that takes one sees what this transaction wrote.
         let checks = std::mem::take(&mut self.checks);
         let applies = std::mem::take(&mut self.applies);
         let request = Request {
@@ -359,6 +475,13 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         self.finish();
+        // Its row locks and transaction-level advisory locks end with it,
+        // and the sessions waiting for them wake.
+        if let Some(locker) = &self.locker {
+            locker
+                .locks
+                .release(locker.session, Some(Scope::Transaction));
+        }
     }
 }
 

@@ -29,8 +29,9 @@ use super::provider::KEY_COLUMN;
 use crate::engine::catalog::Table;
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
+use crate::engine::locks::Mode;
 use crate::engine::mvcc::{IsolationLevel, WriteKind};
-use crate::engine::session::{aborted, insert_row, Session};
+use crate::engine::session::{aborted, insert_row, lock_for_change, Open, Session};
 use crate::engine::types::{DataType, Value};
 
 /// What one statement produced.
@@ -95,7 +96,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .map_err(ParserError::from)
         .map(|mut tokens| {
             truncate_identifiers(&mut tokens);
-            tokens
+            super::row_locks::mark_weak_locks(tokens)
         });
     let parsed = tokens.and_then(|t| {
         Parser::new(&dialect)
@@ -184,6 +185,7 @@ impl Session {
     /// returns one output per statement. It stops at the first failing
     /// statement; those before it keep their effect.
     pub fn execute(&mut self, sql: &str) -> Result<Vec<Output>> {
+        self.set_query_text(sql);
         parse(sql)?
             .into_iter()
             .map(|statement| self.execute_statement(statement))
@@ -201,6 +203,7 @@ impl Session {
         }
         self.canceller.reset();
         self.copy_abort();
+        self.report_state(true);
         let mut text = String::new();
         let run = std::panic::AssertUnwindSafe(|| self.dispatch(statement, &mut text));
         let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
@@ -221,10 +224,7 @@ impl Session {
                 open.aborted = true;
             }
         }
-        if self.txn.is_none() {
-            // A statement outside a transaction block is its own transaction.
-            self.end_transaction_locks();
-        }
+        self.report_state(false);
         result
     }
 
@@ -234,6 +234,13 @@ impl Session {
             return Ok(output);
         }
         *text = log_text(&statement);
+        if let Statement::Query(query) = statement {
+            if !query.locks.is_empty() {
+                return self.select_locked(query);
+            }
+            refuse_row_locks(&query)?;
+            return self.query(Statement::Query(query));
+        }
         refuse_row_locks(&statement)?;
         match statement {
             Statement::Query(_) | Statement::Explain { .. } => self.query(statement),
@@ -377,11 +384,12 @@ impl Session {
             &super::PlannerContext {
                 memory: self.memory_limit,
                 advisory: Some(super::pg_functions::Advisory {
-                    locks: self.shared.advisory.clone(),
+                    locks: self.shared.locks.clone(),
+                    activity: self.shared.activity.clone(),
                     session: self.id,
                     canceller: self.canceller.clone(),
                     lock_timeout_ms: self.lock_timeout_ms.clone(),
-                    xact_locks: self.xact_locks.clone(),
+                    deadlock_timeout_ms: self.deadlock_timeout_ms.clone(),
                 }),
                 ..self.shared.planner_context()
             },
@@ -487,40 +495,22 @@ impl Session {
         let planner = self.planner()?;
         let shared = self.shared.clone();
         let count = self.statement(|open| {
-            let rows = shared
-                .runtime
-                .block_on(planner.query_keyed(&open.txn, query, table.id))?;
+            let rows =
+                shared
+                    .runtime
+                    .block_on(planner.query_keyed(&open.txn, query.clone(), table.id))?;
             let mut moved = Vec::new();
-            let mut count = 0;
-            for batch in &rows.batches {
-                let arrays = batch.columns()[1..]
-                    .iter()
-                    .zip(&table.columns)
-                    .map(|(array, column)| assign(array, column.data_type, &column.name))
-                    .collect::<Result<Vec<_>>>()?;
-                for r in 0..batch.num_rows() {
-                    let old = stored_key(batch.column(0), r)?;
-                    let row = arrays
-                        .iter()
-                        .map(|a| convert::value_at(a.as_ref(), r))
-                        .collect::<Result<Vec<_>>>()?;
-                    let row = table.check_row(row)?;
-                    let new = if table.has_row_ids() {
-                        old.clone()
-                    } else {
-                        table.row_key(&row)?
-                    };
-                    if old == new {
-                        let bytes = table.encode_row(&row)?;
-                        open.txn.lock().put(&new, bytes, WriteKind::Update)?;
-                    } else {
-                        // A changed key: delete every old key before writing
-                        // the new ones, so keys may shift within the statement.
-                        open.txn.lock().delete(&old)?;
-                        moved.push(row);
-                    }
-                    count += 1;
-                }
+            let mut changed = Vec::new();
+            let mut count = update_rows(open, &table, &rows, &mut moved, Some(&mut changed))?;
+            if !changed.is_empty() {
+                // READ COMMITTED: rows another transaction changed while this
+                // one waited are read again as they are now, checked against
+                // the WHERE clause again, and updated from their new values.
+                open.txn.lock().refresh_snapshot();
+                let rows = shared
+                    .runtime
+                    .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
+                count += update_rows(open, &table, &rows, &mut moved, None)?;
             }
             for row in moved {
                 insert_row(&shared, open, &table, row)?;
@@ -595,15 +585,20 @@ impl Session {
         let planner = self.planner()?;
         let shared = self.shared.clone();
         let count = self.statement(|open| {
-            let rows = shared
-                .runtime
-                .block_on(planner.query_keyed(&open.txn, query, table.id))?;
-            let mut count = 0;
-            for batch in &rows.batches {
-                for r in 0..batch.num_rows() {
-                    open.txn.lock().delete(&stored_key(batch.column(0), r)?)?;
-                    count += 1;
-                }
+            let rows =
+                shared
+                    .runtime
+                    .block_on(planner.query_keyed(&open.txn, query.clone(), table.id))?;
+            let mut changed = Vec::new();
+            let mut count = delete_rows(open, &rows, Some(&mut changed))?;
+            if !changed.is_empty() {
+                // READ COMMITTED: a row another transaction changed while this
+                // one waited is deleted if it still matches.
+                open.txn.lock().refresh_snapshot();
+                let rows = shared
+                    .runtime
+                    .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
+                count += delete_rows(open, &rows, None)?;
             }
             open.tables.insert(table.id);
             Ok(count)
@@ -654,6 +649,87 @@ impl Session {
 /// What the log shows of a statement should it panic: its SQL, but for an
 /// INSERT only its target and row count, since rendering a large VALUES list
 /// for every statement would cost as much as parsing it.
+/// Writes the new rows of an UPDATE (each row's storage key, then the whole
+/// new row); rows whose key changes are deleted and go to `moved`, to be
+/// inserted once every old key is gone. Rows that changed after the
+/// snapshot go to `changed` (READ COMMITTED), unwritten. Returns the rows
+/// written.
+fn update_rows(
+    open: &mut Open,
+    table: &Table,
+    rows: &Rows,
+    moved: &mut Vec<Vec<Value>>,
+    mut changed: Option<&mut Vec<Vec<u8>>>,
+) -> Result<usize> {
+    let mut count = 0;
+    for batch in &rows.batches {
+        let arrays = batch.columns()[1..]
+            .iter()
+            .zip(&table.columns)
+            .map(|(array, column)| assign(array, column.data_type, &column.name))
+            .collect::<Result<Vec<_>>>()?;
+        for r in 0..batch.num_rows() {
+            let old = stored_key(batch.column(0), r)?;
+            let row = arrays
+                .iter()
+                .map(|a| convert::value_at(a.as_ref(), r))
+                .collect::<Result<Vec<_>>>()?;
+            let row = table.check_row(row)?;
+            let new = if table.has_row_ids() {
+                old.clone()
+            } else {
+                table.row_key(&row)?
+            };
+            let mode = if old == new {
+                Mode::NoKeyUpdate
+            } else {
+                Mode::Update
+            };
+            if lock_for_change(open, &old, mode, changed.is_some())? {
+                if let Some(changed) = changed.as_mut() {
+                    changed.push(old);
+                }
+                continue;
+            }
+            if old == new {
+                let bytes = table.encode_row(&row)?;
+                open.txn.lock().put(&new, bytes, WriteKind::Update)?;
+            } else {
+                // A changed key: delete every old key before writing
+                // the new ones, so keys may shift within the statement.
+                open.txn.lock().delete(&old)?;
+                moved.push(row);
+            }
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Deletes the rows of a DELETE's query (their storage keys); as
+/// [`update_rows`] for rows that changed after the snapshot.
+fn delete_rows(
+    open: &mut Open,
+    rows: &Rows,
+    mut changed: Option<&mut Vec<Vec<u8>>>,
+) -> Result<usize> {
+    let mut count = 0;
+    for batch in &rows.batches {
+        for r in 0..batch.num_rows() {
+            let key = stored_key(batch.column(0), r)?;
+            if lock_for_change(open, &key, Mode::Update, changed.is_some())? {
+                if let Some(changed) = changed.as_mut() {
+                    changed.push(key);
+                }
+                continue;
+            }
+            open.txn.lock().delete(&key)?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
 fn log_text(statement: &Statement) -> String {
     match statement {
         Statement::Insert(insert) => {
@@ -668,10 +744,11 @@ fn log_text(statement: &Statement) -> String {
     }
 }
 
-/// Refuses `FOR UPDATE`, `FOR SHARE` and their variants anywhere in a
-/// statement: omen takes no row locks yet, and running the query without the
-/// lock it asks for would promise the client a guarantee it does not get.
-fn refuse_row_locks(statement: &Statement) -> Result<()> {
+/// Refuses `FOR UPDATE`, `FOR SHARE` and their variants below the outermost
+/// SELECT (in subqueries, CTEs, INSERT ... SELECT): omen locks only the rows
+/// a top-level SELECT returns, and running the query without the lock it
+/// asks for would promise the client a guarantee it does not get.
+pub(super) fn refuse_row_locks(statement: &impl ast::Visit) -> Result<()> {
     struct Locks;
     impl ast::Visitor for Locks {
         type Break = String;
@@ -684,8 +761,8 @@ fn refuse_row_locks(statement: &Statement) -> Result<()> {
     }
     match ast::Visit::visit(statement, &mut Locks) {
         std::ops::ControlFlow::Break(lock) => Err(Error::Unsupported(format!(
-            "SELECT ... {lock} (omen takes no row locks yet, so it refuses the lock rather \
-             than run the query without it)"
+            "{lock} in a subquery (omen locks the rows of the outermost SELECT only, so it \
+             refuses the lock rather than run the query without it)"
         ))),
         std::ops::ControlFlow::Continue(()) => Ok(()),
     }
@@ -837,7 +914,7 @@ fn select(items: &[String], relation: &str, selection: Option<&ast::Expr>) -> Re
 }
 
 /// The storage key at row `r` of a [`KEY_COLUMN`].
-fn stored_key(column: &ArrayRef, r: usize) -> Result<Vec<u8>> {
+pub(super) fn stored_key(column: &ArrayRef, r: usize) -> Result<Vec<u8>> {
     match convert::value_at(column.as_ref(), r)? {
         Value::Bytes(key) => Ok(key),
         other => Err(Error::Internal(format!("a row key read as {other}"))),
@@ -928,6 +1005,7 @@ pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
         ("application_name", ""),
         ("client_encoding", "UTF8"),
         ("datestyle", "ISO, MDY"),
+        ("deadlock_timeout", "1s"),
         ("extra_float_digits", "1"),
         ("idle_in_transaction_session_timeout", "0"),
         ("lock_timeout", "0"),
@@ -995,7 +1073,10 @@ impl Session {
                     Ok(())
                 }
             }
-            "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
+            "statement_timeout"
+            | "idle_in_transaction_session_timeout"
+            | "lock_timeout"
+            | "deadlock_timeout" => {
                 let timeout = parse_timeout(value).ok_or_else(|| {
                     Error::invalid(
                         SqlState::INVALID_PARAMETER_VALUE,
@@ -1005,10 +1086,14 @@ impl Session {
                 if name == "statement_timeout" {
                     self.canceller.set_timeout(timeout);
                 }
-                if name == "lock_timeout" {
-                    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-                    self.lock_timeout_ms
-                        .store(ms, std::sync::atomic::Ordering::Relaxed);
+                let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                let lock_setting = match name.as_str() {
+                    "lock_timeout" => Some(&self.lock_timeout_ms),
+                    "deadlock_timeout" => Some(&self.deadlock_timeout_ms),
+                    _ => None,
+                };
+                if let Some(setting) = lock_setting {
+                    setting.store(ms, std::sync::atomic::Ordering::Relaxed);
                 }
                 self.settings.insert(name, value.to_string());
                 Ok(())

@@ -27,8 +27,9 @@ use super::execute::{assign, column_name, ident, table_name, Output};
 use super::planner::Rows;
 use crate::engine::catalog::Table;
 use crate::engine::error::Result;
+use crate::engine::locks::Mode;
 use crate::engine::mvcc::WriteKind;
-use crate::engine::session::{insert_row, Session};
+use crate::engine::session::{insert_row, locked_row, Session};
 use crate::engine::types::{DataType, Value};
 
 impl Session {
@@ -232,10 +233,10 @@ impl Session {
             return Ok(None);
         };
         let count = self.statement(|open| {
-            let mut txn = open.txn.lock();
-            let Some(bytes) = txn.get(&key)? else {
+            let Some(bytes) = locked_row(open, &key, Mode::NoKeyUpdate)? else {
                 return Ok(Some(0));
             };
+            let mut txn = open.txn.lock();
             let old = table.decode_row(&bytes)?;
             let mut row = old.clone();
             for (c, assigned) in &assignments {
@@ -275,12 +276,10 @@ impl Session {
             return Ok(None);
         };
         let count = self.statement(|open| {
-            let mut txn = open.txn.lock();
-            if txn.get(&key)?.is_none() {
+            if locked_row(open, &key, Mode::Update)?.is_none() {
                 return Ok(0);
             }
-            txn.delete(&key)?;
-            drop(txn);
+            open.txn.lock().delete(&key)?;
             open.tables.insert(table.id);
             Ok(1)
         })?;

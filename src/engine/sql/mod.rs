@@ -26,6 +26,7 @@ mod pg_functions;
 mod planner;
 mod provider;
 mod roles;
+mod row_locks;
 mod scan;
 mod script;
 

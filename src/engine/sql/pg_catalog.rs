@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Float32Array, Int16Array, Int16Builder, Int32Array, Int64Array,
-    ListBuilder, StringArray, StringBuilder, UInt32Array,
+    ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray, UInt32Array,
 };
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -26,7 +26,9 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::DataFusionError;
 use datafusion::datasource::MemTable;
 
+use crate::engine::activity::Activity;
 use crate::engine::catalog::{Catalog, Role, Table};
+use crate::engine::locks::{Locks, Target};
 use crate::engine::types::DataType;
 
 /// The oid of namespace `pg_catalog`.
@@ -367,6 +369,7 @@ enum Kind {
     TextList,
     I16List,
     OidList,
+    Timestamptz,
 }
 
 /// One value of a catalog row.
@@ -376,6 +379,7 @@ enum Cell {
     Bool(bool),
     Int(i64),
     I16List(Vec<i16>),
+    Time(std::time::SystemTime),
 }
 
 impl From<&str> for Cell {
@@ -750,6 +754,48 @@ const PG_PROC: Columns = &[
     ("prorettype", Oid),
     ("proargtypes", Text),
 ];
+const PG_LOCKS: Columns = &[
+    ("locktype", Text),
+    ("database", Oid),
+    ("relation", Oid),
+    ("page", I32),
+    ("tuple", I16),
+    ("virtualxid", Text),
+    ("transactionid", I64),
+    ("classid", Oid),
+    ("objid", Oid),
+    ("objsubid", I16),
+    ("virtualtransaction", Text),
+    ("pid", I32),
+    ("mode", Text),
+    ("granted", Bool),
+    ("fastpath", Bool),
+    ("waitstart", Timestamptz),
+];
+const PG_STAT_ACTIVITY: Columns = &[
+    ("datid", Oid),
+    ("datname", Text),
+    ("pid", I32),
+    ("leader_pid", I32),
+    ("usesysid", Oid),
+    ("usename", Text),
+    ("application_name", Text),
+    ("client_addr", Text),
+    ("client_hostname", Text),
+    ("client_port", I32),
+    ("backend_start", Timestamptz),
+    ("xact_start", Timestamptz),
+    ("query_start", Timestamptz),
+    ("state_change", Timestamptz),
+    ("wait_event_type", Text),
+    ("wait_event", Text),
+    ("state", Text),
+    ("backend_xid", I64),
+    ("backend_xmin", I64),
+    ("query_id", I64),
+    ("query", Text),
+    ("backend_type", Text),
+];
 const PG_TABLES: Columns = &[
     ("schemaname", Text),
     ("tablename", Text),
@@ -783,6 +829,7 @@ const PG_CATALOG: &[(&str, Columns)] = &[
     ("pg_extension", PG_EXTENSION),
     ("pg_index", PG_INDEX),
     ("pg_inherits", PG_INHERITS),
+    ("pg_locks", PG_LOCKS),
     ("pg_namespace", PG_NAMESPACE),
     ("pg_policy", PG_POLICY),
     ("pg_proc", PG_PROC),
@@ -792,6 +839,7 @@ const PG_CATALOG: &[(&str, Columns)] = &[
     ("pg_range", PG_RANGE),
     ("pg_rewrite", PG_REWRITE),
     ("pg_roles", PG_ROLES),
+    ("pg_stat_activity", PG_STAT_ACTIVITY),
     ("pg_statistic_ext", PG_STATISTIC_EXT),
     ("pg_tables", PG_TABLES),
     ("pg_tablespace", PG_TABLESPACE),
@@ -1338,6 +1386,97 @@ fn information_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
     }
 }
 
+/// The rows of pg_locks: every lock held or awaited.
+fn lock_rows(live: &Live) -> Vec<Row> {
+    live.locks
+        .rows()
+        .into_iter()
+        .map(|lock| {
+            let pid = live.activity.pid(lock.session).unwrap_or(0);
+            let mut row = vec![
+                ("database", oid(DATABASE_OID)),
+                ("virtualtransaction", format!("{}/1", lock.session).into()),
+                ("pid", i64::from(pid).into()),
+                ("mode", lock.mode.name(&lock.target).into()),
+                ("granted", lock.granted.into()),
+                ("fastpath", false.into()),
+            ];
+            if let Some(since) = lock.waitstart {
+                let waited = since.elapsed();
+                row.push((
+                    "waitstart",
+                    Cell::Time(std::time::SystemTime::now() - waited),
+                ));
+            }
+            match &lock.target {
+                Target::Advisory(key) => {
+                    // As PostgreSQL: a bigint key in classid (high) and objid
+                    // (low) with objsubid 1, a pair of integers with 2.
+                    let pair = key >> 64 != 0;
+                    row.extend([
+                        ("locktype", "advisory".into()),
+                        ("classid", oid((*key >> 32) as u32)),
+                        ("objid", oid(*key as u32)),
+                        ("objsubid", (if pair { 2 } else { 1 }).into()),
+                    ]);
+                }
+                Target::Row(key) => {
+                    let table = key
+                        .get(..4)
+                        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    row.extend([
+                        ("locktype", "tuple".into()),
+                        ("relation", oid(table_oid(table))),
+                        ("page", 0.into()),
+                        ("tuple", 0.into()),
+                    ]);
+                }
+            }
+            row
+        })
+        .collect()
+}
+
+/// The rows of pg_stat_activity: every session.
+fn activity_rows(live: &Live) -> Vec<Row> {
+    live.activity
+        .all()
+        .into_iter()
+        .map(|(id, b)| {
+            let waiting = live.locks.waiting_for(id);
+            let mut row = vec![
+                ("datid", oid(DATABASE_OID)),
+                ("datname", "omen".into()),
+                ("pid", i64::from(b.pid).into()),
+                ("usesysid", oid(OWNER_OID)),
+                ("usename", b.user.into()),
+                ("application_name", b.application_name.into()),
+                ("client_port", (-1).into()),
+                ("backend_start", Cell::Time(b.backend_start)),
+                ("state_change", Cell::Time(b.state_change)),
+                ("state", b.state.into()),
+                ("query", b.query.into()),
+                ("backend_type", "client backend".into()),
+            ];
+            if let Some(t) = b.xact_start {
+                row.push(("xact_start", Cell::Time(t)));
+            }
+            if let Some(t) = b.query_start {
+                row.push(("query_start", Cell::Time(t)));
+            }
+            if let Some(target) = waiting {
+                let event = match target {
+                    Target::Advisory(_) => "advisory",
+                    Target::Row(_) => "tuple",
+                };
+                row.push(("wait_event_type", "Lock".into()));
+                row.push(("wait_event", event.into()));
+            }
+            row
+        })
+        .collect()
+}
+
 /// A record batch of `columns` holding `rows`. Values a row leaves out are
 /// NULL with `absent_null`, else false or zero (text and lists: NULL).
 fn batch(
@@ -1440,6 +1579,17 @@ fn batch(
                 let array = b.finish();
                 (array.data_type().clone(), Arc::new(array))
             }
+            Timestamptz => {
+                let micros = cells.map(|c| match c {
+                    Some(Cell::Time(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
+                        Ok(d) => d.as_micros() as i64,
+                        Err(e) => -(e.duration().as_micros() as i64),
+                    }),
+                    _ => None,
+                });
+                let array = TimestampMicrosecondArray::from_iter(micros).with_timezone("UTC");
+                (array.data_type().clone(), Arc::new(array))
+            }
         };
         fields.push(Field::new(name, data_type, true));
         arrays.push(array);
@@ -1461,14 +1611,28 @@ pub struct SystemSchema {
     system: System,
     catalog: Arc<Catalog>,
     user: String,
+    live: Option<Live>,
+}
+
+/// What the views of running sessions (pg_locks, pg_stat_activity) read.
+#[derive(Clone)]
+pub struct Live {
+    pub locks: Arc<Locks>,
+    pub activity: Arc<Activity>,
 }
 
 impl SystemSchema {
-    pub fn new(system: System, catalog: Arc<Catalog>, user: &str) -> SystemSchema {
+    pub fn new(
+        system: System,
+        catalog: Arc<Catalog>,
+        user: &str,
+        live: Option<Live>,
+    ) -> SystemSchema {
         SystemSchema {
             system,
             catalog,
             user: user.to_string(),
+            live,
         }
     }
 
@@ -1499,9 +1663,11 @@ impl SchemaProvider for SystemSchema {
         let Some((name, columns)) = self.relations().iter().find(|(n, _)| *n == name) else {
             return Ok(None);
         };
-        let rows = match self.system {
-            System::PgCatalog => pg_rows(name, &self.catalog, &self.user),
-            System::InformationSchema => information_rows(name, &self.catalog, &self.user),
+        let rows = match (self.system, &self.live) {
+            (System::PgCatalog, Some(live)) if *name == "pg_locks" => lock_rows(live),
+            (System::PgCatalog, Some(live)) if *name == "pg_stat_activity" => activity_rows(live),
+            (System::PgCatalog, _) => pg_rows(name, &self.catalog, &self.user),
+            (System::InformationSchema, _) => information_rows(name, &self.catalog, &self.user),
         };
         let batch = batch(
             columns,

@@ -21,11 +21,12 @@ use super::pg_catalog::{
     self, constraint_definition, format_type, index_definition, quote_ident, relation_of,
     type_name, type_named, visible_roles, INFORMATION_SCHEMA_OID, PG_CATALOG_OID, PUBLIC_OID,
 };
+use crate::engine::activity::Activity;
 use crate::engine::catalog::Catalog;
 use crate::engine::error::{Error, SqlState};
-use crate::engine::locks::{AdvisoryLocks, Mode, Scope, SessionId, Wait};
+use crate::engine::locks::{Locks, Mode, Scope, SessionId, Target, Wait};
 use crate::engine::{Backends, Canceller};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// An object-identifier type: its cast function, its to_reg function, the
@@ -513,16 +514,18 @@ pub fn functions(catalog: Arc<Catalog>, user: &str) -> Vec<ScalarUDF> {
 /// What a session's advisory lock functions work with.
 #[derive(Clone)]
 pub struct Advisory {
-    /// The database's advisory locks.
-    pub locks: Arc<AdvisoryLocks>,
+    /// The database's locks.
+    pub locks: Arc<Locks>,
+    /// The database's sessions, to name them in messages.
+    pub activity: Arc<Activity>,
     /// The session that calls them.
     pub session: SessionId,
     /// The session's cancel switch (cancel and statement_timeout end a wait).
     pub canceller: Canceller,
     /// The session's lock_timeout in milliseconds (0: none).
     pub lock_timeout_ms: Arc<AtomicU64>,
-    /// Set when the session takes a transaction-level lock.
-    pub xact_locks: Arc<AtomicBool>,
+    /// The session's deadlock_timeout in milliseconds.
+    pub deadlock_timeout_ms: Arc<AtomicU64>,
 }
 
 /// What one advisory lock function does.
@@ -540,7 +543,8 @@ enum LockCall {
 /// they run when the statement runs (never while it is planned), once per row.
 pub fn advisory_functions(advisory: &Advisory) -> Vec<ScalarUDF> {
     use LockCall::{Lock, Unlock};
-    use Mode::{Exclusive, Shared};
+    // Exclusive advisory locks conflict as FOR UPDATE does, shared ones as FOR SHARE.
+    use Mode::{Share as Shared, Update as Exclusive};
     use Scope::{Session, Transaction};
     let calls = [
         (
@@ -627,6 +631,13 @@ pub fn advisory_functions(advisory: &Advisory) -> Vec<ScalarUDF> {
             })
         })
         .collect();
+    let blocking = advisory.clone();
+    functions.push(ScalarUDF::new_from_impl(Function {
+        name: "pg_blocking_pids",
+        signature: Signature::any(1, Volatility::Volatile),
+        returns: |_| ArrowType::new_list(ArrowType::Int32, true),
+        body: Box::new(move |args, _| blocking.blocking_pids(&args[0])),
+    }));
     let advisory = advisory.clone();
     functions.push(ScalarUDF::new_from_impl(Function {
         name: "pg_advisory_unlock_all",
@@ -643,6 +654,33 @@ pub fn advisory_functions(advisory: &Advisory) -> Vec<ScalarUDF> {
 }
 
 impl Advisory {
+    /// pg_blocking_pids(pid): the processes session `pid` waits for.
+    fn blocking_pids(&self, pids: &ArrayRef) -> Result<ArrayRef> {
+        let pids = cast(pids, &ArrowType::Int32)?;
+        let pids = pids
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int32Array>()
+            .ok_or_else(|| DataFusionError::Internal("pg_blocking_pids argument".into()))?;
+        let mut out = datafusion::arrow::array::ListBuilder::new(
+            datafusion::arrow::array::Int32Builder::new(),
+        );
+        for pid in pids.iter() {
+            let Some(pid) = pid else {
+                out.append_null();
+                continue;
+            };
+            if let Some(session) = self.activity.session_of(pid) {
+                for blocker in self.locks.blocking(session) {
+                    if let Some(pid) = self.activity.pid(blocker) {
+                        out.values().append_value(pid);
+                    }
+                }
+            }
+            out.append(true);
+        }
+        Ok(Arc::new(out.finish()))
+    }
+
     fn call(&self, name: &str, call: LockCall, args: &[ArrayRef]) -> Result<ArrayRef> {
         let keys = lock_keys(name, args)?;
         let timeout = self.lock_timeout_ms.load(Ordering::Relaxed);
@@ -654,21 +692,24 @@ impl Advisory {
             };
             let done = match call {
                 LockCall::Lock { mode, scope, block } => {
+                    let describe = |id| self.activity.describe(id);
                     let wait = Wait {
                         block,
                         lock_timeout: (timeout > 0).then(|| Duration::from_millis(timeout)),
                         canceller: &self.canceller,
+                        deadlock_timeout: Duration::from_millis(
+                            self.deadlock_timeout_ms.load(Ordering::Relaxed),
+                        ),
+                        describe: &describe,
                     };
-                    let taken = self
-                        .locks
-                        .lock(self.session, key, mode, scope, &wait)
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    if taken && scope == Scope::Transaction {
-                        self.xact_locks.store(true, Ordering::Relaxed);
-                    }
-                    taken
+                    self.locks
+                        .lock(self.session, &Target::Advisory(key), mode, scope, &wait)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?
                 }
-                LockCall::Unlock(mode) => self.locks.unlock(self.session, key, mode),
+                LockCall::Unlock(mode) => {
+                    self.locks
+                        .unlock(self.session, &Target::Advisory(key), mode)
+                }
             };
             out.push(Some(done));
         }

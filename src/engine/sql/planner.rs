@@ -17,14 +17,15 @@ use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
-use super::pg_catalog::{System, SystemSchema};
+use super::pg_catalog::{Live, System, SystemSchema};
 use super::provider::Tables;
 use super::{compat, pg_functions};
 use crate::engine::catalog::{did_you_mean, Catalog};
@@ -138,7 +139,11 @@ impl Planner {
             ("pg_catalog", System::PgCatalog),
             ("information_schema", System::InformationSchema),
         ] {
-            let schema = SystemSchema::new(system, catalog.clone(), user);
+            let live = context.advisory.as_ref().map(|a| Live {
+                locks: a.locks.clone(),
+                activity: a.activity.clone(),
+            });
+            let schema = SystemSchema::new(system, catalog.clone(), user, live);
             schemas
                 .register_schema(name, Arc::new(schema))
                 .map_err(|e| map_error(e, &catalog))?;
@@ -210,7 +215,7 @@ impl Planner {
         keyed: Option<u32>,
     ) -> Result<(Vec<Option<DataType>>, SchemaRef)> {
         compat::rewrite(&mut query, &self.catalog);
-        let _lend = Lend::new(&self.tables, Some(txn), keyed);
+        let _lend = Lend::new(&self.tables, Some(txn), keyed, None);
         let state = self.ctx.state();
         let describe = async {
             let plan = state
@@ -237,23 +242,11 @@ impl Planner {
     async fn run(
         &self,
         txn: Option<&SharedTxn>,
-        mut query: ast::Statement,
+        query: ast::Statement,
         keyed: Option<u32>,
     ) -> Result<Rows> {
-        compat::rewrite(&mut query, &self.catalog);
-        let _lend = Lend::new(&self.tables, txn, keyed);
-        // One copy of the session state per statement (it also fixes now()
-        // for the statement), used to plan and to run.
-        let mut state = self.ctx.state();
-        state.config_mut().options_mut().execution.target_partitions =
-            self.parallelism.load(std::sync::atomic::Ordering::Relaxed);
         let run = async {
-            let plan = state
-                .statement_to_plan(DfStatement::Statement(Box::new(query)))
-                .await?;
-            let physical = state.create_physical_plan(&plan).await?;
-            let schema = physical.schema();
-            let mut stream = execute_stream(physical, state.task_ctx())?;
+            let (schema, mut stream) = self.start(txn, query, keyed, None).await?;
             let (mut batches, mut bytes) = (Vec::new(), 0usize);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
@@ -266,6 +259,86 @@ impl Planner {
                 }
                 batches.push(batch);
             }
+            Ok::<_, DataFusionError>(Rows { schema, batches })
+        };
+        self.canceller
+            .guard(async { run.await.map_err(|e| map_error(e, &self.catalog)) })
+            .await
+    }
+
+    /// Plans a query and starts it: its batches arrive as the stream is
+    /// polled. Table `keyed` has [`KEY_COLUMN`](super::provider::KEY_COLUMN),
+    /// and reads only the storage keys in `restrict` when it is given.
+    async fn start(
+        &self,
+        txn: Option<&SharedTxn>,
+        mut query: ast::Statement,
+        keyed: Option<u32>,
+        restrict: Option<Vec<Vec<u8>>>,
+    ) -> std::result::Result<(SchemaRef, SendableRecordBatchStream), DataFusionError> {
+        compat::rewrite(&mut query, &self.catalog);
+        let _lend = Lend::new(&self.tables, txn, keyed, restrict);
+        // One copy of the session state per statement (it also fixes now()
+        // for the statement), used to plan and to run.
+        let mut state = self.ctx.state();
+        state.config_mut().options_mut().execution.target_partitions =
+            self.parallelism.load(std::sync::atomic::Ordering::Relaxed);
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(query)))
+            .await?;
+        let physical = state.create_physical_plan(&plan).await?;
+        let schema = physical.schema();
+        Ok((schema, execute_stream(physical, state.task_ctx())?))
+    }
+
+    /// Plans and starts a query in which table `keyed` has
+    /// [`KEY_COLUMN`](super::provider::KEY_COLUMN); the caller pulls its
+    /// batches one at a time with [`next_batch`](Planner::next_batch)
+    /// (SELECT ... FOR UPDATE locks each row as it arrives).
+    pub async fn stream_keyed(
+        &self,
+        txn: &SharedTxn,
+        query: ast::Statement,
+        keyed: u32,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let start = async {
+            self.start(Some(txn), query, Some(keyed), None)
+                .await
+                .map_err(|e| map_error(e, &self.catalog))
+        };
+        self.canceller.guard(start).await
+    }
+
+    /// The next batch of a stream from [`stream_keyed`](Planner::stream_keyed).
+    pub async fn next_batch(
+        &self,
+        stream: &mut SendableRecordBatchStream,
+    ) -> Result<Option<RecordBatch>> {
+        let next = async {
+            stream
+                .next()
+                .await
+                .transpose()
+                .map_err(|e| map_error(e, &self.catalog))
+        };
+        self.canceller.guard(next).await
+    }
+
+    /// Runs a keyed query (as [`query_keyed`](Planner::query_keyed) does)
+    /// over only the rows with storage keys `keys`: a statement re-reads
+    /// the rows that changed while it waited to lock them.
+    pub async fn query_rechecked(
+        &self,
+        txn: &SharedTxn,
+        query: ast::Statement,
+        keyed: u32,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Rows> {
+        let run = async {
+            let (schema, stream) = self
+                .start(Some(txn), query, Some(keyed), Some(keys))
+                .await?;
+            let batches: Vec<RecordBatch> = stream.try_collect().await?;
             Ok::<_, DataFusionError>(Rows { schema, batches })
         };
         self.canceller
@@ -313,9 +386,15 @@ struct Lend<'a> {
 }
 
 impl<'a> Lend<'a> {
-    fn new(tables: &'a Tables, txn: Option<&SharedTxn>, keyed: Option<u32>) -> Lend<'a> {
+    fn new(
+        tables: &'a Tables,
+        txn: Option<&SharedTxn>,
+        keyed: Option<u32>,
+        restrict: Option<Vec<Vec<u8>>>,
+    ) -> Lend<'a> {
         *tables.txn.lock() = txn.cloned();
         *tables.keyed.lock() = keyed;
+        *tables.restrict.lock() = restrict.map(Arc::new);
         Lend { tables }
     }
 }
@@ -324,6 +403,7 @@ impl Drop for Lend<'_> {
     fn drop(&mut self) {
         *self.tables.txn.lock() = None;
         *self.tables.keyed.lock() = None;
+        *self.tables.restrict.lock() = None;
     }
 }
 

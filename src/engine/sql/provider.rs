@@ -58,6 +58,9 @@ pub struct Tables {
     pub txn: Mutex<Option<SharedTxn>>,
     /// The table whose scans add [`KEY_COLUMN`] in this statement.
     pub keyed: Mutex<Option<u32>>,
+    /// The only rows the keyed table's scans read, by storage key, when a
+    /// statement re-reads rows that changed while it waited to lock them.
+    pub restrict: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
     /// Rows the scans of this session have read.
     pub scanned: Arc<AtomicU64>,
 }
@@ -69,6 +72,7 @@ impl Tables {
             directories,
             txn: Mutex::new(None),
             keyed: Mutex::new(None),
+            restrict: Mutex::new(None),
             scanned: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -100,8 +104,14 @@ impl SchemaProvider for Tables {
             ));
         };
         let with_keys = *self.keyed.lock() == Some(table.id);
+        let restrict = if with_keys {
+            self.restrict.lock().clone()
+        } else {
+            None
+        };
         Ok(Some(Arc::new(TableScan {
             schema: table_schema(&table, with_keys),
+            restrict,
             table,
             txn,
             with_keys,
@@ -122,6 +132,8 @@ pub struct TableScan {
     txn: SharedTxn,
     /// Whether rows end with their storage key, as [`KEY_COLUMN`].
     with_keys: bool,
+    /// The only storage keys to read (see [`Tables::restrict`]).
+    restrict: Option<Arc<Vec<Vec<u8>>>>,
     scanned: Arc<AtomicU64>,
     directories: Arc<Directories>,
 }
@@ -183,7 +195,14 @@ impl TableProvider for TableScan {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
         let filters: Vec<&Expr> = filters.iter().collect();
-        let ranges = KeyRanges::plan(&self.table, &filters).ranges;
+        let mut ranges = KeyRanges::plan(&self.table, &filters).ranges;
+        if let Some(keys) = &self.restrict {
+            ranges = keys
+                .iter()
+                .filter(|k| ranges.iter().any(|r| r.contains(k)))
+                .map(|k| Read::Get(k.clone()))
+                .collect();
+        }
         let parts = state.config_options().execution.target_partitions;
         let whole = matches!(ranges.as_slice(),
             [Read::Scan(from, to)] if *from == self.table.key_prefix() && *to == self.table.key_end());
@@ -230,6 +249,15 @@ pub struct KeyRanges {
 pub enum Read {
     Get(Vec<u8>),
     Scan(Vec<u8>, Vec<u8>),
+}
+
+impl Read {
+    fn contains(&self, key: &[u8]) -> bool {
+        match self {
+            Read::Get(k) => k == key,
+            Read::Scan(from, to) => from.as_slice() <= key && key < to.as_slice(),
+        }
+    }
 }
 
 /// What the filters say about one key column.
