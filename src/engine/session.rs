@@ -54,7 +54,7 @@ pub struct Session {
     /// What the session is doing, as pg_stat_activity shows it.
     pub(super) activity: Arc<parking_lot::Mutex<super::activity::Backend>>,
     /// How the session's transactions take row locks.
-    locker: Arc<crate::engine::mvcc::RowLocker>,
+    pub(super) locker: Arc<crate::engine::mvcc::RowLocker>,
 }
 
 impl Drop for Session {
@@ -166,6 +166,7 @@ impl Session {
             canceller: canceller.clone(),
             lock_timeout_ms: lock_timeout_ms.clone(),
             deadlock_timeout_ms: deadlock_timeout_ms.clone(),
+            holds: Arc::default(),
             describe: Arc::new(move |id| names.describe(id)),
         });
         Session {

@@ -164,6 +164,7 @@ fn main() {
         shutdown_is_clean_and_data_survives,
         connection_limit,
         row_locks_over_the_wire,
+        tpcb_clients_never_fail_at_read_committed,
         cancel_request_stops_a_running_query,
         psycopg_driver,
         idle_transactions_time_out,

@@ -1084,3 +1084,82 @@ pub fn row_locks_over_the_wire() {
             .expect("the dropped connection's lock is gone");
     });
 }
+
+pub fn tpcb_clients_never_fail_at_read_committed() {
+    // pgbench's TPC-B-like transaction from 8 and then 16 connections at
+    // READ COMMITTED with no retries: every transaction commits (writers of
+    // one branch row wait for each other instead of failing) and the
+    // balances add up.
+    let server = Server::start();
+    runtime().block_on(async {
+        let setup = connect(&server.conninfo("setup", None))
+            .await
+            .expect("connect");
+        let accounts: Vec<String> = (1..=200).map(|a| format!("({a}, 1, 0)")).collect();
+        let tellers: Vec<String> = (1..=10).map(|t| format!("({t}, 1, 0)")).collect();
+        setup
+            .batch_execute(&format!(
+                "CREATE TABLE pgbench_branches (bid int PRIMARY KEY, bbalance int); \
+                 CREATE TABLE pgbench_tellers (tid int PRIMARY KEY, bid int, tbalance int); \
+                 CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int); \
+                 CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp); \
+                 INSERT INTO pgbench_branches VALUES (1, 0); \
+                 INSERT INTO pgbench_tellers VALUES {}; \
+                 INSERT INTO pgbench_accounts VALUES {}",
+                tellers.join(", "),
+                accounts.join(", ")
+            ))
+            .await
+            .expect("setup");
+        let mut total = 0;
+        for clients in [8u64, 16] {
+            let mut tasks = Vec::new();
+            for c in 0..clients {
+                let client = connect(&server.conninfo("bench", None))
+                    .await
+                    .expect("connect");
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..25u64 {
+                        let n = c * 7919 + i * 104_729;
+                        let (aid, tid, delta) = (n % 200 + 1, n % 10 + 1, n % 10_000) ;
+                        let delta = delta as i64 - 5000;
+                        let sql = format!(
+                            "BEGIN; \
+                             UPDATE pgbench_accounts SET abalance = abalance + {delta} WHERE aid = {aid}; \
+                             SELECT abalance FROM pgbench_accounts WHERE aid = {aid}; \
+                             UPDATE pgbench_tellers SET tbalance = tbalance + {delta} WHERE tid = {tid}; \
+                             UPDATE pgbench_branches SET bbalance = bbalance + {delta} WHERE bid = 1; \
+                             INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) \
+                             VALUES ({tid}, 1, {aid}, {delta}, CURRENT_TIMESTAMP); \
+                             END"
+                        );
+                        // One statement at a time, as pgbench sends them.
+                        for statement in sql.split("; ") {
+                            if let Err(e) = client.batch_execute(statement).await {
+                                panic!("client {c} failed at {statement}: {e} ({})", code(&e));
+                            }
+                        }
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.expect("every transaction commits");
+            }
+            total += clients * 25;
+        }
+        let sums = simple_rows(
+            &setup,
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts), \
+             (SELECT sum(tbalance) FROM pgbench_tellers), \
+             (SELECT sum(bbalance) FROM pgbench_branches), \
+             (SELECT sum(delta) FROM pgbench_history), \
+             (SELECT count(*) FROM pgbench_history)",
+        )
+        .await;
+        let row = &sums[0];
+        assert_eq!(row[0], row[1], "{row:?}");
+        assert_eq!(row[1], row[2], "{row:?}");
+        assert_eq!(row[2], row[3], "{row:?}");
+        assert_eq!(row[4].as_deref(), Some(total.to_string().as_str()));
+    });
+}

@@ -67,6 +67,10 @@ pub struct RowLocker {
     pub deadlock_timeout_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Names a session in messages (its process id on a server).
     pub describe: Arc<dyn Fn(SessionId) -> String + Send + Sync>,
+    /// Set once the session's transaction takes a lock (a row lock, or a
+    /// transaction-level advisory lock), so that the end of a transaction
+    /// that took none skips the lock table.
+    pub holds: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RowLocker {
@@ -87,13 +91,17 @@ impl RowLocker {
             ),
             describe: self.describe.as_ref(),
         };
-        self.locks.lock(
+        let taken = self.locks.lock(
             self.session,
             &Target::Row(key.into()),
             mode,
             Scope::Transaction,
             &wait,
-        )
+        )?;
+        if taken {
+            self.holds.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(taken)
     }
 }
 
@@ -478,9 +486,14 @@ impl Drop for Transaction {
         // Its row locks and transaction-level advisory locks end with it,
         // and the sessions waiting for them wake.
         if let Some(locker) = &self.locker {
-            locker
-                .locks
-                .release(locker.session, Some(Scope::Transaction));
+            if locker
+                .holds
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                locker
+                    .locks
+                    .release(locker.session, Some(Scope::Transaction));
+            }
         }
     }
 }

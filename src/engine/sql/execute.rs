@@ -390,6 +390,7 @@ impl Session {
                     canceller: self.canceller.clone(),
                     lock_timeout_ms: self.lock_timeout_ms.clone(),
                     deadlock_timeout_ms: self.deadlock_timeout_ms.clone(),
+                    xact_locks: self.locker.holds.clone(),
                 }),
                 ..self.shared.planner_context()
             },

@@ -26,7 +26,7 @@ use crate::engine::catalog::Catalog;
 use crate::engine::error::{Error, SqlState};
 use crate::engine::locks::{Locks, Mode, Scope, SessionId, Target, Wait};
 use crate::engine::{Backends, Canceller};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// An object-identifier type: its cast function, its to_reg function, the
@@ -526,6 +526,9 @@ pub struct Advisory {
     pub lock_timeout_ms: Arc<AtomicU64>,
     /// The session's deadlock_timeout in milliseconds.
     pub deadlock_timeout_ms: Arc<AtomicU64>,
+    /// Set when the session takes a transaction-level lock, which the end
+    /// of its transaction then releases.
+    pub xact_locks: Arc<AtomicBool>,
 }
 
 /// What one advisory lock function does.
@@ -702,9 +705,14 @@ impl Advisory {
                         ),
                         describe: &describe,
                     };
-                    self.locks
+                    let taken = self
+                        .locks
                         .lock(self.session, &Target::Advisory(key), mode, scope, &wait)
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    if taken && scope == Scope::Transaction {
+                        self.xact_locks.store(true, Ordering::Relaxed);
+                    }
+                    taken
                 }
                 LockCall::Unlock(mode) => {
                     self.locks
