@@ -663,6 +663,24 @@ impl Catalog {
         Ok(batch)
     }
 
+    /// The write that moves the id counter to `next` (ids below it are taken).
+    pub fn counter_entry(next: u32) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Cf::Meta,
+            NEXT_TABLE_ID_KEY.to_vec(),
+            next.to_be_bytes().to_vec(),
+        );
+        batch
+    }
+
+    /// Moves the id counter in memory to at least `next` (after
+    /// [`counter_entry`](Catalog::counter_entry) is durable).
+    pub fn advance_next_id(&self, next: u32) {
+        let mut state = self.state.write();
+        state.next_table_id = state.next_table_id.max(next);
+    }
+
     /// The catalog key of table `id`.
     pub fn table_key(id: u32) -> Vec<u8> {
         let mut key = TABLE_KEY_PREFIX.to_vec();

@@ -70,6 +70,8 @@ pub(super) struct Shared {
     pub locks: Arc<super::locks::Locks>,
     /// What each session is doing (pg_stat_activity).
     pub activity: Arc<super::activity::Activity>,
+    /// Every sequence.
+    pub sequences: Arc<super::sequences::Sequences>,
     /// The id the next session gets.
     pub next_session: std::sync::atomic::AtomicU64,
     path: Option<PathBuf>,
@@ -89,6 +91,7 @@ impl Shared {
             memory: self.memory_limit,
             parallelism: self.parallelism,
             advisory: None,
+            sequences: None,
             spill_dir: self.path.as_ref().map(|p| p.join(SPILL_DIR)),
         }
     }
@@ -150,6 +153,10 @@ impl Database {
         path: Option<PathBuf>,
     ) -> Result<Database> {
         let catalog = Arc::new(Catalog::load(storage.as_ref())?);
+        let sequences = Arc::new(super::sequences::Sequences::load(
+            storage.clone(),
+            options.durability.sync(),
+        )?);
         let directories = Arc::new(Directories::load(
             options.key_directory,
             storage.as_ref(),
@@ -192,6 +199,7 @@ impl Database {
             fault_armed: std::sync::atomic::AtomicBool::new(false),
             locks: Arc::default(),
             activity: Arc::default(),
+            sequences,
             next_session: std::sync::atomic::AtomicU64::new(1),
             path,
         };

@@ -16,6 +16,7 @@ pub mod locks;
 pub mod memory;
 pub mod mvcc;
 pub mod scram;
+pub mod sequences;
 mod session;
 pub mod sql;
 pub mod storage;

@@ -53,6 +53,8 @@ pub struct Session {
     pub(super) deadlock_timeout_ms: Arc<std::sync::atomic::AtomicU64>,
     /// What the session is doing, as pg_stat_activity shows it.
     pub(super) activity: Arc<parking_lot::Mutex<super::activity::Backend>>,
+    /// The values this session's nextval calls returned (currval, lastval).
+    pub(super) sequences_seen: Arc<parking_lot::Mutex<super::sql::Seen>>,
     /// How the session's transactions take row locks.
     pub(super) locker: Arc<crate::engine::mvcc::RowLocker>,
 }
@@ -187,6 +189,7 @@ impl Session {
             lock_timeout_ms,
             deadlock_timeout_ms,
             activity,
+            sequences_seen: Arc::default(),
             locker,
         }
     }
@@ -503,14 +506,9 @@ impl Session {
     ) -> Result<bool> {
         self.refuse_in_transaction("CREATE TABLE")?;
         let _ddl = self.shared.ddl.lock();
-        if self.shared.catalog.table(name).is_ok() {
-            if if_not_exists {
-                return Ok(false);
-            }
-            return Err(Error::AlreadyExists {
-                code: SqlState::DUPLICATE_TABLE,
-                message: format!("relation \"{name}\" already exists"),
-            });
+        match self.refuse_taken(name) {
+            Err(_) if if_not_exists => return Ok(false),
+            result => result?,
         }
         let table = Table::new(
             self.shared.catalog.next_table_id(),
@@ -519,6 +517,39 @@ impl Session {
             primary_key,
         )?;
         self.save_table(table)?;
+        Ok(true)
+    }
+
+    /// Creates a table whose SERIAL columns own new sequences, `serials`:
+    /// (sequence name, column, type). The table and its sequences are one
+    /// change.
+    pub(super) fn create_table_with_sequences(
+        &mut self,
+        name: &str,
+        columns: Vec<ColumnDef>,
+        primary_key: &[String],
+        if_not_exists: bool,
+        serials: Vec<(String, String, super::types::DataType)>,
+    ) -> Result<bool> {
+        if serials.is_empty() {
+            return self.create_table(name, columns, primary_key, if_not_exists);
+        }
+        self.refuse_in_transaction("CREATE TABLE")?;
+        let shared = self.shared.clone();
+        let _ddl = shared.ddl.lock();
+        match self.refuse_taken(name) {
+            Err(_) if if_not_exists => return Ok(false),
+            result => result?,
+        }
+        let table = Table::new(shared.catalog.next_table_id(), name, columns, primary_key)?;
+        let mut defs = Vec::new();
+        for (sequence, column, data_type) in serials {
+            self.refuse_taken(&sequence)?;
+            let mut def = super::sequences::SequenceDef::new(&sequence, 0, data_type);
+            def.owned_by = Some((name.to_string(), column));
+            defs.push(def);
+        }
+        self.create_relations(Some(table), defs)?;
         Ok(true)
     }
 
@@ -534,6 +565,7 @@ impl Session {
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
         let mut ids = Vec::new();
+        let mut owned = Vec::new();
         let mut batch = WriteBatch::new();
         for name in names {
             let table = match self.shared.catalog.table(name) {
@@ -550,16 +582,25 @@ impl Session {
             ids.push(table.id);
             batch.delete(Cf::Catalog, Catalog::table_key(table.id));
             batch.delete_range(Cf::Rows, table.key_prefix(), table.key_end());
+            // A SERIAL column's sequence goes with its table.
+            for sequence in self.shared.sequences.owned_by(&table.name) {
+                batch.extend(super::sequences::Sequences::drop_entries(&sequence.def));
+                owned.push(sequence.def.name.clone());
+            }
         }
         if ids.is_empty() {
             return Ok(0);
         }
         let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
+        let sequences = self.shared.sequences.clone();
         let count = ids.len();
         let apply = move |_| {
             for id in ids {
                 catalog.uninstall(id);
                 directories.remove_table(id);
+            }
+            for name in owned {
+                sequences.uninstall(&name);
             }
         };
         self.shared

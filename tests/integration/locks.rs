@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use omen::{Output, Session};
 
-use crate::support::{assert_sqlstate, blocked, run, TestDb};
+use crate::support::{assert_sqlstate, blocked, run, texts, TestDb};
 
 /// The text of the first value of a one-row query.
 fn value(s: &mut Session, sql: &str) -> String {
@@ -142,24 +142,6 @@ fn crossed_waits(t: &TestDb, take: fn(i32) -> String) -> Vec<(Option<String>, Op
         .into_iter()
         .map(|h| h.join().expect("session thread"))
         .collect()
-}
-
-/// Every row of a one-column query, as text.
-fn texts(s: &mut Session, sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for output in run(s, sql) {
-        if let Output::Rows(rows) = output {
-            for batch in &rows.batches {
-                for r in 0..batch.num_rows() {
-                    out.push(
-                        omen::engine::sql::format::text(batch.column(0).as_ref(), r)
-                            .unwrap_or_default(),
-                    );
-                }
-            }
-        }
-    }
-    out
 }
 
 /// A table `t (id int primary key, v int)` with rows (1, 10), (2, 20), (3, 30).

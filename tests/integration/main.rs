@@ -12,6 +12,7 @@ mod hostile;
 mod integrity;
 mod locks;
 mod scan;
+mod sequences;
 mod server;
 mod slt;
 mod sql;
@@ -95,6 +96,11 @@ fn main() {
         row_lock_deadlock_fails_one_and_timeouts_end_waits,
         lock_views_show_who_waits_for_whom,
         concurrent_increments_are_never_lost,
+    ));
+    trials.extend(tests!(sequences:
+        serial_columns_number_rows,
+        sequences_never_repeat_a_value,
+        sequence_options_bound_and_cycle,
     ));
     trials.extend(tests!(integrity:
         table_ids_are_not_reused_after_alter_and_reopen,

@@ -162,3 +162,21 @@ pub fn blocked<T: Send + 'static>(
     assert!(blocked.waiting(), "the statement did not wait for the lock");
     blocked
 }
+
+/// The text of every row of a one-column query (NULL as empty).
+pub fn texts(s: &mut Session, sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for output in run(s, sql) {
+        if let omen::Output::Rows(rows) = output {
+            for batch in &rows.batches {
+                for r in 0..batch.num_rows() {
+                    out.push(
+                        omen::engine::sql::format::text(batch.column(0).as_ref(), r)
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}

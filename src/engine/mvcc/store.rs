@@ -22,7 +22,8 @@ pub enum Durability {
 }
 
 impl Durability {
-    fn sync(self) -> SyncMode {
+    /// How a write at this durability reaches the disk.
+    pub fn sync(self) -> SyncMode {
         match self {
             Durability::Full => SyncMode::Durable,
             Durability::Buffered => SyncMode::Buffered,

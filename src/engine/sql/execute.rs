@@ -249,12 +249,39 @@ impl Session {
             Statement::Delete(delete) => self.delete_sql(delete),
             Statement::CreateTable(create) => {
                 let planner = self.planner()?;
-                let (name, columns, key) = ddl::create_table(&create, |expr, data_type| {
-                    self.constant(&planner, expr, data_type)
-                })?;
-                self.create_table(&name, columns, &key, create.if_not_exists)?;
+                let (name, columns, key, serials) =
+                    ddl::create_table(&create, |expr, data_type| {
+                        self.constant(&planner, expr, data_type)
+                    })?;
+                self.create_table_with_sequences(
+                    &name,
+                    columns,
+                    &key,
+                    create.if_not_exists,
+                    serials,
+                )?;
                 Ok(Output::command("CREATE TABLE"))
             }
+            Statement::CreateSequence {
+                temporary: false,
+                if_not_exists,
+                name,
+                data_type,
+                sequence_options,
+                owned_by,
+            } => self.create_sequence_sql(
+                &name,
+                if_not_exists,
+                data_type.as_ref(),
+                &sequence_options,
+                owned_by.as_ref(),
+            ),
+            Statement::Drop {
+                object_type: ast::ObjectType::Sequence,
+                if_exists,
+                names,
+                ..
+            } => self.drop_sequence_sql(&names, if_exists),
             Statement::Drop {
                 object_type: ast::ObjectType::Table,
                 if_exists,
@@ -391,6 +418,11 @@ impl Session {
                     lock_timeout_ms: self.lock_timeout_ms.clone(),
                     deadlock_timeout_ms: self.deadlock_timeout_ms.clone(),
                     xact_locks: self.locker.holds.clone(),
+                }),
+                sequences: Some(super::sequence_sql::SessionSequences {
+                    sequences: self.shared.sequences.clone(),
+                    catalog: self.shared.catalog.clone(),
+                    seen: self.sequences_seen.clone(),
                 }),
                 ..self.shared.planner_context()
             },

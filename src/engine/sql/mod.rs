@@ -29,6 +29,7 @@ mod roles;
 mod row_locks;
 mod scan;
 mod script;
+mod sequence_sql;
 
 pub use convert::{arrow_type, pg_type_name};
 pub(in crate::engine) use ddl::is_volatile_default;
@@ -37,3 +38,4 @@ pub(super) use execute::default_settings;
 pub use execute::{ident, parse, parse_timeout, table_name, Output};
 pub use planner::{default_parallelism, Planner, PlannerContext, Rows};
 pub use script::{is_complete, split_statements};
+pub(crate) use sequence_sql::Seen;

@@ -754,6 +754,16 @@ const PG_PROC: Columns = &[
     ("prorettype", Oid),
     ("proargtypes", Text),
 ];
+const PG_SEQUENCE: Columns = &[
+    ("seqrelid", Oid),
+    ("seqtypid", Oid),
+    ("seqstart", I64),
+    ("seqincrement", I64),
+    ("seqmax", I64),
+    ("seqmin", I64),
+    ("seqcache", I64),
+    ("seqcycle", Bool),
+];
 const PG_LOCKS: Columns = &[
     ("locktype", Text),
     ("database", Oid),
@@ -839,6 +849,7 @@ const PG_CATALOG: &[(&str, Columns)] = &[
     ("pg_range", PG_RANGE),
     ("pg_rewrite", PG_REWRITE),
     ("pg_roles", PG_ROLES),
+    ("pg_sequence", PG_SEQUENCE),
     ("pg_stat_activity", PG_STAT_ACTIVITY),
     ("pg_statistic_ext", PG_STATISTIC_EXT),
     ("pg_tables", PG_TABLES),
@@ -1386,6 +1397,48 @@ fn information_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
     }
 }
 
+/// The rows the sequences add to pg_class and pg_sequence.
+fn sequence_rows(name: &str, sequences: &crate::engine::sequences::Sequences) -> Vec<Row> {
+    let all = sequences.all();
+    match name {
+        "pg_class" => all
+            .iter()
+            .map(|s| {
+                vec![
+                    ("oid", oid(table_oid(s.def.id))),
+                    ("relname", s.def.name.clone().into()),
+                    ("relnamespace", oid(PUBLIC_OID)),
+                    ("relowner", oid(OWNER_OID)),
+                    ("relfilenode", oid(table_oid(s.def.id))),
+                    ("relpersistence", "p".into()),
+                    ("relkind", "S".into()),
+                    ("relnatts", 3.into()),
+                    ("relispopulated", true.into()),
+                    ("relreplident", "n".into()),
+                    ("reltuples", 1.into()),
+                ]
+            })
+            .collect(),
+        "pg_sequence" => all
+            .iter()
+            .map(|s| {
+                let (type_oid, _) = type_of(s.def.data_type);
+                vec![
+                    ("seqrelid", oid(table_oid(s.def.id))),
+                    ("seqtypid", oid(type_oid)),
+                    ("seqstart", s.def.start.into()),
+                    ("seqincrement", s.def.increment.into()),
+                    ("seqmax", s.def.max.into()),
+                    ("seqmin", s.def.min.into()),
+                    ("seqcache", s.def.cache.into()),
+                    ("seqcycle", s.def.cycle.into()),
+                ]
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The rows of pg_locks: every lock held or awaited.
 fn lock_rows(live: &Live) -> Vec<Row> {
     live.locks
@@ -1614,11 +1667,13 @@ pub struct SystemSchema {
     live: Option<Live>,
 }
 
-/// What the views of running sessions (pg_locks, pg_stat_activity) read.
+/// What the views of running sessions (pg_locks, pg_stat_activity) read,
+/// and the sequences (pg_class, pg_sequence).
 #[derive(Clone)]
 pub struct Live {
     pub locks: Arc<Locks>,
     pub activity: Arc<Activity>,
+    pub sequences: Option<Arc<crate::engine::sequences::Sequences>>,
 }
 
 impl SystemSchema {
@@ -1666,7 +1721,13 @@ impl SchemaProvider for SystemSchema {
         let rows = match (self.system, &self.live) {
             (System::PgCatalog, Some(live)) if *name == "pg_locks" => lock_rows(live),
             (System::PgCatalog, Some(live)) if *name == "pg_stat_activity" => activity_rows(live),
-            (System::PgCatalog, _) => pg_rows(name, &self.catalog, &self.user),
+            (System::PgCatalog, live) => {
+                let mut rows = pg_rows(name, &self.catalog, &self.user);
+                if let Some(sequences) = live.as_ref().and_then(|l| l.sequences.as_ref()) {
+                    rows.extend(sequence_rows(name, sequences));
+                }
+                rows
+            }
             (System::InformationSchema, _) => information_rows(name, &self.catalog, &self.user),
         };
         let batch = batch(

@@ -41,15 +41,15 @@ type RegKind = (
 type Lookup = Arc<dyn Fn(&str) -> Option<u32> + Send + Sync>;
 type Name = Arc<dyn Fn(u32) -> Option<String> + Send + Sync>;
 
-type Body = Box<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
+pub(super) type Body = Box<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
 
 /// A catalog function: its name, how many arguments it takes, what it returns
 /// for the argument types, and its body over whole columns.
-struct Function {
-    name: &'static str,
-    signature: Signature,
-    returns: fn(&[ArrowType]) -> ArrowType,
-    body: Body,
+pub(super) struct Function {
+    pub name: &'static str,
+    pub signature: Signature,
+    pub returns: fn(&[ArrowType]) -> ArrowType,
+    pub body: Body,
 }
 
 impl fmt::Debug for Function {
@@ -242,12 +242,20 @@ pub fn backend_functions(backends: Option<Arc<dyn Backends>>, user: &str) -> Vec
 }
 
 /// The catalog functions, reading `catalog`, for a session acting as `user`.
-pub fn functions(catalog: Arc<Catalog>, user: &str) -> Vec<ScalarUDF> {
+pub fn functions(
+    catalog: Arc<Catalog>,
+    user: &str,
+    sequences: Option<Arc<crate::engine::sequences::Sequences>>,
+) -> Vec<ScalarUDF> {
     let user = user.to_string();
     let relation_name = {
         let catalog = catalog.clone();
+        let sequences = sequences.clone();
         move |oid: u32| -> Option<String> {
             let (id, index) = relation_of(oid)?;
+            if let Some(s) = sequences.as_ref().and_then(|s| s.by_id(id)) {
+                return (!index).then(|| quote_ident(&s.def.name));
+            }
             let table = catalog.tables().into_iter().find(|t| t.id == id)?;
             Some(if index {
                 format!("{}_pkey", table.name)
@@ -428,6 +436,9 @@ pub fn functions(catalog: Arc<Catalog>, user: &str) -> Vec<ScalarUDF> {
                         return Some(pg_catalog::index_oid(t.id));
                     }
                 }
+            }
+            if let Some(s) = sequences.as_ref().and_then(|s| s.get(&name)) {
+                return Some(pg_catalog::table_oid(s.def.id));
             }
             c.table(&name).ok().map(|t| pg_catalog::table_oid(t.id))
         }),

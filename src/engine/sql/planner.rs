@@ -142,6 +142,7 @@ impl Planner {
             let live = context.advisory.as_ref().map(|a| Live {
                 locks: a.locks.clone(),
                 activity: a.activity.clone(),
+                sequences: context.sequences.as_ref().map(|s| s.sequences.clone()),
             });
             let schema = SystemSchema::new(system, catalog.clone(), user, live);
             schemas
@@ -156,7 +157,16 @@ impl Planner {
                 ctx.register_udf(function);
             }
         }
-        for function in pg_functions::functions(catalog.clone(), user) {
+        if let Some(sequences) = &context.sequences {
+            for function in sequences.functions() {
+                ctx.register_udf(function);
+            }
+        }
+        for function in pg_functions::functions(
+            catalog.clone(),
+            user,
+            context.sequences.as_ref().map(|s| s.sequences.clone()),
+        ) {
             ctx.register_udf(function);
         }
         ctx.register_catalog("omen", Arc::new(schemas));
@@ -366,6 +376,8 @@ pub struct PlannerContext {
     pub spill_dir: Option<std::path::PathBuf>,
     /// The session's advisory locks, for pg_advisory_lock and its family.
     pub advisory: Option<super::pg_functions::Advisory>,
+    /// The session's view of the sequences, for nextval and its family.
+    pub sequences: Option<super::sequence_sql::SessionSequences>,
 }
 
 /// A function of no arguments that returns `value`.
