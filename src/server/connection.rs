@@ -542,7 +542,14 @@ fn response(
                 stream::iter(rows)
             });
             let data = stream::iter(first.into_iter().map(Ok)).chain(rest);
-            Ok(Response::Query(QueryResponse::new(fields, data)))
+            let mut response = QueryResponse::new(fields, data);
+            match rows.command {
+                // The row count follows the tag; INSERT's carries an oid of 0 first.
+                Some("INSERT") => response.set_command_tag("INSERT 0"),
+                Some(tag) => response.set_command_tag(tag),
+                None => {}
+            }
+            Ok(Response::Query(response))
         }
         Output::Command { .. } => {
             let tag = Tag::new(&output.to_string());

@@ -66,7 +66,11 @@ impl fmt::Display for Output {
     /// The command tag PostgreSQL sends: `INSERT 0 3`, `SELECT 2`, `BEGIN`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Output::Rows(rows) => write!(f, "SELECT {}", rows.len()),
+            Output::Rows(rows) => match rows.command {
+                None => write!(f, "SELECT {}", rows.len()),
+                Some("INSERT") => write!(f, "INSERT 0 {}", rows.len()),
+                Some(tag) => write!(f, "{tag} {}", rows.len()),
+            },
             Output::Command {
                 tag: "INSERT",
                 rows: Some(n),
@@ -459,11 +463,10 @@ impl Session {
     }
 
     fn insert_sql(&mut self, insert: ast::Insert) -> Result<Output> {
-        if insert.on.is_some() || insert.returning.is_some() {
-            return Err(Error::Unsupported(
-                "INSERT with ON CONFLICT or RETURNING".into(),
-            ));
+        if insert.on.is_some() {
+            return Err(Error::Unsupported("INSERT with ON CONFLICT".into()));
         }
+        let alias = insert.table_alias.as_ref().map(|a| ident(&a.alias));
         let ast::TableObject::TableName(name) = &insert.table else {
             return Err(Error::Unsupported("INSERT into a table function".into()));
         };
@@ -489,14 +492,15 @@ impl Session {
         }
         let planner = self.planner()?;
         let shared = self.shared.clone();
-        let count = self.statement(|open| {
+        let returning = insert.returning;
+        self.statement(|open| {
             let rows = shared
                 .runtime
                 .block_on(planner.query(Some(&open.txn), Statement::Query(source)))?;
             if rows.schema.fields().len() != targets.len() {
                 return Err(count_mismatch(rows.schema.fields().len(), targets.len()));
             }
-            let mut count = 0;
+            let (mut count, mut returned) = (0, Vec::new());
             for batch in &rows.batches {
                 let arrays = batch
                     .columns()
@@ -509,32 +513,49 @@ impl Session {
                     .collect::<Result<Vec<_>>>()?;
                 let rows = full_rows(&shared, &planner, &table, &targets, &arrays)?;
                 for row in rows {
+                    if returning.is_some() {
+                        returned.push(table.check_row(row.clone())?);
+                    }
                     insert_row(&shared, open, &table, row)?;
                     count += 1;
                 }
             }
-            Ok(count)
-        })?;
-        Ok(Output::count("INSERT", count))
+            let written = Written {
+                table: &table,
+                alias: alias.as_deref().unwrap_or(&table.name),
+                returning: returning.as_deref(),
+                rows: returned,
+                count,
+                tag: "INSERT",
+            };
+            written.output(&shared, &planner, open)
+        })
     }
 
     fn update_sql(&mut self, update: ast::Update) -> Result<Output> {
-        if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
-            return Err(Error::Unsupported(
-                "UPDATE with FROM, RETURNING or LIMIT".into(),
-            ));
+        if update.from.is_some() || update.limit.is_some() {
+            return Err(Error::Unsupported("UPDATE with FROM or LIMIT".into()));
         }
         let (table, query) = self.update_query(&update)?;
+        let alias = target_alias(&update.table);
         let planner = self.planner()?;
         let shared = self.shared.clone();
-        let count = self.statement(|open| {
+        self.statement(|open| {
             let rows =
                 shared
                     .runtime
                     .block_on(planner.query_keyed(&open.txn, query.clone(), table.id))?;
             let mut moved = Vec::new();
             let mut changed = Vec::new();
-            let mut count = update_rows(open, &table, &rows, &mut moved, Some(&mut changed))?;
+            let mut returned = update.returning.as_ref().map(|_| Vec::new());
+            let mut count = update_rows(
+                open,
+                &table,
+                &rows,
+                &mut moved,
+                Some(&mut changed),
+                returned.as_mut(),
+            )?;
             if !changed.is_empty() {
                 // READ COMMITTED: rows another transaction changed while this
                 // one waited are read again as they are now, checked against
@@ -543,15 +564,22 @@ impl Session {
                 let rows = shared
                     .runtime
                     .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
-                count += update_rows(open, &table, &rows, &mut moved, None)?;
+                count += update_rows(open, &table, &rows, &mut moved, None, returned.as_mut())?;
             }
             for row in moved {
                 insert_row(&shared, open, &table, row)?;
             }
             open.tables.insert(table.id);
-            Ok(count)
-        })?;
-        Ok(Output::count("UPDATE", count))
+            let written = Written {
+                table: &table,
+                alias: alias.as_deref().unwrap_or(&table.name),
+                returning: update.returning.as_deref(),
+                rows: returned.unwrap_or_default(),
+                count,
+                tag: "UPDATE",
+            };
+            written.output(&shared, &planner, open)
+        })
     }
 
     /// The query an UPDATE reads: each matching row's storage key, then the
@@ -593,10 +621,8 @@ impl Session {
 
     /// The query a DELETE reads: each matching row's storage key.
     pub(super) fn delete_query(&self, delete: &ast::Delete) -> Result<(Arc<Table>, Statement)> {
-        if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
-            return Err(Error::Unsupported(
-                "DELETE with USING, RETURNING or LIMIT".into(),
-            ));
+        if delete.using.is_some() || delete.limit.is_some() {
+            return Err(Error::Unsupported("DELETE with USING or LIMIT".into()));
         }
         let from = match &delete.from {
             FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
@@ -605,25 +631,30 @@ impl Session {
             return Err(Error::Unsupported("DELETE from several tables".into()));
         };
         let table = self.table(&target_table(target)?)?;
-        let query = select(
-            &[quote(KEY_COLUMN)],
-            &target.to_string(),
-            delete.selection.as_ref(),
-        )?;
+        // With RETURNING, the whole row after its key.
+        let mut items = vec![quote(KEY_COLUMN)];
+        if delete.returning.is_some() {
+            items.extend(table.columns.iter().map(|c| quote(&c.name)));
+        }
+        let query = select(&items, &target.to_string(), delete.selection.as_ref())?;
         Ok((table, query))
     }
 
     pub(super) fn delete_sql(&mut self, delete: ast::Delete) -> Result<Output> {
         let (table, query) = self.delete_query(&delete)?;
+        let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+        let alias = from.first().and_then(target_alias);
         let planner = self.planner()?;
         let shared = self.shared.clone();
-        let count = self.statement(|open| {
+        self.statement(|open| {
             let rows =
                 shared
                     .runtime
                     .block_on(planner.query_keyed(&open.txn, query.clone(), table.id))?;
             let mut changed = Vec::new();
-            let mut count = delete_rows(open, &rows, Some(&mut changed))?;
+            let mut returned = delete.returning.as_ref().map(|_| Vec::new());
+            let mut count =
+                delete_rows(open, &table, &rows, Some(&mut changed), returned.as_mut())?;
             if !changed.is_empty() {
                 // READ COMMITTED: a row another transaction changed while this
                 // one waited is deleted if it still matches.
@@ -631,12 +662,19 @@ impl Session {
                 let rows = shared
                     .runtime
                     .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
-                count += delete_rows(open, &rows, None)?;
+                count += delete_rows(open, &table, &rows, None, returned.as_mut())?;
             }
             open.tables.insert(table.id);
-            Ok(count)
-        })?;
-        Ok(Output::count("DELETE", count))
+            let written = Written {
+                table: &table,
+                alias: alias.as_deref().unwrap_or(&table.name),
+                returning: delete.returning.as_deref(),
+                rows: returned.unwrap_or_default(),
+                count,
+                tag: "DELETE",
+            };
+            written.output(&shared, &planner, open)
+        })
     }
 
     fn set_sql(&mut self, set: ast::Set) -> Result<Output> {
@@ -693,6 +731,7 @@ fn update_rows(
     rows: &Rows,
     moved: &mut Vec<Vec<Value>>,
     mut changed: Option<&mut Vec<Vec<u8>>>,
+    mut returned: Option<&mut Vec<Vec<Value>>>,
 ) -> Result<usize> {
     let mut count = 0;
     for batch in &rows.batches {
@@ -724,6 +763,9 @@ fn update_rows(
                 }
                 continue;
             }
+            if let Some(returned) = returned.as_mut() {
+                returned.push(row.clone());
+            }
             if old == new {
                 let bytes = table.encode_row(&row)?;
                 open.txn.lock().put(&new, bytes, WriteKind::Update)?;
@@ -743,8 +785,10 @@ fn update_rows(
 /// [`update_rows`] for rows that changed after the snapshot.
 fn delete_rows(
     open: &mut Open,
+    table: &Table,
     rows: &Rows,
     mut changed: Option<&mut Vec<Vec<u8>>>,
+    mut returned: Option<&mut Vec<Vec<Value>>>,
 ) -> Result<usize> {
     let mut count = 0;
     for batch in &rows.batches {
@@ -756,11 +800,49 @@ fn delete_rows(
                 }
                 continue;
             }
+            if let Some(returned) = returned.as_mut() {
+                // The old row follows its key (see `delete_query`).
+                let row = (1..=table.columns.len())
+                    .map(|c| convert::value_at(batch.column(c).as_ref(), r))
+                    .collect::<Result<Vec<_>>>()?;
+                returned.push(row);
+            }
             open.txn.lock().delete(&key)?;
             count += 1;
         }
     }
     Ok(count)
+}
+
+/// What an INSERT, UPDATE or DELETE wrote, for its output: the row count,
+/// or with RETURNING its items evaluated over the rows.
+struct Written<'a> {
+    table: &'a Table,
+    alias: &'a str,
+    returning: Option<&'a [ast::SelectItem]>,
+    rows: Vec<Vec<Value>>,
+    count: usize,
+    tag: &'static str,
+}
+
+impl Written<'_> {
+    fn output(self, shared: &Shared, planner: &Planner, open: &Open) -> Result<Output> {
+        let Some(items) = self.returning else {
+            return Ok(Output::count(self.tag, self.count));
+        };
+        let rows = shared.runtime.block_on(planner.returning(
+            &open.txn, self.table, self.alias, &self.rows, items, self.tag,
+        ))?;
+        Ok(Output::Rows(rows))
+    }
+}
+
+/// The alias a statement gives its target table, if any.
+fn target_alias(target: &TableWithJoins) -> Option<String> {
+    match &target.relation {
+        TableFactor::Table { alias: Some(a), .. } => Some(ident(&a.name)),
+        _ => None,
+    }
 }
 
 fn log_text(statement: &Statement) -> String {

@@ -201,6 +201,7 @@ impl Session {
         Ok(Some(Output::Rows(Rows {
             schema: batch.schema(),
             batches: vec![batch],
+            command: None,
         })))
     }
 

@@ -40,6 +40,9 @@ pub struct Rows {
     pub schema: SchemaRef,
     /// The rows, in batches.
     pub batches: Vec<RecordBatch>,
+    /// The command that returned them when it is not a query: INSERT,
+    /// UPDATE or DELETE with RETURNING (its tag counts the rows).
+    pub command: Option<&'static str>,
 }
 
 impl Rows {
@@ -59,6 +62,7 @@ impl Rows {
         Rows {
             schema,
             batches: vec![batch],
+            command: None,
         }
     }
 
@@ -269,7 +273,11 @@ impl Planner {
                 }
                 batches.push(batch);
             }
-            Ok::<_, DataFusionError>(Rows { schema, batches })
+            Ok::<_, DataFusionError>(Rows {
+                schema,
+                batches,
+                command: None,
+            })
         };
         self.canceller
             .guard(async { run.await.map_err(|e| map_error(e, &self.catalog)) })
@@ -334,6 +342,35 @@ impl Planner {
         self.canceller.guard(next).await
     }
 
+    /// Evaluates a RETURNING clause, `items`, over `rows`, the rows a
+    /// statement wrote into `table` (named as the table, or `alias`).
+    pub async fn returning(
+        &self,
+        txn: &SharedTxn,
+        table: &crate::engine::catalog::Table,
+        alias: &str,
+        rows: &[Vec<crate::engine::types::Value>],
+        items: &[ast::SelectItem],
+        tag: &'static str,
+    ) -> Result<Rows> {
+        let schema = super::convert::table_schema(table);
+        let batch = super::convert::rows_to_batch(&schema, rows, None)?;
+        let list: Vec<String> = items.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT {} FROM \"{}\" AS {}",
+            list.join(", "),
+            super::provider::RETURNING_TABLE,
+            super::pg_catalog::quote_ident(alias)
+        );
+        let query = super::parse(&sql)?.remove(0);
+        *self.tables.returning.lock() = Some(batch);
+        let result = self.run(Some(txn), query, None).await;
+        *self.tables.returning.lock() = None;
+        let mut rows = result?;
+        rows.command = Some(tag);
+        Ok(rows)
+    }
+
     /// Runs a keyed query (as [`query_keyed`](Planner::query_keyed) does)
     /// over only the rows with storage keys `keys`: a statement re-reads
     /// the rows that changed while it waited to lock them.
@@ -349,7 +386,11 @@ impl Planner {
                 .start(Some(txn), query, Some(keyed), Some(keys))
                 .await?;
             let batches: Vec<RecordBatch> = stream.try_collect().await?;
-            Ok::<_, DataFusionError>(Rows { schema, batches })
+            Ok::<_, DataFusionError>(Rows {
+                schema,
+                batches,
+                command: None,
+            })
         };
         self.canceller
             .guard(async { run.await.map_err(|e| map_error(e, &self.catalog)) })

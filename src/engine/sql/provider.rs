@@ -42,6 +42,9 @@ use crate::engine::types::Value;
 /// The column an UPDATE or DELETE reads its target rows' storage keys from.
 pub const KEY_COLUMN: &str = "__omen_key";
 
+/// The relation a RETURNING clause reads: the rows the statement wrote.
+pub const RETURNING_TABLE: &str = "__omen_returning";
+
 /// A full scan of a table whose key directory holds fewer keys reads in one
 /// partition: splitting it would cost more than it saves.
 const PARALLEL_MIN_ROWS: usize = 256 * 1024;
@@ -63,6 +66,9 @@ pub struct Tables {
     pub restrict: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
     /// Rows the scans of this session have read.
     pub scanned: Arc<AtomicU64>,
+    /// The rows an INSERT, UPDATE or DELETE wrote, while its RETURNING
+    /// clause is evaluated over them (as [`RETURNING_TABLE`]).
+    pub returning: Mutex<Option<datafusion::arrow::record_batch::RecordBatch>>,
 }
 
 impl Tables {
@@ -73,6 +79,7 @@ impl Tables {
             txn: Mutex::new(None),
             keyed: Mutex::new(None),
             restrict: Mutex::new(None),
+            returning: Mutex::new(None),
             scanned: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -95,6 +102,14 @@ impl SchemaProvider for Tables {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if name == RETURNING_TABLE {
+            let Some(batch) = self.returning.lock().clone() else {
+                return Ok(None);
+            };
+            let table =
+                datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+            return Ok(Some(Arc::new(table)));
+        }
         let Ok(table) = self.catalog.table(name) else {
             return Ok(None);
         };

@@ -358,6 +358,7 @@ impl Session {
             Ok(Rows {
                 schema: out_schema,
                 batches: out,
+                command: None,
             })
         })?;
         Ok(Output::Rows(rows))
