@@ -101,6 +101,15 @@ const CORPUS: &[&str] = &[
     "SELECT * FROM t WHERE id = 20",
     "ROLLBACK",
     "SELECT * FROM t WHERE id = 20",
+    // The statement's time, on the fast path for time columns only.
+    "CREATE TABLE h (id INT PRIMARY KEY, at TIMESTAMP, tz TIMESTAMPTZ, label TEXT)",
+    "INSERT INTO h VALUES (1, now(), CURRENT_TIMESTAMP, 'a')",
+    "INSERT INTO h (id, at) VALUES (2, CURRENT_TIMESTAMP)",
+    "INSERT INTO h (id, at) VALUES (4, LOCALTIMESTAMP)",
+    "INSERT INTO h (id, label) VALUES (3, now())",
+    "INSERT INTO h VALUES (1, now(), now(), 'again')",
+    "SELECT id, at > '2020-01-01' AND at <= now(), tz > '2020-01-01' AND tz <= now(), \
+     length(label) > 10 FROM h ORDER BY id",
 ];
 
 pub fn fast_path_gives_the_general_paths_results_and_errors() {

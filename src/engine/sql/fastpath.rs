@@ -87,7 +87,16 @@ impl Session {
         let [row] = values.rows.as_slice() else {
             return Ok(None);
         };
-        let Some(scalars) = row.iter().map(literal).collect::<Option<Vec<_>>>() else {
+        // The statement's time for now() and CURRENT_TIMESTAMP, as the
+        // general path gives it (pgbench's history INSERT uses it).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let Some(scalars) = row
+            .iter()
+            .map(|e| literal(e).or_else(|| is_now(e).then(|| now_scalar(now))))
+            .collect::<Option<Vec<_>>>()
+        else {
             return Ok(None);
         };
         let Ok(table) = self.table(&table_name(name)?) else {
@@ -107,6 +116,17 @@ impl Session {
             targets = (0..table.columns.len()).collect();
         }
         if targets.len() != scalars.len() {
+            return Ok(None);
+        }
+        // The time goes only into time columns here; into anything else the
+        // general path converts it.
+        if row.iter().zip(&targets).any(|(e, &c)| {
+            is_now(e)
+                && !matches!(
+                    table.columns[c].data_type,
+                    DataType::Timestamp | DataType::TimestampTz
+                )
+        }) {
             return Ok(None);
         }
         // An omitted column whose default is an expression is evaluated by
@@ -411,6 +431,32 @@ fn literal(expr: &Expr) -> Option<ScalarValue> {
         },
         _ => None,
     }
+}
+
+/// Whether `expr` is now() or CURRENT_TIMESTAMP without arguments: the
+/// statement's time.
+fn is_now(expr: &Expr) -> bool {
+    let Expr::Function(f) = expr else {
+        return false;
+    };
+    let empty = match &f.args {
+        ast::FunctionArguments::None => true,
+        ast::FunctionArguments::List(list) => list.args.is_empty(),
+        ast::FunctionArguments::Subquery(_) => false,
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    empty
+        && f.over.is_none()
+        && f.filter.is_none()
+        && matches!(
+            name.as_str(),
+            "now" | "current_timestamp" | "pg_catalog.now"
+        )
+}
+
+/// The time `micros` (since the epoch, UTC) as a timestamptz literal.
+fn now_scalar(micros: i64) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(Some(micros), Some(convert::UTC.into()))
 }
 
 fn number(text: &str, negative: bool) -> Option<ScalarValue> {
