@@ -376,11 +376,6 @@ impl Locks {
         self.released.notify_all();
     }
 
-    /// Whether `session` holds any lock.
-    pub fn holds_any(&self, session: SessionId) -> bool {
-        self.state.lock().held.contains_key(&session)
-    }
-
     /// Every lock held or awaited, for pg_locks: held ones first.
     pub fn rows(&self) -> Vec<LockRow> {
         let state = self.state.lock();

@@ -334,10 +334,11 @@ fn fresh(def: &SequenceDef) -> Position {
     Position {
         last: def.start,
         called: false,
+        // Just short of the start: nothing is reserved yet.
         reserved: if def.increment > 0 {
-            def.start - 1
+            def.start.saturating_sub(1)
         } else {
-            def.start + 1
+            def.start.saturating_add(1)
         },
     }
 }

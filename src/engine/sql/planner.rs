@@ -23,7 +23,7 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::pg_catalog::{Live, System, SystemSchema};
 use super::provider::Tables;
@@ -204,7 +204,7 @@ impl Planner {
 
     /// Plans and runs a query, reading tables through `txn`.
     pub async fn query(&self, txn: Option<&SharedTxn>, query: ast::Statement) -> Result<Rows> {
-        self.run(txn, query, None).await
+        self.run(txn, query, None, None).await
     }
 
     /// Plans and runs a query in which table `keyed` has one more column,
@@ -216,7 +216,7 @@ impl Planner {
         query: ast::Statement,
         keyed: u32,
     ) -> Result<Rows> {
-        self.run(Some(txn), query, Some(keyed)).await
+        self.run(Some(txn), query, Some(keyed), None).await
     }
 
     /// Plans a statement without running it: the types its placeholders take
@@ -253,14 +253,17 @@ impl Planner {
         describe.await.map_err(|e| map_error(e, &self.catalog))
     }
 
+    /// Plans and runs a query to the end, under the memory limit; the
+    /// arguments are [`start`](Planner::start)'s.
     async fn run(
         &self,
         txn: Option<&SharedTxn>,
         query: ast::Statement,
         keyed: Option<u32>,
+        restrict: Option<Vec<Vec<u8>>>,
     ) -> Result<Rows> {
         let run = async {
-            let (schema, mut stream) = self.start(txn, query, keyed, None).await?;
+            let (schema, mut stream) = self.start(txn, query, keyed, restrict).await?;
             let (mut batches, mut bytes) = (Vec::new(), 0usize);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
@@ -364,7 +367,7 @@ impl Planner {
         );
         let query = super::parse(&sql)?.remove(0);
         *self.tables.returning.lock() = Some(batch);
-        let result = self.run(Some(txn), query, None).await;
+        let result = self.run(Some(txn), query, None, None).await;
         *self.tables.returning.lock() = None;
         let mut rows = result?;
         rows.command = Some(tag);
@@ -381,20 +384,7 @@ impl Planner {
         keyed: u32,
         keys: Vec<Vec<u8>>,
     ) -> Result<Rows> {
-        let run = async {
-            let (schema, stream) = self
-                .start(Some(txn), query, Some(keyed), Some(keys))
-                .await?;
-            let batches: Vec<RecordBatch> = stream.try_collect().await?;
-            Ok::<_, DataFusionError>(Rows {
-                schema,
-                batches,
-                command: None,
-            })
-        };
-        self.canceller
-            .guard(async { run.await.map_err(|e| map_error(e, &self.catalog)) })
-            .await
+        self.run(Some(txn), query, Some(keyed), Some(keys)).await
     }
 }
 
