@@ -551,6 +551,9 @@ pub struct Role {
 #[derive(Default)]
 pub struct Catalog {
     state: RwLock<State>,
+    /// Counts table definitions installed or removed, so a prepared
+    /// statement knows when the tables it was planned against may differ.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -608,6 +611,7 @@ impl Catalog {
         }
         Ok(Catalog {
             state: RwLock::new(state),
+            generation: Default::default(),
         })
     }
 
@@ -690,6 +694,7 @@ impl Catalog {
 
     /// Adds or replaces a table in memory (after its entries are durable).
     pub fn install(&self, table: Table) {
+        self.bump();
         let mut state = self.state.write();
         if let Some(old) = state.by_id.get(&table.id).cloned() {
             state.by_name.remove(&old.name);
@@ -698,6 +703,16 @@ impl Catalog {
         let table = Arc::new(table);
         state.by_id.insert(table.id, table.clone());
         state.by_name.insert(table.name.clone(), table);
+    }
+
+    /// Changes with every table definition installed or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The role called `name`.
@@ -741,6 +756,7 @@ impl Catalog {
 
     /// Removes a table from memory (after its removal is durable).
     pub fn uninstall(&self, id: u32) {
+        self.bump();
         let mut state = self.state.write();
         if let Some(old) = state.by_id.remove(&id) {
             state.by_name.remove(&old.name);

@@ -112,6 +112,14 @@ impl SqlState {
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");
     /// 40P01: sessions waited on each other's locks.
     pub const DEADLOCK_DETECTED: SqlState = SqlState("40P01");
+    /// 26000: no prepared statement by that name.
+    pub const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState("26000");
+    /// 42P05: a prepared statement by that name exists already.
+    pub const DUPLICATE_PREPARED_STATEMENT: SqlState = SqlState("42P05");
+    /// 42P10: an ON CONFLICT target that names no unique constraint.
+    pub const INVALID_COLUMN_REFERENCE: SqlState = SqlState("42P10");
+    /// 21000: one statement would change a row twice.
+    pub const CARDINALITY_VIOLATION: SqlState = SqlState("21000");
     /// XX000: a bug in omen.
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 

@@ -55,6 +55,8 @@ pub struct Session {
     pub(super) activity: Arc<parking_lot::Mutex<super::activity::Backend>>,
     /// The values this session's nextval calls returned (currval, lastval).
     pub(super) sequences_seen: Arc<parking_lot::Mutex<super::sql::Seen>>,
+    /// Statements named by PREPARE.
+    pub(super) prepared: super::sql::PreparedStatements,
     /// How the session's transactions take row locks.
     pub(super) locker: Arc<crate::engine::mvcc::RowLocker>,
 }
@@ -190,6 +192,7 @@ impl Session {
             deadlock_timeout_ms,
             activity,
             sequences_seen: Arc::default(),
+            prepared: Default::default(),
             locker,
         }
     }
@@ -700,6 +703,42 @@ pub(super) fn insert_row(
     table: &Table,
     row: Vec<Value>,
 ) -> Result<()> {
+    match try_insert_row(shared, open, table, row)? {
+        (_, Inserted::Row { .. }) => Ok(()),
+        (row, Inserted::Conflict { visible, .. }) => {
+            if !visible && open.txn.lock().isolation() == IsolationLevel::Serializable {
+                // Invisible to the snapshot: as PostgreSQL, a serialization failure.
+                return Err(Error::SerializationConflict {
+                    reason: "a concurrent insert of the same key".into(),
+                });
+            }
+            Err(duplicate_key(table, &row))
+        }
+    }
+}
+
+/// What [`try_insert_row`] did.
+pub(super) enum Inserted {
+    /// The row is written, under this key (None for a table of row ids).
+    Row { key: Option<Vec<u8>> },
+    /// A row with the same primary key exists; nothing is written. The key
+    /// is locked for update. `visible`: the statement's snapshot sees that
+    /// row; `newer`: it changed after the snapshot.
+    Conflict {
+        key: Vec<u8>,
+        visible: bool,
+        newer: bool,
+    },
+}
+
+/// Writes `row` unless its primary key is taken; returns the row as checked
+/// against the table's types and constraints.
+pub(super) fn try_insert_row(
+    shared: &Shared,
+    open: &mut Open,
+    table: &Table,
+    row: Vec<Value>,
+) -> Result<(Vec<Value>, Inserted)> {
     shared.check_fault(&table.name);
     let row = table.check_row(row)?;
     let value = table.encode_row(&row)?;
@@ -715,31 +754,45 @@ pub(super) fn insert_row(
         None => RowLock::Fresh,
     };
     let mut txn = open.txn.lock();
-    if table.has_row_ids() {
-        let id = shared
-            .row_ids
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        txn.put(&table.row_id_key(id), value, WriteKind::Insert)?;
-    } else {
-        let key = key.expect("a keyed table");
-        let exists = match state {
-            RowLock::Changed { exists } => exists,
-            RowLock::Fresh | RowLock::Busy => txn.get(&key)?.is_some(),
-        };
-        if exists {
-            if txn.isolation() == IsolationLevel::Serializable && txn.get(&key)?.is_none() {
-                // Invisible to the snapshot: as PostgreSQL, a serialization failure.
-                return Err(Error::SerializationConflict {
-                    reason: "a concurrent insert of the same key".into(),
-                });
-            }
-            return Err(duplicate_key(table, &row));
+    let key = match key {
+        None => {
+            let id = shared
+                .row_ids
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let key = table.row_id_key(id);
+            txn.put(&key, value, WriteKind::Insert)?;
+            None
         }
-        txn.put(&key, value, WriteKind::Insert)?;
-    }
+        Some(key) => {
+            let visible = txn.get(&key)?.is_some();
+            let (exists, newer) = match state {
+                RowLock::Changed { exists } => (exists, true),
+                RowLock::Fresh | RowLock::Busy => (visible, false),
+            };
+            if exists {
+                let conflict = Inserted::Conflict {
+                    key,
+                    visible,
+                    newer,
+                };
+                return Ok((row, conflict));
+            }
+            txn.put(&key, value, WriteKind::Insert)?;
+            Some(key)
+        }
+    };
     drop(txn);
     open.tables.insert(table.id);
-    Ok(())
+    Ok((row, Inserted::Row { key }))
+}
+
+/// Row `key` as it is now, for a READ COMMITTED statement that holds its
+/// lock and met a version committed after its snapshot: the statement's
+/// reads and writes move on to the newest commit, as an UPDATE's re-check does.
+pub(super) fn newest_row(open: &Open, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut txn = open.txn.lock();
+    txn.refresh_snapshot();
+    txn.get(key)
 }
 
 /// The row with storage key `key`, locked in `mode` for a statement that

@@ -7,12 +7,11 @@
 //! ReadyForQuery (idle, in a transaction, failed).
 
 use std::fmt::Debug;
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::sql::sqlparser::ast::{self, Expr, Statement, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::ast::{self, Statement};
 use futures::{stream, Sink, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use pgwire::api::copy::CopyHandler;
@@ -34,7 +33,7 @@ use pgwire::messages::PgWireBackendMessage;
 use super::copy::{self, Copy};
 use super::wire;
 use super::{log, Server, ServerBackends};
-use omen::engine::sql::{placeholder, Description};
+use omen::engine::sql::Description;
 use omen::{Error, Output, Session, SqlState};
 
 /// A statement prepared by Parse: parsed once, described once.
@@ -48,6 +47,8 @@ pub struct Prepared {
     params: Vec<Type>,
     /// Result columns; None when the statement returns no rows.
     description: Description,
+    /// The catalog generation the result columns hold for.
+    generation: AtomicU64,
 }
 
 /// The query handlers of one connection.
@@ -658,6 +659,7 @@ impl QueryParser for Inner {
         let text: Arc<str> = sql.into();
         let prepared = self
             .run(move |session| {
+                let generation = AtomicU64::new(session.catalog_generation());
                 let description = session.describe(&statement)?;
                 let params = description
                     .params
@@ -673,6 +675,7 @@ impl QueryParser for Inner {
                     text,
                     params,
                     description,
+                    generation,
                 })
             })
             .await?
@@ -703,23 +706,6 @@ fn columns(stmt: &Prepared, format: Option<&Format>) -> Vec<FieldInfo> {
     }
 }
 
-/// Replaces each `$n` with the literal for parameter n.
-struct Bind<'a>(&'a [Expr]);
-
-impl VisitorMut for Bind<'_> {
-    type Break = usize;
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<usize> {
-        if let Some(n) = placeholder(expr) {
-            match self.0.get(n - 1) {
-                Some(value) => *expr = value.clone(),
-                None => return ControlFlow::Break(n),
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
 /// The portal's statement with its parameters in place.
 fn bind(portal: &Portal<Arc<Prepared>>) -> Result<Statement, Error> {
     let stmt = &portal.statement.statement;
@@ -737,12 +723,7 @@ fn bind(portal: &Portal<Arc<Prepared>>) -> Result<Statement, Error> {
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let mut statement = stmt.statement.clone();
-    if let ControlFlow::Break(n) = statement.visit(&mut Bind(&values)) {
-        return Err(Error::invalid(
-            SqlState::UNDEFINED_PARAMETER,
-            format!("there is no parameter ${n}"),
-        ));
-    }
+    omen::engine::sql::bind_parameters(&mut statement, &values)?;
     Ok(statement)
 }
 
@@ -784,13 +765,24 @@ impl ExtendedQueryHandler for Connection {
             }
             return result.map_err(user_error);
         }
-        let text = portal.statement.statement.text.clone();
+        let prepared = portal.statement.statement.clone();
         let (result, before, after, notices) = self
             .inner
             .run(move |session| {
-                session.set_query_text(&text);
+                session.set_query_text(&prepared.text);
                 let before = session.in_transaction();
-                let result = session.execute_statement(statement);
+                let columns = prepared.description.columns.as_ref();
+                let since = prepared.generation.load(Ordering::Relaxed);
+                let result = match session.check_result_columns(&statement, columns, since) {
+                    Ok(checked) => {
+                        prepared.generation.store(checked, Ordering::Relaxed);
+                        session.execute_statement(statement)
+                    }
+                    Err(e) => {
+                        session.fail_transaction();
+                        Err(e)
+                    }
+                };
                 (
                     result,
                     before,

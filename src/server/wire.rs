@@ -22,7 +22,7 @@ use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 
-use omen::engine::sql::format;
+use omen::engine::sql::{float_text, format};
 use omen::{Error, SqlState};
 
 /// Microseconds from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
@@ -420,16 +420,6 @@ pub fn parameter_text(bytes: &[u8], t: &Type, binary: bool) -> Result<String, Er
             )))
         }
     })
-}
-
-fn float_text(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        (if v > 0.0 { "Infinity" } else { "-Infinity" }).into()
-    } else {
-        v.to_string()
-    }
 }
 
 /// The SQL literal a parameter stands for: numbers and booleans as plain

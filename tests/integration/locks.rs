@@ -432,3 +432,80 @@ pub fn concurrent_increments_are_never_lost() {
     }
     assert_eq!(crate::support::ints(&mut s, "SELECT sum(n) FROM c"), [800]);
 }
+
+pub fn concurrent_upserts_neither_fail_nor_lose_counts() {
+    // Threads upsert counters that may not exist yet, at READ COMMITTED with
+    // no retries: a key inserted by another open transaction is waited for
+    // and then updated, so every upsert lands once and none fails.
+    let t = TestDb::buffered();
+    let mut s = t.session();
+    run(
+        &mut s,
+        "CREATE TABLE hits (page text PRIMARY KEY, n bigint NOT NULL)",
+    );
+    let threads: Vec<_> = (0..6)
+        .map(|w| {
+            let mut s = t.session();
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let page = (w + i) % 4;
+                    run(&mut s, "BEGIN");
+                    run(
+                        &mut s,
+                        &format!(
+                            "INSERT INTO hits VALUES ('p{page}', 1) \
+                             ON CONFLICT (page) DO UPDATE SET n = hits.n + excluded.n"
+                        ),
+                    );
+                    run(&mut s, "COMMIT");
+                }
+            })
+        })
+        .collect();
+    for h in threads {
+        h.join().expect("no upsert fails");
+    }
+    assert_eq!(
+        crate::support::ints(&mut s, "SELECT sum(n) FROM hits"),
+        [360]
+    );
+    assert_eq!(
+        crate::support::ints(&mut s, "SELECT count(*) FROM hits"),
+        [4]
+    );
+}
+
+pub fn upsert_waits_for_a_concurrent_insert_of_its_key() {
+    // An upsert meeting a key that an open transaction inserted waits for
+    // it: after a commit it updates the new row (DO NOTHING skips it), after
+    // a rollback it inserts. At REPEATABLE READ a row committed after the
+    // snapshot fails it with 40001, as in PostgreSQL.
+    let t = TestDb::buffered();
+    let (mut s1, s2) = (t.session(), t.session());
+    run(&mut s1, "CREATE TABLE kv (k int PRIMARY KEY, v text)");
+    run(&mut s1, "BEGIN; INSERT INTO kv VALUES (1, 'first')");
+    let wait = blocked(s2, |s| {
+        s.execute("INSERT INTO kv VALUES (1, 'second') ON CONFLICT (k) DO UPDATE SET v = kv.v || '+' || excluded.v")
+    });
+    run(&mut s1, "COMMIT");
+    let (mut s2, result) = wait.join();
+    result.expect("the upsert updates the committed row");
+    assert_eq!(texts(&mut s2, "SELECT v FROM kv"), ["first+second"]);
+
+    run(&mut s1, "BEGIN; INSERT INTO kv VALUES (2, 'rolled back')");
+    let wait = blocked(s2, |s| {
+        s.execute("INSERT INTO kv VALUES (2, 'kept') ON CONFLICT DO NOTHING")
+    });
+    run(&mut s1, "ROLLBACK");
+    let (mut s2, result) = wait.join();
+    result.expect("the upsert inserts after the rollback");
+    assert_eq!(texts(&mut s2, "SELECT v FROM kv WHERE k = 2"), ["kept"]);
+
+    run(&mut s2, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
+    run(&mut s1, "INSERT INTO kv VALUES (3, 'later')");
+    assert_sqlstate(
+        s2.execute("INSERT INTO kv VALUES (3, 'x') ON CONFLICT DO NOTHING"),
+        "40001",
+    );
+    run(&mut s2, "ROLLBACK");
+}

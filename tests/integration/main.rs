@@ -96,6 +96,8 @@ fn main() {
         row_lock_deadlock_fails_one_and_timeouts_end_waits,
         lock_views_show_who_waits_for_whom,
         concurrent_increments_are_never_lost,
+        concurrent_upserts_neither_fail_nor_lose_counts,
+        upsert_waits_for_a_concurrent_insert_of_its_key,
     ));
     trials.extend(tests!(sequences:
         serial_columns_number_rows,

@@ -377,6 +377,27 @@ pub fn extended_protocol_parameters_and_binary_results() {
             client.query_one("SELECT $1::int", &[&42i32]).await.expect("cast").get::<_, i32>(0),
             42
         );
+
+        // After ALTER TABLE a prepared statement runs against the new
+        // definition; one whose result columns would change fails with
+        // 0A000, as in PostgreSQL, and preparing it again mends it.
+        let star = client.prepare("SELECT * FROM v WHERE id = $1").await.expect("prepare *");
+        let one = client.prepare("SELECT i FROM v WHERE id = $1").await.expect("prepare i");
+        client.batch_execute("ALTER TABLE v ADD COLUMN extra INT").await.expect("alter");
+        let e = client.query(&star, &[&1i64]).await.unwrap_err();
+        assert_eq!(code(&e), "0A000");
+        let row = client.query_one(&one, &[&1i64]).await.expect("unchanged columns");
+        assert_eq!(row.get::<_, i32>(0), 13);
+        let star = client.prepare("SELECT * FROM v WHERE id = $1").await.expect("prepare again");
+        assert_eq!(client.query_one(&star, &[&1i64]).await.expect("new columns").len(), 14);
+
+        // PREPARE and EXECUTE in SQL, described over the extended protocol.
+        client
+            .batch_execute("PREPARE pick (bigint) AS SELECT t FROM v WHERE id = $1")
+            .await
+            .expect("PREPARE");
+        let row = client.query_one("EXECUTE pick(1)", &[]).await.expect("EXECUTE");
+        assert_eq!(row.get::<_, &str>(0), "ten");
     });
 }
 

@@ -22,6 +22,9 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::util::display::FormatOptions;
+use datafusion::sql::sqlparser::ast::{self, Expr};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::engine::catalog::Table;
 use crate::engine::error::{Error, Result, SqlState};
@@ -519,6 +522,81 @@ fn out_of_range() -> Error {
 
 fn internal(e: datafusion::arrow::error::ArrowError) -> Error {
     Error::Internal(format!("Arrow: {e}"))
+}
+
+/// The SQL type `data_type` is written as.
+pub fn sql_type(data_type: DataType) -> Result<ast::DataType> {
+    let text = data_type.to_string();
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&text)
+        .and_then(|mut p| p.parse_data_type())
+        .map_err(|e| Error::Internal(format!("the type name {text} does not parse: {e}")))
+}
+
+/// An expression that means `value` as a `data_type`: its PostgreSQL text
+/// cast to the type (`'2024-01-02'::date`), a typed NULL, or a hex literal
+/// for bytes, the forms the general path reads a bound parameter in.
+pub fn value_expr(value: &Value, data_type: DataType) -> Result<Expr> {
+    let literal = |v: ast::Value| Expr::Value(v.into());
+    let inner = match value {
+        Value::Null => literal(ast::Value::Null),
+        Value::Bytes(bytes) => {
+            let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            return Ok(literal(ast::Value::HexStringLiteral(hex)));
+        }
+        // Every digit, where PostgreSQL's text output may round.
+        Value::Float32(v) => literal(ast::Value::SingleQuotedString(float_text(*v as f64))),
+        Value::Float64(v) => literal(ast::Value::SingleQuotedString(float_text(*v))),
+        value => {
+            let field = Field::new("v", arrow_type(data_type), true);
+            let schema = Arc::new(Schema::new(vec![field]));
+            let batch = rows_to_batch(&schema, &[vec![value.clone()]], None)?;
+            let text = super::format::text(batch.column(0).as_ref(), 0).unwrap_or_default();
+            literal(ast::Value::SingleQuotedString(text))
+        }
+    };
+    Ok(Expr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(inner),
+        data_type: sql_type(data_type)?,
+        array: false,
+        format: None,
+    })
+}
+
+/// A float as PostgreSQL reads it back exactly: every digit, or `NaN`,
+/// `Infinity`, `-Infinity`.
+pub fn float_text(v: f64) -> String {
+    match v {
+        v if v.is_nan() => "NaN".into(),
+        f64::INFINITY => "Infinity".into(),
+        f64::NEG_INFINITY => "-Infinity".into(),
+        v => v.to_string(),
+    }
+}
+
+/// The engine type that holds values of an Arrow type (text for the types
+/// omen has no column type for).
+pub fn engine_type(arrow: &ArrowType) -> DataType {
+    match arrow {
+        ArrowType::Boolean => DataType::Bool,
+        ArrowType::Int8 | ArrowType::Int16 | ArrowType::UInt8 => DataType::Int16,
+        ArrowType::Int32 | ArrowType::UInt16 => DataType::Int32,
+        ArrowType::Int64 | ArrowType::UInt32 | ArrowType::UInt64 => DataType::Int64,
+        ArrowType::Float16 | ArrowType::Float32 => DataType::Float32,
+        ArrowType::Float64 => DataType::Float64,
+        ArrowType::Decimal128(precision, scale) if *scale >= 0 => DataType::Decimal {
+            precision: *precision,
+            scale: *scale as u8,
+        },
+        ArrowType::Binary | ArrowType::LargeBinary | ArrowType::BinaryView => DataType::Bytes,
+        ArrowType::Date32 | ArrowType::Date64 => DataType::Date,
+        ArrowType::Time32(_) | ArrowType::Time64(_) => DataType::Time,
+        ArrowType::Timestamp(_, None) => DataType::Timestamp,
+        ArrowType::Timestamp(_, Some(_)) => DataType::TimestampTz,
+        ArrowType::Interval(_) => DataType::Interval,
+        _ => DataType::Text,
+    }
 }
 
 /// The PostgreSQL name of the type an Arrow type holds, for messages.

@@ -155,6 +155,10 @@ impl Session {
                 let (table, query) = self.delete_query(delete)?;
                 Some((query, Some(table.id)))
             }
+            Statement::Execute { name, .. } => {
+                description.columns = self.prepared_columns(name.as_ref());
+                None
+            }
             Statement::ShowVariable { variable } => {
                 let name = variable
                     .iter()

@@ -26,6 +26,7 @@ use super::convert;
 use super::ddl;
 use super::planner::{Planner, Rows};
 use super::provider::KEY_COLUMN;
+use super::upsert::Outcome;
 use crate::engine::catalog::Table;
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
@@ -233,7 +234,7 @@ impl Session {
     }
 
     /// Runs a statement; `text` gets its SQL for the log should it panic.
-    fn dispatch(&mut self, statement: Statement, text: &mut String) -> Result<Output> {
+    pub(super) fn dispatch(&mut self, statement: Statement, text: &mut String) -> Result<Output> {
         if let Some(output) = self.fast_path(&statement)? {
             return Ok(output);
         }
@@ -373,6 +374,24 @@ impl Session {
                 Ok(Output::command("RELEASE"))
             }
             Statement::Set(set) => self.set_sql(set),
+            Statement::Prepare {
+                name,
+                data_types,
+                statement,
+            } => self.prepare_sql(&name, &data_types, *statement),
+            Statement::Execute {
+                name,
+                parameters,
+                immediate: false,
+                into,
+                using,
+                output: false,
+                default: false,
+                ..
+            } if into.is_empty() && using.is_empty() => {
+                self.execute_prepared_sql(name.as_ref(), &parameters)
+            }
+            Statement::Deallocate { name, .. } => self.deallocate_sql(&name),
             Statement::ShowVariable { variable } => {
                 let parts: Vec<String> = variable.iter().map(ident).collect();
                 // `SHOW transaction isolation level`, or a dotted name (`SHOW omen.parallelism`).
@@ -450,7 +469,12 @@ impl Session {
     }
 
     /// Evaluates a constant expression (a column default) as a value of `data_type`.
-    fn constant(&self, planner: &Planner, expr: &ast::Expr, data_type: DataType) -> Result<Value> {
+    pub(super) fn constant(
+        &self,
+        planner: &Planner,
+        expr: &ast::Expr,
+        data_type: DataType,
+    ) -> Result<Value> {
         let select = parse(&format!("SELECT {expr}"))?.remove(0);
         let rows = self.shared.runtime.block_on(planner.query(None, select))?;
         let batch = rows
@@ -463,15 +487,13 @@ impl Session {
     }
 
     fn insert_sql(&mut self, insert: ast::Insert) -> Result<Output> {
-        if insert.on.is_some() {
-            return Err(Error::Unsupported("INSERT with ON CONFLICT".into()));
-        }
         let alias = insert.table_alias.as_ref().map(|a| ident(&a.alias));
         let ast::TableObject::TableName(name) = &insert.table else {
             return Err(Error::Unsupported("INSERT into a table function".into()));
         };
         let table = self.table(&table_name(name)?)?;
         let targets = insert_targets(&table, &insert.columns)?;
+        let mut on_conflict = super::upsert::OnConflict::new(&table, insert.on.as_ref())?;
         let Some(source) = insert.source else {
             return Err(Error::Unsupported("INSERT without VALUES or SELECT".into()));
         };
@@ -513,10 +535,26 @@ impl Session {
                     .collect::<Result<Vec<_>>>()?;
                 let rows = full_rows(&shared, &planner, &table, &targets, &arrays)?;
                 for row in rows {
-                    if returning.is_some() {
-                        returned.push(table.check_row(row.clone())?);
+                    let written = match &mut on_conflict {
+                        None => {
+                            let checked = returning
+                                .is_some()
+                                .then(|| table.check_row(row.clone()))
+                                .transpose()?;
+                            insert_row(&shared, open, &table, row)?;
+                            checked
+                        }
+                        Some(on_conflict) => {
+                            let alias = alias.as_deref().unwrap_or(&table.name);
+                            match on_conflict.insert(&shared, &planner, open, &table, alias, row)? {
+                                Outcome::Written(row) => Some(row),
+                                Outcome::Skipped => continue,
+                            }
+                        }
+                    };
+                    if let (Some(row), Some(_)) = (written, &returning) {
+                        returned.push(row);
                     }
-                    insert_row(&shared, open, &table, row)?;
                     count += 1;
                 }
             }
@@ -586,21 +624,10 @@ impl Session {
     /// whole new row.
     pub(super) fn update_query(&self, update: &ast::Update) -> Result<(Arc<Table>, Statement)> {
         let table = self.table(&target_table(&update.table)?)?;
-        let mut new_values: Vec<Option<String>> = vec![None; table.columns.len()];
-        for assignment in &update.assignments {
-            let AssignmentTarget::ColumnName(name) = &assignment.target else {
-                return Err(Error::Unsupported("assigning to a tuple of columns".into()));
-            };
-            let column = column_name(name)?;
-            let index = table.column_index(&column)?;
-            if new_values[index].is_some() {
-                return Err(Error::invalid(
-                    SqlState::SYNTAX_ERROR,
-                    format!("multiple assignments to same column \"{column}\""),
-                ));
-            }
-            new_values[index] = Some(assignment.value.to_string());
-        }
+        let new_values: Vec<Option<String>> = assignments(&table, &update.assignments)?
+            .into_iter()
+            .map(|v| v.map(|e| e.to_string()))
+            .collect();
         // The row's storage key first, then the whole new row; aliases keep
         // the values apart when an expression repeats a column.
         let items: Vec<String> = std::iter::once(quote(KEY_COLUMN))
@@ -1015,7 +1042,7 @@ fn target_table(target: &TableWithJoins) -> Result<String> {
     }
 }
 
-fn quote(name: &str) -> String {
+pub(super) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -1026,6 +1053,30 @@ fn select(items: &[String], relation: &str, selection: Option<&ast::Expr>) -> Re
         sql.push_str(&format!(" WHERE {selection}"));
     }
     Ok(parse(&sql)?.remove(0))
+}
+
+/// The new value of each column of `table` that `SET` assigns (None for the
+/// others).
+pub(super) fn assignments(
+    table: &Table,
+    assignments: &[ast::Assignment],
+) -> Result<Vec<Option<ast::Expr>>> {
+    let mut values = vec![None; table.columns.len()];
+    for assignment in assignments {
+        let AssignmentTarget::ColumnName(name) = &assignment.target else {
+            return Err(Error::Unsupported("assigning to a tuple of columns".into()));
+        };
+        let column = column_name(name)?;
+        let index = table.column_index(&column)?;
+        if values[index].is_some() {
+            return Err(Error::invalid(
+                SqlState::SYNTAX_ERROR,
+                format!("multiple assignments to same column \"{column}\""),
+            ));
+        }
+        values[index] = Some(assignment.value.clone());
+    }
+    Ok(values)
 }
 
 /// The storage key at row `r` of a [`KEY_COLUMN`].

@@ -1,0 +1,252 @@
+//! INSERT ... ON CONFLICT: what to do with a proposed row whose primary key
+//! is taken.
+//!
+//! ```text
+//!   ON CONFLICT [(pk columns) | ON CONSTRAINT t_pkey] DO NOTHING
+//!   ON CONFLICT (pk columns) DO UPDATE SET c = excluded.c + t.c [WHERE ...]
+//! ```
+//!
+//! The primary key is omen's one unique constraint, so it is the only
+//! conflict target; any other fails with PostgreSQL's 42P10. A conflicting
+//! row is locked for update (waiting for a transaction that holds it). At
+//! READ COMMITTED the update applies to the newest version of the row, even
+//! one committed after the statement's snapshot; at REPEATABLE READ and
+//! SERIALIZABLE such a row fails the statement with 40001, as in PostgreSQL.
+//! The SET and WHERE expressions are evaluated by DataFusion over the
+//! existing row (named by the table or its alias) and the proposed one
+//! (named `excluded`); a column name both have is ambiguous (42702), as in
+//! PostgreSQL. One statement may not change a row twice (21000).
+
+use std::collections::HashSet;
+
+use datafusion::sql::sqlparser::ast::{
+    ConflictTarget, Expr, OnConflictAction, OnInsert, Statement,
+};
+
+use super::convert::{self, value_expr};
+use super::execute::{assign, assignments, ident, parse, quote};
+use super::planner::Planner;
+use crate::engine::catalog::Table;
+use crate::engine::database::Shared;
+use crate::engine::error::{Error, Result, SqlState};
+use crate::engine::mvcc::{IsolationLevel, WriteKind};
+use crate::engine::session::{
+    concurrent_update, insert_row, newest_row, try_insert_row, Inserted, Open,
+};
+use crate::engine::types::Value;
+
+/// An INSERT's ON CONFLICT clause, checked against its table.
+pub(super) struct OnConflict {
+    /// None for DO NOTHING; for DO UPDATE, the new value of each column
+    /// (None: unchanged) and the condition.
+    update: Option<Update>,
+    /// Keys this statement inserted or updated (DO UPDATE may not touch one again).
+    touched: HashSet<Vec<u8>>,
+}
+
+struct Update {
+    values: Vec<Option<Expr>>,
+    selection: Option<Expr>,
+}
+
+/// What became of one proposed row.
+pub(super) enum Outcome {
+    /// Written (inserted, or the existing row updated): the row as it now is.
+    Written(Vec<Value>),
+    /// Left alone (DO NOTHING, or DO UPDATE whose WHERE was not true).
+    Skipped,
+}
+
+impl OnConflict {
+    /// The clause of `INSERT INTO table ... on`, or None without one.
+    pub(super) fn new(table: &Table, on: Option<&OnInsert>) -> Result<Option<OnConflict>> {
+        let Some(on) = on else {
+            return Ok(None);
+        };
+        let OnInsert::OnConflict(on) = on else {
+            return Err(Error::Unsupported("ON DUPLICATE KEY UPDATE".into()));
+        };
+        match &on.conflict_target {
+            None => {
+                if matches!(on.action, OnConflictAction::DoUpdate(_)) {
+                    return Err(Error::invalid(
+                        SqlState::SYNTAX_ERROR,
+                        "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                    ));
+                }
+            }
+            Some(ConflictTarget::Columns(columns)) => {
+                let mut named: Vec<usize> = columns
+                    .iter()
+                    .map(|c| table.column_index(&ident(c)))
+                    .collect::<Result<_>>()?;
+                named.sort_unstable();
+                named.dedup();
+                let mut key = table.primary_key_indices();
+                key.sort_unstable();
+                if table.has_row_ids() || named != key {
+                    return Err(Error::invalid(
+                        SqlState::INVALID_COLUMN_REFERENCE,
+                        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                    ));
+                }
+            }
+            Some(ConflictTarget::OnConstraint(name)) => {
+                let name = name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(ident)
+                    .unwrap_or_default();
+                if table.has_row_ids() || name != format!("{}_pkey", table.name) {
+                    return Err(Error::NotFound {
+                        code: SqlState::UNDEFINED_OBJECT,
+                        message: format!(
+                            "constraint \"{name}\" for table \"{}\" does not exist",
+                            table.name
+                        ),
+                    });
+                }
+            }
+        }
+        let update = match &on.action {
+            OnConflictAction::DoNothing => None,
+            OnConflictAction::DoUpdate(update) => {
+                let values = assignments(table, &update.assignments)?;
+                let selection = update.selection.clone();
+                Some(Update { values, selection })
+            }
+        };
+        Ok(Some(OnConflict {
+            update,
+            touched: HashSet::new(),
+        }))
+    }
+
+    /// Inserts `row`, or on a conflict does what the clause says.
+    /// `alias` names the existing row in DO UPDATE's expressions.
+    pub(super) fn insert(
+        &mut self,
+        shared: &Shared,
+        planner: &Planner,
+        open: &mut Open,
+        table: &Table,
+        alias: &str,
+        row: Vec<Value>,
+    ) -> Result<Outcome> {
+        let (proposed, inserted) = try_insert_row(shared, open, table, row)?;
+        let (key, visible, newer) = match inserted {
+            Inserted::Row { key } => {
+                self.touched.extend(key);
+                return Ok(Outcome::Written(proposed));
+            }
+            Inserted::Conflict {
+                key,
+                visible,
+                newer,
+            } => (key, visible, newer),
+        };
+        let read_committed = open.txn.lock().isolation() == IsolationLevel::ReadCommitted;
+        if (newer || !visible) && !read_committed {
+            return Err(concurrent_update());
+        }
+        let Some(update) = &self.update else {
+            return Ok(Outcome::Skipped);
+        };
+        if !self.touched.insert(key.clone()) {
+            return Err(Error::invalid(
+                SqlState::CARDINALITY_VIOLATION,
+                "ON CONFLICT DO UPDATE command cannot affect row a second time: ensure that no rows proposed for insertion within the same command have duplicate constrained values",
+            ));
+        }
+        let bytes = if newer || !visible {
+            newest_row(open, &key)?
+        } else {
+            open.txn.lock().get(&key)?
+        };
+        let existing = bytes
+            .map(|b| table.decode_row(&b))
+            .transpose()?
+            .ok_or_else(|| Error::Internal("a conflicting row that is not there".into()))?;
+        let query = update.query(table, alias, &existing, &proposed)?;
+        let rows = shared
+            .runtime
+            .block_on(planner.query(Some(&open.txn), query))?;
+        let Some(batch) = rows.batches.iter().find(|b| b.num_rows() > 0) else {
+            return Err(Error::Internal(
+                "ON CONFLICT DO UPDATE without a row".into(),
+            ));
+        };
+        let n = table.columns.len();
+        if convert::value_at(batch.column(n).as_ref(), 0)? != Value::Bool(true) {
+            return Ok(Outcome::Skipped);
+        }
+        let new = table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, column)| {
+                let array = assign(batch.column(c), column.data_type, &column.name)?;
+                convert::value_at(array.as_ref(), 0)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let new = table.check_row(new)?;
+        let new_key = table.row_key(&new)?;
+        if new_key == key {
+            let bytes = table.encode_row(&new)?;
+            open.txn.lock().put(&key, bytes, WriteKind::Update)?;
+        } else {
+            open.txn.lock().delete(&key)?;
+            insert_row(shared, open, table, new.clone())?;
+            self.touched.insert(new_key);
+        }
+        open.tables.insert(table.id);
+        Ok(Outcome::Written(new))
+    }
+}
+
+impl Update {
+    /// `SELECT <each column's new value>, <condition> FROM (VALUES (existing))
+    /// AS alias(columns) CROSS JOIN (VALUES (proposed)) AS excluded(...)`.
+    fn query(
+        &self,
+        table: &Table,
+        alias: &str,
+        existing: &[Value],
+        proposed: &[Value],
+    ) -> Result<Statement> {
+        let literals = |row: &[Value]| -> Result<String> {
+            let items = row
+                .iter()
+                .zip(&table.columns)
+                .map(|(v, c)| value_expr(v, c.data_type).map(|e| e.to_string()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(items.join(", "))
+        };
+        let items: Vec<String> = self
+            .values
+            .iter()
+            .zip(&table.columns)
+            .enumerate()
+            .map(|(n, (value, column))| match value {
+                Some(value) => format!("{value} AS \"new {n}\""),
+                None => format!("{}.{} AS \"new {n}\"", quote(alias), quote(&column.name)),
+            })
+            .chain(std::iter::once(match &self.selection {
+                Some(selection) => format!("({selection}) IS TRUE"),
+                None => "true".into(),
+            }))
+            .collect();
+        let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
+        let sql = format!(
+            "SELECT {} FROM (VALUES ({})) AS {}({}) CROSS JOIN (VALUES ({})) AS excluded({})",
+            items.join(", "),
+            literals(existing)?,
+            quote(alias),
+            columns.join(", "),
+            literals(proposed)?,
+            columns.join(", "),
+        );
+        Ok(parse(&sql)?.remove(0))
+    }
+}
