@@ -112,6 +112,10 @@ impl SqlState {
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");
     /// 40P01: sessions waited on each other's locks.
     pub const DEADLOCK_DETECTED: SqlState = SqlState("40P01");
+    /// 34000: no cursor by that name.
+    pub const INVALID_CURSOR_NAME: SqlState = SqlState("34000");
+    /// 42P03: a cursor by that name exists already.
+    pub const DUPLICATE_CURSOR: SqlState = SqlState("42P03");
     /// 26000: no prepared statement by that name.
     pub const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState("26000");
     /// 42P05: a prepared statement by that name exists already.

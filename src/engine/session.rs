@@ -57,6 +57,8 @@ pub struct Session {
     pub(super) sequences_seen: Arc<parking_lot::Mutex<super::sql::Seen>>,
     /// Statements named by PREPARE.
     pub(super) prepared: super::sql::PreparedStatements,
+    /// Cursors declared WITH HOLD by transactions that committed.
+    pub(super) held_cursors: super::sql::Cursors,
     /// How the session's transactions take row locks.
     pub(super) locker: Arc<crate::engine::mvcc::RowLocker>,
 }
@@ -99,6 +101,8 @@ pub(super) struct Open {
     pub statements: u32,
     /// Savepoints, oldest first: name and the changes when it was set.
     pub savepoints: Vec<(String, crate::engine::mvcc::Mark)>,
+    /// Cursors the transaction declared; they end with it.
+    pub cursors: super::sql::Cursors,
 }
 
 impl Open {
@@ -109,6 +113,7 @@ impl Open {
             aborted: false,
             statements: 0,
             savepoints: Vec::new(),
+            cursors: Default::default(),
         }
     }
 
@@ -193,6 +198,7 @@ impl Session {
             activity,
             sequences_seen: Arc::default(),
             prepared: Default::default(),
+            held_cursors: Default::default(),
             locker,
         }
     }
@@ -353,7 +359,7 @@ impl Session {
     /// Commits the open transaction. An aborted transaction is rolled back
     /// instead, and the call fails with 25P02.
     pub fn commit(&mut self) -> Result<()> {
-        let Some(open) = self.txn.take() else {
+        let Some(mut open) = self.txn.take() else {
             return Err(no_transaction());
         };
         if open.aborted {
@@ -364,7 +370,14 @@ impl Session {
                     .into(),
             });
         }
-        commit(&self.shared.catalog, open)
+        // Cursors declared WITH HOLD outlive a commit.
+        let held: Vec<_> = std::mem::take(&mut open.cursors)
+            .into_iter()
+            .filter(|(_, cursor)| cursor.is_held())
+            .collect();
+        commit(&self.shared.catalog, open)?;
+        self.held_cursors.extend(held);
+        Ok(())
     }
 
     /// Discards the open transaction.

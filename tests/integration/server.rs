@@ -707,6 +707,30 @@ pub fn psql_script_stops_on_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("duplicate key"));
     let out = psql(&conninfo, &["-c", "SELECT count(*) FROM s"], None);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+
+    // With FETCH_COUNT psql reads a result through a cursor, a page at a time.
+    let out = psql(
+        &conninfo,
+        &[
+            "-v",
+            "FETCH_COUNT=2",
+            "-c",
+            "INSERT INTO s VALUES (3), (4), (5)",
+            "-c",
+            "SELECT id FROM s ORDER BY id",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids, ["1", "3", "4", "5"]);
 }
 
 /// psql's describing commands read the emulated system catalogs.

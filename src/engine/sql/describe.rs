@@ -155,6 +155,10 @@ impl Session {
                 let (table, query) = self.delete_query(delete)?;
                 Some((query, Some(table.id)))
             }
+            Statement::Fetch { name, .. } => {
+                description.columns = self.cursor_columns(name);
+                None
+            }
             Statement::Execute { name, .. } => {
                 description.columns = self.prepared_columns(name.as_ref());
                 None

@@ -101,7 +101,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .map_err(ParserError::from)
         .map(|mut tokens| {
             truncate_identifiers(&mut tokens);
-            super::row_locks::mark_weak_locks(tokens)
+            super::cursors::complete_fetch(super::row_locks::mark_weak_locks(tokens))
         });
     let parsed = tokens.and_then(|t| {
         Parser::new(&dialect)
@@ -392,6 +392,14 @@ impl Session {
                 self.execute_prepared_sql(name.as_ref(), &parameters)
             }
             Statement::Deallocate { name, .. } => self.deallocate_sql(&name),
+            Statement::Declare { stmts } => self.declare_sql(stmts),
+            Statement::Fetch {
+                name,
+                direction,
+                into: None,
+                ..
+            } => self.fetch_sql(&name, &direction),
+            Statement::Close { cursor } => self.close_sql(&cursor),
             Statement::ShowVariable { variable } => {
                 let parts: Vec<String> = variable.iter().map(ident).collect();
                 // `SHOW transaction isolation level`, or a dotted name (`SHOW omen.parallelism`).
@@ -457,7 +465,7 @@ impl Session {
         Ok(planner)
     }
 
-    fn query(&mut self, statement: Statement) -> Result<Output> {
+    pub(super) fn query(&mut self, statement: Statement) -> Result<Output> {
         let planner = self.planner()?;
         let shared = self.shared.clone();
         let rows = self.statement(|open| {

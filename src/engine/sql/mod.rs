@@ -16,6 +16,7 @@ mod arithmetic;
 mod bulk;
 mod compat;
 mod convert;
+mod cursors;
 mod ddl;
 mod describe;
 mod execute;
@@ -34,6 +35,7 @@ mod sequence_sql;
 mod upsert;
 
 pub use convert::{arrow_type, float_text, pg_type_name};
+pub(crate) use cursors::Cursors;
 pub(in crate::engine) use ddl::is_volatile_default;
 pub use describe::{placeholder, placeholder_count, Description, MAX_PARAMETERS};
 pub(super) use execute::default_settings;
