@@ -75,7 +75,37 @@ pub enum TableChange {
     AddColumn(ColumnDef),
     /// DROP COLUMN, by name.
     DropColumn(String),
+    /// ADD CONSTRAINT ... CHECK; `validate`: existing rows must pass it
+    /// (not for NOT VALID).
+    AddCheck { check: CheckDef, validate: bool },
+    /// DROP CONSTRAINT [IF EXISTS] name.
+    DropConstraint { name: String, if_exists: bool },
 }
+
+/// A CHECK constraint as a statement declares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckDef {
+    /// Its name, when the statement gives one.
+    pub name: Option<String>,
+    /// The condition, as SQL text over the table's column names.
+    pub expr: String,
+}
+
+/// A CHECK constraint of a table: a row is written only if the condition is
+/// true or NULL for it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    /// The condition, as SQL text over the table's column names.
+    pub expr: String,
+    /// The ids of the columns it reads (dropping one drops the constraint).
+    pub columns: Vec<u32>,
+    /// False for one added NOT VALID: the rows already there were not checked.
+    pub validated: bool,
+}
+
+/// The most CHECK constraints a table may have.
+pub const MAX_CHECKS: usize = 64;
 
 /// A column of a stored table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,6 +156,9 @@ pub struct Table {
     /// The columns (id, type) of every schema version, for reading old rows.
     versions: BTreeMap<u32, Vec<(u32, DataType)>>,
     next_column_id: u32,
+    /// CHECK constraints, in the order they were added.
+    #[serde(default)]
+    pub checks: Vec<Check>,
 }
 
 impl Table {
@@ -145,6 +178,7 @@ impl Table {
             schema_version: 0,
             versions: BTreeMap::new(),
             next_column_id: 0,
+            checks: Vec::new(),
         };
         for def in defs {
             table.push_column(def, Value::Null)?;
@@ -437,9 +471,95 @@ impl Table {
             ));
         }
         let mut table = self.clone();
-        table.columns.remove(index);
+        let id = table.columns.remove(index).id;
+        // As in PostgreSQL, the constraints that read the column go with it.
+        table.checks.retain(|c| !c.columns.contains(&id));
         table.new_version();
         Ok(table)
+    }
+
+    /// The name of the primary key constraint.
+    pub fn primary_key_name(&self) -> String {
+        format!("{}_pkey", self.name)
+    }
+
+    /// A name for a new CHECK constraint, as PostgreSQL chooses it: the
+    /// table's and, for a check of one column, the column's, then `check`,
+    /// numbered when taken.
+    pub fn check_name(&self, column: Option<&str>) -> String {
+        let base = match column {
+            Some(column) => format!("{}_{column}_check", self.name),
+            None => format!("{}_check", self.name),
+        };
+        let taken = |name: &str| self.constraint_named(name);
+        std::iter::once(base.clone())
+            .chain((1..).map(|n| format!("{base}{n}")))
+            .find(|name| !taken(name))
+            .expect("a free name")
+    }
+
+    fn constraint_named(&self, name: &str) -> bool {
+        (!self.has_row_ids() && self.primary_key_name() == name)
+            || self.checks.iter().any(|c| c.name == name)
+    }
+
+    /// A table just defined with its CHECK constraints (no new version:
+    /// no row was written under the first).
+    pub fn with_initial_checks(mut self, checks: Vec<Check>) -> Result<Table> {
+        for check in checks {
+            let mut with = self.with_check(check)?;
+            with.schema_version = self.schema_version;
+            with.versions = std::mem::take(&mut self.versions);
+            self = with;
+        }
+        Ok(self)
+    }
+
+    /// The table with CHECK constraint `check` added, at a new schema version.
+    pub fn with_check(&self, check: Check) -> Result<Table> {
+        if self.constraint_named(&check.name) {
+            return Err(Error::AlreadyExists {
+                code: SqlState::DUPLICATE_OBJECT,
+                message: format!(
+                    "constraint \"{}\" for relation \"{}\" already exists",
+                    check.name, self.name
+                ),
+            });
+        }
+        if self.checks.len() >= MAX_CHECKS {
+            return Err(Error::LimitExceeded {
+                code: SqlState::PROGRAM_LIMIT_EXCEEDED,
+                message: format!("a table has at most {MAX_CHECKS} CHECK constraints"),
+            });
+        }
+        let mut table = self.clone();
+        table.checks.push(check);
+        table.new_version();
+        Ok(table)
+    }
+
+    /// The table without constraint `name`, at a new schema version; None
+    /// when there is no such constraint and `if_exists` says that is fine.
+    pub fn without_constraint(&self, name: &str, if_exists: bool) -> Result<Option<Table>> {
+        if !self.has_row_ids() && name == self.primary_key_name() {
+            return Err(Error::Unsupported("dropping a primary key".into()));
+        }
+        let Some(index) = self.checks.iter().position(|c| c.name == name) else {
+            if if_exists {
+                return Ok(None);
+            }
+            return Err(Error::NotFound {
+                code: SqlState::UNDEFINED_OBJECT,
+                message: format!(
+                    "constraint \"{name}\" of relation \"{}\" does not exist",
+                    self.name
+                ),
+            });
+        };
+        let mut table = self.clone();
+        table.checks.remove(index);
+        table.new_version();
+        Ok(Some(table))
     }
 }
 

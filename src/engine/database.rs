@@ -72,6 +72,8 @@ pub(super) struct Shared {
     pub activity: Arc<super::activity::Activity>,
     /// Every sequence.
     pub sequences: Arc<super::sequences::Sequences>,
+    /// Checks rows against their table's constraints.
+    pub checks: super::sql::Checks,
     /// The id the next session gets.
     pub next_session: std::sync::atomic::AtomicU64,
     path: Option<PathBuf>,
@@ -200,6 +202,7 @@ impl Database {
             locks: Arc::default(),
             activity: Arc::default(),
             sequences,
+            checks: Default::default(),
             next_session: std::sync::atomic::AtomicU64::new(1),
             path,
         };

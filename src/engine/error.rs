@@ -37,6 +37,8 @@ impl SqlState {
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
     /// 23505: a second row with the same primary key.
     pub const UNIQUE_VIOLATION: SqlState = SqlState("23505");
+    /// 23514: a row that fails a CHECK constraint.
+    pub const CHECK_VIOLATION: SqlState = SqlState("23514");
     /// 23502: NULL in a NOT NULL column.
     pub const NOT_NULL_VIOLATION: SqlState = SqlState("23502");
     /// 40001: a concurrent transaction conflicted; retrying can succeed.

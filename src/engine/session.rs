@@ -483,8 +483,9 @@ impl Session {
     /// Replaces the row with the same primary key; false when there is none.
     pub fn update(&mut self, table: &str, row: Vec<Value>) -> Result<bool> {
         let table = self.table(table)?;
+        let shared = self.shared.clone();
         self.statement(|open| {
-            let row = table.check_row(row)?;
+            let row = shared.checks.row(&table, row)?;
             let key = table.row_key(&row)?;
             if locked_row(open, &key, super::locks::Mode::NoKeyUpdate)?.is_none() {
                 return Ok(false);
@@ -546,8 +547,9 @@ impl Session {
         primary_key: &[String],
         if_not_exists: bool,
         serials: Vec<(String, String, super::types::DataType)>,
+        checks: Vec<super::catalog::CheckDef>,
     ) -> Result<bool> {
-        if serials.is_empty() {
+        if serials.is_empty() && checks.is_empty() {
             return self.create_table(name, columns, primary_key, if_not_exists);
         }
         self.refuse_in_transaction("CREATE TABLE")?;
@@ -558,6 +560,20 @@ impl Session {
             result => result?,
         }
         let table = Table::new(shared.catalog.next_table_id(), name, columns, primary_key)?;
+        let checks = checks.iter().try_fold(
+            Vec::new(),
+            |mut defined: Vec<super::catalog::Check>, def| {
+                // Each takes the table with the ones before it, for its name.
+                let so_far = table.clone().with_initial_checks(defined.clone())?;
+                defined.push(shared.checks.define(&so_far, def)?);
+                Ok::<_, Error>(defined)
+            },
+        )?;
+        let table = table.with_initial_checks(checks)?;
+        if serials.is_empty() {
+            self.save_table(table)?;
+            return Ok(true);
+        }
         let mut defs = Vec::new();
         for (sequence, column, data_type) in serials {
             self.refuse_taken(&sequence)?;
@@ -676,9 +692,53 @@ impl Session {
                     altered.with_column(column)?
                 }
                 TableChange::DropColumn(column) => altered.without_column(&column)?,
+                TableChange::AddCheck { check, validate } => {
+                    let mut check = shared.checks.define(&altered, &check)?;
+                    check.validated = validate;
+                    if validate {
+                        self.validate_check(&altered, &check)?;
+                    }
+                    altered.with_check(check)?
+                }
+                TableChange::DropConstraint { name, if_exists } => {
+                    match altered.without_constraint(&name, if_exists)? {
+                        Some(without) => without,
+                        None => {
+                            self.notice(format!(
+                                "constraint \"{name}\" of relation \"{table}\" does not exist, skipping"
+                            ));
+                            altered
+                        }
+                    }
+                }
             };
         }
         self.save_table(altered)
+    }
+
+    /// 23514 unless every row of `table` passes `check`. Rows are read as
+    /// `table` (the definition being made) sees them, so a column added by
+    /// the same ALTER TABLE reads its default.
+    fn validate_check(&mut self, table: &Table, check: &super::catalog::Check) -> Result<()> {
+        let shared = self.shared.clone();
+        let (from, to) = (table.key_prefix(), table.key_end());
+        let violated = self.statement(|open| {
+            let mut txn = open.txn.lock();
+            let rows = txn
+                .scan(&from, Some(&to))
+                .map(|entry| entry.and_then(|(_, bytes)| table.decode_row(&bytes)));
+            shared.checks.any_fails(table, check, rows)
+        })?;
+        if violated {
+            return Err(Error::ConstraintViolation {
+                code: SqlState::CHECK_VIOLATION,
+                message: format!(
+                    "check constraint \"{}\" of relation \"{}\" is violated by some row",
+                    check.name, table.name
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn save_table(&self, table: Table) -> Result<()> {
@@ -753,7 +813,7 @@ pub(super) fn try_insert_row(
     row: Vec<Value>,
 ) -> Result<(Vec<Value>, Inserted)> {
     shared.check_fault(&table.name);
-    let row = table.check_row(row)?;
+    let row = shared.checks.row(table, row)?;
     let value = table.encode_row(&row)?;
     let key = (!table.has_row_ids())
         .then(|| table.row_key(&row))

@@ -734,3 +734,43 @@ pub fn sessions_set_their_own_memory_limit() {
         vec![100]
     );
 }
+
+pub fn check_constraints_hold_on_every_path_and_survive_reopening() {
+    // A CHECK constraint is enforced by COPY and the fast path as by the
+    // general path, and it is still there after the database is reopened.
+    let t = TestDb::new();
+    {
+        let mut s = t.session();
+        run(
+            &mut s,
+            "CREATE TABLE stock (id int PRIMARY KEY, qty int CHECK (qty >= 0), CONSTRAINT few CHECK (qty < 1000))",
+        );
+        s.copy_from("stock", &[], &[vec![Some("1".into()), Some("5".into())]])
+            .expect("a good row");
+        let bad = [
+            vec![Some("2".into()), Some("1".into())],
+            vec![Some("3".into()), Some("-1".into())],
+        ];
+        assert_sqlstate(s.copy_from("stock", &[], &bad), "23514");
+        s.set_fast_path(true);
+        assert_sqlstate(
+            s.execute("UPDATE stock SET qty = 2000 WHERE id = 1"),
+            "23514",
+        );
+        assert!(s.fast_path_statements() > 0);
+    }
+    let t = t.reopen();
+    let mut s = t.session();
+    assert_eq!(
+        crate::support::ints(&mut s, "SELECT count(*) FROM stock"),
+        [1]
+    );
+    assert_sqlstate(s.execute("INSERT INTO stock VALUES (4, -4)"), "23514");
+    assert_sqlstate(s.execute("UPDATE stock SET qty = qty + 999"), "23514");
+    run(&mut s, "ALTER TABLE stock DROP CONSTRAINT few");
+    run(&mut s, "UPDATE stock SET qty = qty + 999");
+    assert_eq!(
+        crate::support::ints(&mut s, "SELECT qty FROM stock"),
+        [1004]
+    );
+}

@@ -13,17 +13,19 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::execute::{ident, table_name};
-use crate::engine::catalog::{ColumnDef, TableChange};
+use crate::engine::catalog::{CheckDef, ColumnDef, TableChange};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::types::{DataType, Value};
 
-/// A table definition: name, columns, primary key column names, and the
-/// sequences its SERIAL and identity columns own (sequence name, column, type).
+/// A table definition: name, columns, primary key column names, the
+/// sequences its SERIAL and identity columns own (sequence name, column,
+/// type), and its CHECK constraints.
 pub type TableDef = (
     String,
     Vec<ColumnDef>,
     Vec<String>,
     Vec<(String, String, DataType)>,
+    Vec<CheckDef>,
 );
 
 /// The definition a CREATE TABLE statement gives.
@@ -45,8 +47,10 @@ pub fn create_table(
     let mut columns = Vec::with_capacity(create.columns.len());
     let mut key = Vec::new();
     let mut serials = Vec::new();
+    let mut checks = Vec::new();
     for def in &create.columns {
-        let (mut column, primary) = column_definition(def, &mut constant)?;
+        let (mut column, primary, column_checks) = column_definition(def, &mut constant)?;
+        checks.extend(column_checks);
         if let Some(data_type) = owns_sequence(def)? {
             // PostgreSQL's name for it, cut to the identifier limit.
             let mut sequence = format!("{name}_{}_seq", column.name);
@@ -85,13 +89,23 @@ pub fn create_table(
                     key.push(ident(id));
                 }
             }
+            TableConstraint::Check(check) => checks.push(check_definition(check, None)),
             other => return Err(Error::Unsupported(format!("the constraint {other}"))),
         }
     }
     if key.len() > 1 && create.columns.iter().filter(|c| is_primary(c)).count() > 1 {
         return Err(multiple_keys(&name));
     }
-    Ok((name, columns, key, serials))
+    Ok((name, columns, key, serials, checks))
+}
+
+/// The definition of a CHECK constraint, named by the statement or by `name`
+/// (`CONSTRAINT name` before a column constraint).
+fn check_definition(check: &ast::CheckConstraint, name: Option<&ast::Ident>) -> CheckDef {
+    CheckDef {
+        name: check.name.as_ref().or(name).map(ident),
+        expr: check.expr.to_string(),
+    }
 }
 
 /// The integer type of a column that owns a sequence: SERIAL, BIGSERIAL,
@@ -154,22 +168,41 @@ fn serial_type(t: &ast::DataType) -> Option<DataType> {
     }
 }
 
-/// The change an ALTER TABLE operation makes.
+/// The changes an ALTER TABLE operation makes.
 pub fn alter(
     operation: &AlterTableOperation,
     mut constant: impl FnMut(&ast::Expr, DataType) -> Result<Value>,
-) -> Result<TableChange> {
+) -> Result<Vec<TableChange>> {
     match operation {
         AlterTableOperation::AddColumn { column_def, .. } => {
-            let (column, primary) = column_definition(column_def, &mut constant)?;
+            let (column, primary, checks) = column_definition(column_def, &mut constant)?;
             if primary {
                 return Err(Error::Unsupported("adding a primary key column".into()));
             }
-            Ok(TableChange::AddColumn(column))
+            let checks = checks.into_iter().map(|check| TableChange::AddCheck {
+                check,
+                validate: true,
+            });
+            Ok(std::iter::once(TableChange::AddColumn(column))
+                .chain(checks)
+                .collect())
         }
         AlterTableOperation::DropColumn { column_names, .. } if column_names.len() == 1 => {
-            Ok(TableChange::DropColumn(ident(&column_names[0])))
+            Ok(vec![TableChange::DropColumn(ident(&column_names[0]))])
         }
+        AlterTableOperation::AddConstraint {
+            constraint: TableConstraint::Check(check),
+            not_valid,
+        } => Ok(vec![TableChange::AddCheck {
+            check: check_definition(check, None),
+            validate: !not_valid,
+        }]),
+        AlterTableOperation::DropConstraint {
+            if_exists, name, ..
+        } => Ok(vec![TableChange::DropConstraint {
+            name: ident(name),
+            if_exists: *if_exists,
+        }]),
         other => Err(Error::Unsupported(format!("ALTER TABLE {other}"))),
     }
 }
@@ -282,7 +315,8 @@ fn multiple_keys(table: &str) -> Error {
 fn column_definition(
     def: &ast::ColumnDef,
     constant: &mut impl FnMut(&ast::Expr, DataType) -> Result<Value>,
-) -> Result<(ColumnDef, bool)> {
+) -> Result<(ColumnDef, bool, Vec<CheckDef>)> {
+    let mut checks = Vec::new();
     let data_type = serial_type(&def.data_type).map_or_else(|| data_type(&def.data_type), Ok)?;
     let mut column = ColumnDef::new(ident(&def.name), data_type);
     let mut primary = false;
@@ -313,10 +347,13 @@ fn column_definition(
                 sequence_options: None | Some(_),
                 ..
             } if sequence_options_empty(&option.option) => {}
+            ColumnOption::Check(check) => {
+                checks.push(check_definition(check, option.name.as_ref()))
+            }
             other => return Err(Error::Unsupported(format!("the column option {other}"))),
         }
     }
-    Ok((column, primary))
+    Ok((column, primary, checks))
 }
 
 /// The longest CHAR(n) or VARCHAR(n), as in PostgreSQL.

@@ -254,7 +254,7 @@ impl Session {
             Statement::Delete(delete) => self.delete_sql(delete),
             Statement::CreateTable(create) => {
                 let planner = self.planner()?;
-                let (name, columns, key, serials) =
+                let (name, columns, key, serials, checks) =
                     ddl::create_table(&create, |expr, data_type| {
                         self.constant(&planner, expr, data_type)
                     })?;
@@ -264,6 +264,7 @@ impl Session {
                     &key,
                     create.if_not_exists,
                     serials,
+                    checks,
                 )?;
                 Ok(Output::command("CREATE TABLE"))
             }
@@ -306,7 +307,10 @@ impl Session {
                     .map(|operation| {
                         ddl::alter(operation, |expr, t| self.constant(&planner, expr, t))
                     })
-                    .collect::<Result<Vec<_>>>()?;
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 self.alter_table(&name, changes)?;
                 Ok(Output::command("ALTER TABLE"))
             }
@@ -595,6 +599,7 @@ impl Session {
             let mut changed = Vec::new();
             let mut returned = update.returning.as_ref().map(|_| Vec::new());
             let mut count = update_rows(
+                &shared.checks,
                 open,
                 &table,
                 &rows,
@@ -610,7 +615,15 @@ impl Session {
                 let rows = shared
                     .runtime
                     .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
-                count += update_rows(open, &table, &rows, &mut moved, None, returned.as_mut())?;
+                count += update_rows(
+                    &shared.checks,
+                    open,
+                    &table,
+                    &rows,
+                    &mut moved,
+                    None,
+                    returned.as_mut(),
+                )?;
             }
             for row in moved {
                 insert_row(&shared, open, &table, row)?;
@@ -761,6 +774,7 @@ impl Session {
 /// snapshot go to `changed` (READ COMMITTED), unwritten. Returns the rows
 /// written.
 fn update_rows(
+    checks: &super::Checks,
     open: &mut Open,
     table: &Table,
     rows: &Rows,
@@ -781,7 +795,7 @@ fn update_rows(
                 .iter()
                 .map(|a| convert::value_at(a.as_ref(), r))
                 .collect::<Result<Vec<_>>>()?;
-            let row = table.check_row(row)?;
+            let row = checks.row(table, row)?;
             let new = if table.has_row_ids() {
                 old.clone()
             } else {

@@ -253,6 +253,7 @@ impl Session {
         let Some(key) = key_of(&table, selection).and_then(|k| table.key(&k).ok()) else {
             return Ok(None);
         };
+        let shared = self.shared.clone();
         let count = self.statement(|open| {
             let Some(bytes) = locked_row(open, &key, Mode::NoKeyUpdate)? else {
                 return Ok(Some(0));
@@ -270,7 +271,7 @@ impl Session {
                     },
                 };
             }
-            let row = table.check_row(row)?;
+            let row = shared.checks.row(&table, row)?;
             txn.put(&key, table.encode_row(&row)?, WriteKind::Update)?;
             drop(txn);
             open.tables.insert(table.id);

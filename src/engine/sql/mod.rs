@@ -14,6 +14,7 @@
 
 mod arithmetic;
 mod bulk;
+mod checks;
 mod compat;
 mod convert;
 mod cursors;
@@ -34,6 +35,7 @@ mod script;
 mod sequence_sql;
 mod upsert;
 
+pub(crate) use checks::Checks;
 pub use convert::{arrow_type, float_text, pg_type_name};
 pub(crate) use cursors::Cursors;
 pub(in crate::engine) use ddl::is_volatile_default;

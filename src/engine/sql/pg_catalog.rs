@@ -55,6 +55,33 @@ pub fn index_oid(id: u32) -> u32 {
     table_oid(id) + 1
 }
 
+/// Oids of CHECK constraints: past every table's, 64 for each table.
+const FIRST_CHECK_OID: u32 = 3_000_000_000;
+/// Table ids whose constraints have oids of their own (beyond, they repeat).
+const CHECK_OID_TABLES: u32 = 1_000_000;
+
+/// The oid of CHECK constraint `n` (from 0) of the table with id `id`.
+pub fn check_oid(id: u32, n: usize) -> u32 {
+    FIRST_CHECK_OID + (id % CHECK_OID_TABLES) * crate::engine::catalog::MAX_CHECKS as u32 + n as u32
+}
+
+/// The table and CHECK constraint of a constraint oid made by [`check_oid`].
+pub fn check_of(catalog: &Catalog, oid: u32) -> Option<(Arc<Table>, usize)> {
+    let offset = oid.checked_sub(FIRST_CHECK_OID)?;
+    let per_table = crate::engine::catalog::MAX_CHECKS as u32;
+    let (id, n) = (offset / per_table, (offset % per_table) as usize);
+    let table = catalog
+        .tables()
+        .into_iter()
+        .find(|t| t.id % CHECK_OID_TABLES == id && n < t.checks.len())?;
+    Some((table, n))
+}
+
+/// The definition pg_get_constraintdef gives a CHECK constraint.
+pub fn check_definition(table: &Table, n: usize) -> String {
+    format!("CHECK (({}))", table.checks[n].expr)
+}
+
 /// The table id of a table or index oid, and whether it is the index.
 pub fn relation_of(oid: u32) -> Option<(u32, bool)> {
     let offset = oid.checked_sub(FIRST_TABLE_OID)?;
@@ -1079,8 +1106,32 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
             .collect(),
         "pg_constraint" => tables
             .iter()
-            .filter(|t| !t.has_row_ids())
-            .map(|t| {
+            .flat_map(|t| {
+                t.checks.iter().enumerate().map(|(n, check)| {
+                    let columns = check
+                        .columns
+                        .iter()
+                        .filter_map(|id| t.columns.iter().position(|c| c.id == *id))
+                        .map(|i| i as i16 + 1)
+                        .collect();
+                    vec![
+                        ("oid", oid(check_oid(t.id, n))),
+                        ("conname", check.name.clone().into()),
+                        ("connamespace", oid(PUBLIC_OID)),
+                        ("contype", "c".into()),
+                        ("convalidated", check.validated.into()),
+                        ("conrelid", oid(table_oid(t.id))),
+                        ("conindid", oid(0)),
+                        ("confupdtype", " ".into()),
+                        ("confdeltype", " ".into()),
+                        ("confmatchtype", " ".into()),
+                        ("conislocal", true.into()),
+                        ("connoinherit", false.into()),
+                        ("conkey", Cell::I16List(columns)),
+                    ]
+                })
+            })
+            .chain(tables.iter().filter(|t| !t.has_row_ids()).map(|t| {
                 let key = key_attnums(t);
                 vec![
                     ("oid", oid(index_oid(t.id))),
@@ -1097,7 +1148,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     ("connoinherit", true.into()),
                     ("conkey", Cell::I16List(key)),
                 ]
-            })
+            }))
             .collect(),
         "pg_am" => vec![
             vec![

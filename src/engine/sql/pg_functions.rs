@@ -380,7 +380,7 @@ pub fn functions(
                 .collect(),
         ))
     }));
-    let t = table_of.clone();
+    let (t, c) = (table_of.clone(), catalog.clone());
     functions.push(function(
         "pg_get_constraintdef",
         None,
@@ -389,7 +389,13 @@ pub fn functions(
             Ok(text_array(
                 oids(args, 0)?
                     .into_iter()
-                    .map(|o| o.and_then(&t).map(|table| constraint_definition(&table)))
+                    .map(|o| {
+                        let o = o?;
+                        match pg_catalog::check_of(&c, o) {
+                            Some((table, n)) => Some(pg_catalog::check_definition(&table, n)),
+                            None => t(o).map(|table| constraint_definition(&table)),
+                        }
+                    })
                     .collect(),
             ))
         },

@@ -190,7 +190,7 @@ impl OnConflict {
                 convert::value_at(array.as_ref(), 0)
             })
             .collect::<Result<Vec<_>>>()?;
-        let new = table.check_row(new)?;
+        let new = shared.checks.row(table, new)?;
         let new_key = table.row_key(&new)?;
         if new_key == key {
             let bytes = table.encode_row(&new)?;
