@@ -22,6 +22,10 @@ enum Command {
     Repl(commands::repl::Args),
     /// Serve the database over the PostgreSQL wire protocol (psql, drivers, pgbench).
     Serve(commands::serve::Args),
+    /// Load CSV, TSV, COPY text or JSON files into a table, all or nothing.
+    Import(commands::import::Args),
+    /// Write a table or a query's result as CSV, TSV, COPY text or JSON.
+    Export(commands::export::Args),
     /// Measure the engine: durable commit throughput beside the disk's fsync rate.
     Bench(commands::bench::Args),
 }
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Repl(args) => commands::repl::run(args),
         Command::Serve(args) => commands::serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => commands::import::run(args),
+        Command::Export(args) => commands::export::run(args),
         Command::Bench(args) => commands::bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match outcome {

@@ -2,5 +2,8 @@
 //! engine, print. No SQL semantics or storage logic lives here.
 
 pub mod bench;
+pub mod export;
+pub mod import;
 pub mod repl;
 pub mod serve;
+mod transfer;

@@ -122,12 +122,33 @@ impl Shared {
 impl Database {
     /// Opens the database in `dir`, creating it when missing.
     pub fn open(dir: &Path, options: Options) -> Result<Database> {
+        const PID_FILE: &str = "omen.pid";
         std::fs::create_dir_all(dir).map_err(|e| {
             super::Error::io(format!("creating data directory {}", dir.display()), e)
         })?;
         let horizon = Arc::new(Horizon::new(0, options.gc_retention.as_micros() as u64));
         let filter = Arc::new(GcFilterFactory::new(horizon.clone()));
-        let storage = Arc::new(RocksDb::open(dir, options.rocks.clone(), Some(filter))?);
+        let storage = match RocksDb::open(dir, options.rocks.clone(), Some(filter)) {
+            Ok(storage) => Arc::new(storage),
+            Err(e) if e.to_string().contains("lock file") => {
+                let holder = std::fs::read_to_string(dir.join(PID_FILE))
+                    .ok()
+                    .and_then(|pid| pid.trim().parse::<u32>().ok())
+                    .map_or_else(String::new, |pid| format!(" (process {pid})"));
+                return Err(super::Error::TransactionState {
+                    code: super::SqlState::OBJECT_IN_USE,
+                    message: format!(
+                        "the data directory {} is in use by another omen{holder}: stop it, \
+                         or reach the database through the server that holds it",
+                        dir.display()
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        // Which process holds the directory, for the message above; the lock
+        // is RocksDB's, this file only names its holder.
+        let _ = std::fs::write(dir.join(PID_FILE), std::process::id().to_string());
         // Spill files of statements that a crash interrupted. The directory is
         // made after RocksDB holds the data directory's lock.
         let spill = dir.join(SPILL_DIR);

@@ -314,9 +314,15 @@ fn parse_csv(text: &str, format: &Format, before: usize) -> Result<Chunk, Error>
         }
         let line = first + rows.len() + 1;
         let position = record.position().cloned();
+        // After a CRLF the reader's position may be the LF's: a record
+        // never starts with a line end.
         let raw = position
             .map(|p| &text.as_bytes()[p.byte() as usize..])
             .unwrap_or_default();
+        let raw = &raw[raw
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count()..];
         let mut fields = Vec::with_capacity(record.len());
         // A NULL is an unquoted field equal to the null string; a quoted
         // empty string is an empty string.

@@ -16,7 +16,7 @@
 
 mod auth;
 mod connection;
-mod copy;
+pub mod copy;
 pub mod wire;
 
 use std::collections::HashMap;

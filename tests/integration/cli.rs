@@ -2,27 +2,14 @@
 //! stdout for rows and stderr for errors, output formats, persistence across
 //! processes.
 
-use std::io::Write;
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn omen(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_omen"))
-        .arg("repl")
-        .arg(dir)
-        .args(args)
-        .env_remove("OMEN_DATA_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("omen starts");
-    let mut input = child.stdin.take().expect("piped stdin");
-    input
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("omen finishes")
+    let mut all = vec![OsStr::new("repl"), dir.as_os_str()];
+    all.extend(args.iter().map(OsStr::new));
+    crate::support::run_omen(&all, stdin.unwrap_or("").as_bytes())
 }
 
 fn stdout(output: &Output) -> String {

@@ -18,6 +18,7 @@ mod slt;
 mod sql;
 mod stress;
 mod support;
+mod transfer;
 mod wire_values;
 
 use libtest_mimic::{Arguments, Trial};
@@ -158,6 +159,11 @@ fn main() {
         data_dir_flag_and_environment,
         version_names_the_build,
         threads_and_memory_limit_flags,
+    ));
+    trials.extend(tests!(transfer:
+        import_creates_a_typed_table_and_export_gives_it_back,
+        a_bad_row_stops_the_import_and_changes_nothing,
+        import_from_stdin_into_named_columns_and_dry_run,
     ));
     trials.extend(tests!(server:
         simple_protocol_and_transaction_status,

@@ -180,3 +180,21 @@ pub fn texts(s: &mut Session, sql: &str) -> Vec<String> {
     }
     out
 }
+
+/// Runs the omen binary with `args`, `stdin` piped in, and waits for it.
+pub fn run_omen(args: &[&std::ffi::OsStr], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omen"))
+        .args(args)
+        .env_remove("OMEN_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("omen starts");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("omen finishes")
+}

@@ -1,0 +1,175 @@
+//! `omen export`: a table or a query's result as CSV, TSV, COPY text, NDJSON
+//! or a JSON array, to a file or standard output.
+//!
+//! The rows are one query's, so they come from one snapshot while writers go
+//! on. Delimited formats are written as PostgreSQL's COPY TO writes them
+//! (NULL apart from the empty string, quotes and newlines inside fields), so
+//! `omen import` of the file gives the table back. In JSON, numbers and
+//! booleans are JSON's; every other value is the string PostgreSQL would
+//! print (NaN and infinities too, which JSON numbers cannot hold).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Float32Type, Float64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use omen::engine::sql::format;
+use omen::Output;
+
+use super::transfer::{summary, Common, FileFormat, Progress};
+use crate::server::copy;
+
+/// Arguments of `omen export`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The table to export, in primary key order.
+    #[arg(long, required_unless_present = "query", conflicts_with = "query")]
+    table: Option<String>,
+    /// A query whose result to export.
+    #[arg(long)]
+    query: Option<String>,
+    /// The file to write (default, or `-`: standard output).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let to_stdout = args.output.as_deref().is_none_or(|o| o == Path::new("-"));
+    let format = match (&args.output, args.common.format) {
+        (_, Some(format)) => format,
+        (Some(path), None) if !to_stdout => FileFormat::of(path, None)?,
+        _ => FileFormat::Csv,
+    };
+    let (sql, name) = match (&args.table, &args.query) {
+        (Some(table), _) => (
+            format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")),
+            table.clone(),
+        ),
+        (None, Some(query)) => (query.clone(), "query".to_string()),
+        (None, None) => bail!("give --table or --query"),
+    };
+    let db = args.common.open()?;
+    let mut session = db.session();
+    let progress = Progress::new(None, args.common.quiet);
+    let outputs = session.execute(&sql)?;
+    let Some(Output::Rows(rows)) = outputs.into_iter().last() else {
+        bail!("the query returns no rows to export");
+    };
+    let mut out: BufWriter<Box<dyn Write>> = BufWriter::with_capacity(
+        1 << 20,
+        if to_stdout {
+            Box::new(std::io::stdout().lock())
+        } else {
+            let path = args.output.as_deref().expect("a file");
+            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        },
+    );
+    let mut bytes = 0u64;
+    let mut write = |data: &[u8]| -> Result<()> {
+        bytes += data.len() as u64;
+        out.write_all(data).context("writing the export")
+    };
+    let mut written = 0u64;
+    match args.common.copy_format(format, !args.common.no_header) {
+        Some(copy) => {
+            if let Some(header) = copy::header(&rows, &copy) {
+                write(&header)?;
+            }
+            for batch in &rows.batches {
+                for line in copy::batch_lines(batch, &copy) {
+                    write(&line)?;
+                }
+                written += batch.num_rows() as u64;
+                progress.update(0, written);
+            }
+        }
+        None => {
+            let array = format == FileFormat::Json;
+            let names: Vec<String> = rows
+                .schema
+                .fields()
+                .iter()
+                .map(|f| serde_json::to_string(f.name()).expect("a string encodes"))
+                .collect();
+            // NDJSON: one object a line; an array: `[`, objects separated by
+            // `,` and a newline, `]`.
+            let (open, between, close): (&[u8], &[u8], &[u8]) = if array {
+                (b"[\n", b",\n", b"\n]\n")
+            } else {
+                (b"", b"\n", b"\n")
+            };
+            write(open)?;
+            for batch in &rows.batches {
+                for r in 0..batch.num_rows() {
+                    if written > 0 {
+                        write(between)?;
+                    }
+                    write(object(batch, r, &names).as_bytes())?;
+                    written += 1;
+                }
+                progress.update(0, written);
+            }
+            if written > 0 || array {
+                write(close)?;
+            }
+        }
+    }
+    out.flush().context("writing the export")?;
+    let seconds = progress.finish();
+    if args.common.json || !args.common.quiet {
+        let line = summary("exported", &name, written, bytes, seconds, args.common.json);
+        if args.common.json && !to_stdout {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Row `r` of `batch` as a JSON object with the keys `names` (JSON-encoded).
+fn object(batch: &RecordBatch, r: usize, names: &[String]) -> String {
+    let mut text = String::from("{");
+    for (i, column) in batch.columns().iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&names[i]);
+        text.push(':');
+        text.push_str(&json_value(column.as_ref(), r));
+    }
+    text.push('}');
+    text
+}
+
+fn json_value(array: &dyn Array, r: usize) -> String {
+    if array.is_null(r) {
+        return "null".into();
+    }
+    let finite = match array.data_type() {
+        ArrowType::Float32 => array.as_primitive::<Float32Type>().value(r).is_finite(),
+        ArrowType::Float64 => array.as_primitive::<Float64Type>().value(r).is_finite(),
+        _ => true,
+    };
+    let text = format::text(array, r).unwrap_or_default();
+    match array.data_type() {
+        ArrowType::Boolean => (if text == "t" { "true" } else { "false" }).into(),
+        ArrowType::Int8
+        | ArrowType::Int16
+        | ArrowType::Int32
+        | ArrowType::Int64
+        | ArrowType::UInt8
+        | ArrowType::UInt16
+        | ArrowType::UInt32
+        | ArrowType::UInt64
+        | ArrowType::Decimal128(..) => text,
+        ArrowType::Float32 | ArrowType::Float64 if finite => text,
+        _ => serde_json::to_string(&text).expect("a string encodes"),
+    }
+}

@@ -1,0 +1,188 @@
+//! What `omen import` and `omen export` share: file formats, their COPY
+//! options, progress on a terminal and the closing summary.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use omen::{Database, Options};
+
+use super::repl::memory_size;
+use crate::server::copy;
+
+/// The options `omen import` and `omen export` share.
+#[derive(clap::Args)]
+pub struct Common {
+    /// The data directory (default: omen-data).
+    #[arg(long, env = "OMEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The file format (default: from the file's extension; CSV on standard output).
+    #[arg(long, value_enum)]
+    pub format: Option<FileFormat>,
+    /// The first line is data, not column names (CSV, TSV and text).
+    #[arg(long)]
+    pub no_header: bool,
+    /// The field delimiter (default: `,` for CSV, a tab for TSV and text).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
+    /// The text that stands for NULL (default: an unquoted empty field; `\N` in text).
+    #[arg(long, value_name = "TEXT")]
+    pub null: Option<String>,
+    /// No progress bar, no schema and no summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the summary as JSON (on standard output, unless the data goes there).
+    #[arg(long)]
+    pub json: bool,
+    /// Memory the import's transaction or the export's query may take (`512MB`, `4GB`).
+    #[arg(long, env = "OMEN_MEMORY_LIMIT", value_name = "SIZE", value_parser = memory_size)]
+    pub memory_limit: Option<usize>,
+}
+
+impl Common {
+    /// Opens the database in the data directory.
+    pub fn open(&self) -> Result<Database> {
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("omen-data"));
+        let options = Options {
+            memory_limit: self.memory_limit,
+            ..Options::default()
+        };
+        Database::open(&dir, options)
+            .with_context(|| format!("opening the database in {}", dir.display()))
+    }
+
+    /// The COPY options of a delimited format, with the user's overrides.
+    pub fn copy_format(&self, format: FileFormat, header: bool) -> Option<copy::Format> {
+        format.copy_format(header, self.delimiter, self.null.as_deref())
+    }
+}
+
+/// A file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormat {
+    /// Comma-separated values, quoted as PostgreSQL's COPY CSV quotes them.
+    Csv,
+    /// Tab-separated values, quoted as CSV is.
+    Tsv,
+    /// PostgreSQL's COPY text format: tab-separated, backslash escapes, \N for NULL.
+    Text,
+    /// One JSON object per line.
+    Ndjson,
+    /// A JSON array of objects.
+    Json,
+}
+
+impl FileFormat {
+    /// The format `--format` names, else the one the file's extension says.
+    pub fn of(path: &Path, given: Option<FileFormat>) -> anyhow::Result<FileFormat> {
+        if let Some(format) = given {
+            return Ok(format);
+        }
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        Ok(match extension.as_deref() {
+            Some("csv") => FileFormat::Csv,
+            Some("tsv" | "tab") => FileFormat::Tsv,
+            Some("txt" | "copy") => FileFormat::Text,
+            Some("ndjson" | "jsonl") => FileFormat::Ndjson,
+            Some("json") => FileFormat::Json,
+            _ => anyhow::bail!(
+                "cannot tell the format of {} from its name; give --format csv, tsv, text, ndjson or json",
+                path.display()
+            ),
+        })
+    }
+
+    /// The COPY options of a delimited format, with the user's overrides.
+    pub fn copy_format(
+        self,
+        header: bool,
+        delimiter: Option<char>,
+        null: Option<&str>,
+    ) -> Option<copy::Format> {
+        let (csv, default_delimiter, default_null) = match self {
+            FileFormat::Csv => (true, ',', ""),
+            FileFormat::Tsv => (true, '\t', ""),
+            FileFormat::Text => (false, '\t', "\\N"),
+            FileFormat::Ndjson | FileFormat::Json => return None,
+        };
+        Some(copy::Format {
+            csv,
+            delimiter: delimiter.unwrap_or(default_delimiter),
+            null: null.unwrap_or(default_null).to_string(),
+            header,
+            quote: '"',
+            escape: '"',
+        })
+    }
+}
+
+/// Progress on standard error while a transfer runs, when that is a
+/// terminal and `--quiet` was not given.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+}
+
+impl Progress {
+    /// Progress through `total` bytes, or a spinner when the size is unknown.
+    pub fn new(total: Option<u64>, quiet: bool) -> Progress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = match total {
+                Some(total) => indicatif::ProgressBar::new(total).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {bytes}/{total_bytes} {msg} ({eta} left)",
+                    )
+                    .expect("a valid template"),
+                ),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    /// Moves the bar to `bytes` done and `rows` written so far.
+    pub fn update(&self, bytes: u64, rows: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+            let seconds = self.started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!("{rows} rows, {:.0} rows/s", rows as f64 / seconds));
+        }
+    }
+
+    /// Removes the bar and returns the seconds since the start.
+    pub fn finish(&self) -> f64 {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// The closing summary: one line for people, or JSON for scripts.
+pub fn summary(verb: &str, table: &str, rows: u64, bytes: u64, seconds: f64, json: bool) -> String {
+    let rate = rows as f64 / seconds.max(1e-6);
+    if json {
+        serde_json::json!({
+            "table": table,
+            "rows": rows,
+            "bytes": bytes,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "rows_per_second": rate.round(),
+        })
+        .to_string()
+    } else {
+        format!("{verb} {rows} rows ({bytes} bytes) in {seconds:.2} s, {rate:.0} rows/s")
+    }
+}

@@ -1,0 +1,198 @@
+//! `omen import` and `omen export`: formats, round trips, inference, and
+//! failures that change nothing.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Output;
+
+/// Runs `omen <args>` on the data directory `dir`, with `stdin` piped in.
+fn omen(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.extend([OsStr::new("--data-dir"), dir.as_os_str()]);
+    crate::support::run_omen(&all, stdin)
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// The rows of `sql` as CSV, through `omen export`.
+fn csv(dir: &Path, sql: &str) -> String {
+    ok(omen(dir, &["export", "--query", sql, "--quiet"], b""))
+}
+
+pub fn import_creates_a_typed_table_and_export_gives_it_back() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (db, file) = (tmp.path().join("db"), tmp.path().join("events.csv"));
+    // A BOM, CRLF line ends, quoted delimiters and newlines, NULL (an
+    // unquoted empty field) apart from the empty string, unicode.
+    std::fs::write(
+        &file,
+        "\u{feff}Id,Name,Score,Day,At,Ok\r\n\
+         1,\"a, b\",1.5,2024-01-02,2024-01-02 10:00:00+02,true\r\n\
+         2,\"two\nlines\",,2024-02-29,2024-02-29T23:59:59Z,false\r\n\
+         3,\"\",-0.25,1999-12-31,2000-01-01 00:00:00+00,\r\n\
+         4,\"ünï \"\"quoted\"\"\",1e300,2024-03-01,2024-03-01 00:00:00+00,true\r\n",
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    let out = omen(&db, &["import", file, "--primary-key", "id"], b"");
+    let schema = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(out);
+    for column in [
+        "\"id\" bigint",
+        "\"name\" text",
+        "\"score\" double precision",
+        "\"day\" date",
+        "\"at\" timestamp with time zone",
+        "\"ok\" boolean",
+        "PRIMARY KEY (\"id\")",
+    ] {
+        assert!(schema.contains(column), "{column} in {schema}");
+    }
+    assert!(schema.contains("imported 4 rows"), "{schema}");
+    assert_eq!(
+        csv(
+            &db,
+            "SELECT id, name IS NULL AS a, name = '' AS b, score IS NULL AS c, ok IS NULL AS d \
+             FROM events ORDER BY id"
+        ),
+        "id,a,b,c,d\n1,f,f,f,f\n2,f,f,t,f\n3,f,t,f,t\n4,f,f,f,f\n"
+    );
+    // Export, import into a second table, and compare: the same rows.
+    for format in ["csv", "tsv", "txt", "ndjson", "json"] {
+        let path = tmp.path().join(format!("out.{format}"));
+        let path = path.to_str().expect("utf-8 path");
+        ok(omen(
+            &db,
+            &["export", "--table", "events", "-o", path, "--quiet"],
+            b"",
+        ));
+        let copy = format!("copy_{format}");
+        ok(omen(
+            &db,
+            &["import", path, "--table", &copy, "--quiet"],
+            b"",
+        ));
+        let diff = format!(
+            "SELECT count(*) FROM (SELECT id, name, score::text, day::text, at::text, ok FROM events \
+             EXCEPT SELECT id, name, score::text, day::text, at::text, ok FROM {copy}) d"
+        );
+        assert_eq!(csv(&db, &diff), "count\n0\n", "{format}");
+        assert_eq!(
+            csv(&db, &format!("SELECT count(*) FROM {copy}")),
+            "count\n4\n",
+            "{format}"
+        );
+    }
+}
+
+pub fn a_bad_row_stops_the_import_and_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let db = tmp.path().join("db");
+    ok(omen(
+        &db,
+        &[
+            "repl",
+            "-c",
+            "CREATE TABLE m (id int PRIMARY KEY, v int)",
+            "-c",
+            "INSERT INTO m VALUES (1, 1)",
+        ],
+        b"",
+    ));
+    let bad = tmp.path().join("bad.csv");
+    let mut text = String::from("id,v\n");
+    for i in 2..20_000 {
+        text.push_str(&format!("{i},{i}\n"));
+    }
+    text.push_str("20000,oops\n");
+    std::fs::write(&bad, &text).expect("write");
+    let out = omen(
+        &db,
+        &["import", bad.to_str().expect("utf-8"), "--table", "m"],
+        b"",
+    );
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("bad.csv: line 20000:"), "{error}");
+    assert!(error.contains("22P02"), "{error}");
+    assert_eq!(csv(&db, "SELECT count(*) FROM m"), "count\n1\n");
+    // A duplicate key, and a new table that is not left behind.
+    let dup = tmp.path().join("dup.csv");
+    std::fs::write(&dup, "id,v\n5,5\n1,1\n").expect("write");
+    let out = omen(
+        &db,
+        &["import", dup.to_str().expect("utf-8"), "--table", "m"],
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("23505"));
+    assert_eq!(csv(&db, "SELECT count(*) FROM m"), "count\n1\n");
+    let fresh = tmp.path().join("fresh.ndjson");
+    std::fs::write(&fresh, "{\"a\": 1}\n{\"a\": 2, \"b\": 3}\n").expect("write");
+    let out = omen(&db, &["import", fresh.to_str().expect("utf-8")], b"");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    let out = omen(&db, &["repl", "-c", "SELECT * FROM fresh"], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("42P01"));
+}
+
+pub fn import_from_stdin_into_named_columns_and_dry_run() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let db = tmp.path().join("db");
+    ok(omen(
+        &db,
+        &[
+            "repl",
+            "-c",
+            "CREATE TABLE p (id serial PRIMARY KEY, name text NOT NULL, n int DEFAULT 7)",
+        ],
+        b"",
+    ));
+    // The header picks columns; the others take their defaults.
+    ok(omen(
+        &db,
+        &["import", "-", "--table", "p", "--format", "csv", "--quiet"],
+        b"name\nann\nbob\n",
+    ));
+    assert_eq!(
+        csv(&db, "SELECT * FROM p ORDER BY id"),
+        "id,name,n\n1,ann,7\n2,bob,7\n"
+    );
+    let out = ok(omen(
+        &db,
+        &[
+            "import",
+            "-",
+            "--table",
+            "q",
+            "--format",
+            "tsv",
+            "--dry-run",
+        ],
+        b"x\ty\tz\tw\n1\t2024-01-01\t2024-01-01 10:00:00\t1\n2\t2024-01-02\t2024-01-02T11:00:00.25\tx\n",
+    ));
+    assert!(out.contains("\"x\" bigint"), "{out}");
+    assert!(out.contains("\"y\" date"), "{out}");
+    assert!(out.contains("\"z\" timestamp,"), "{out}");
+    assert!(out.contains("\"w\" text"), "{out}");
+    let out = omen(&db, &["repl", "-c", "SELECT * FROM q"], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("42P01"));
+    let json = ok(omen(
+        &db,
+        &[
+            "import", "-", "--table", "p", "--format", "ndjson", "--json",
+        ],
+        b"{\"name\": \"cy\", \"n\": null}\n",
+    ));
+    assert!(json.contains("\"rows\":1"), "{json}");
+    assert_eq!(
+        csv(&db, "SELECT name, n IS NULL FROM p WHERE name = 'cy'"),
+        "name,?column?\ncy,t\n"
+    );
+}
