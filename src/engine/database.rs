@@ -85,6 +85,13 @@ pub(super) struct Fault {
     countdown: u64,
 }
 
+impl Drop for Shared {
+    /// The database closes cleanly: the last session and handle are gone.
+    fn drop(&mut self) {
+        self.sequences.close();
+    }
+}
+
 impl Shared {
     /// What a session's planner works with.
     pub fn planner_context(&self) -> super::sql::PlannerContext {
