@@ -114,6 +114,8 @@ impl SqlState {
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");
     /// 40P01: sessions waited on each other's locks.
     pub const DEADLOCK_DETECTED: SqlState = SqlState("40P01");
+    /// 428C9: a value for a GENERATED ALWAYS column.
+    pub const GENERATED_ALWAYS: SqlState = SqlState("428C9");
     /// 34000: no cursor by that name.
     pub const INVALID_CURSOR_NAME: SqlState = SqlState("34000");
     /// 42P03: a cursor by that name exists already.

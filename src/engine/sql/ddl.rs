@@ -13,7 +13,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::execute::{ident, table_name};
-use crate::engine::catalog::{CheckDef, ColumnDef, TableChange};
+use crate::engine::catalog::{CheckDef, ColumnDef, Identity, TableChange};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::types::{DataType, Value};
 
@@ -127,17 +127,7 @@ fn owns_sequence(def: &ast::ColumnDef) -> Result<Option<DataType>> {
         }
         return Ok(Some(t));
     }
-    let identity = def.options.iter().any(|o| {
-        matches!(
-            o.option,
-            ColumnOption::Generated {
-                generated_as: ast::GeneratedAs::ByDefault,
-                generation_expr: None,
-                ..
-            }
-        )
-    });
-    if !identity {
+    if identity_of(def).is_none() {
         return Ok(None);
     }
     match data_type(&def.data_type)? {
@@ -150,6 +140,23 @@ fn owns_sequence(def: &ast::ColumnDef) -> Result<Option<DataType>> {
             ),
         )),
     }
+}
+
+/// The kind of identity column `def` declares, if it declares one.
+fn identity_of(def: &ast::ColumnDef) -> Option<Identity> {
+    def.options.iter().find_map(|o| match o.option {
+        ColumnOption::Generated {
+            generated_as: ast::GeneratedAs::ByDefault,
+            generation_expr: None,
+            ..
+        } => Some(Identity::ByDefault),
+        ColumnOption::Generated {
+            generated_as: ast::GeneratedAs::Always,
+            generation_expr: None,
+            ..
+        } => Some(Identity::Always),
+        _ => None,
+    })
 }
 
 /// The integer type a SERIAL pseudo-type stands for.
@@ -342,11 +349,13 @@ fn column_definition(
                 column.nullable = false;
             }
             ColumnOption::Generated {
-                generated_as: ast::GeneratedAs::ByDefault,
+                generated_as: ast::GeneratedAs::ByDefault | ast::GeneratedAs::Always,
                 generation_expr: None,
                 sequence_options: None | Some(_),
                 ..
-            } if sequence_options_empty(&option.option) => {}
+            } if sequence_options_empty(&option.option) => {
+                column.identity = identity_of(def);
+            }
             ColumnOption::Check(check) => {
                 checks.push(check_definition(check, option.name.as_ref()))
             }

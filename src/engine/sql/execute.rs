@@ -514,6 +514,16 @@ impl Session {
                 return Err(count_mismatch(row.len(), targets.len()));
             }
         }
+        // A GENERATED ALWAYS column takes only DEFAULT.
+        for (i, &c) in targets.iter().enumerate() {
+            let defaults = match source.body.as_ref() {
+                SetExpr::Values(values) => values.rows.iter().all(|r| is_default_keyword(&r[i])),
+                _ => false,
+            };
+            if !defaults {
+                table.columns[c].check_assignable(false)?;
+            }
+        }
         let mut source = source;
         if let SetExpr::Values(values) = source.body.as_mut() {
             for row in &mut values.rows {
@@ -1090,6 +1100,7 @@ pub(super) fn assignments(
         };
         let column = column_name(name)?;
         let index = table.column_index(&column)?;
+        table.columns[index].check_assignable(true)?;
         if values[index].is_some() {
             return Err(Error::invalid(
                 SqlState::SYNTAX_ERROR,

@@ -25,7 +25,7 @@ use datafusion::sql::sqlparser::ast::{
 use super::convert;
 use super::execute::{assign, column_name, ident, table_name, Output};
 use super::planner::Rows;
-use crate::engine::catalog::Table;
+use crate::engine::catalog::{Identity, Table};
 use crate::engine::error::Result;
 use crate::engine::locks::Mode;
 use crate::engine::mvcc::WriteKind;
@@ -115,7 +115,12 @@ impl Session {
         if targets.is_empty() {
             targets = (0..table.columns.len()).collect();
         }
-        if targets.len() != scalars.len() {
+        // A GENERATED ALWAYS column refuses a value: the general path says so.
+        if targets.len() != scalars.len()
+            || targets
+                .iter()
+                .any(|&c| table.columns[c].identity == Some(Identity::Always))
+        {
             return Ok(None);
         }
         // The time goes only into time columns here; into anything else the
@@ -245,7 +250,10 @@ impl Session {
             let Some(assigned) = assigned(&table, c, &assignment.value) else {
                 return Ok(None);
             };
-            if key_columns.contains(&c) || assignments.iter().any(|(a, _)| *a == c) {
+            if key_columns.contains(&c)
+                || assignments.iter().any(|(a, _)| *a == c)
+                || table.columns[c].identity == Some(Identity::Always)
+            {
                 return Ok(None);
             }
             assignments.push((c, assigned));

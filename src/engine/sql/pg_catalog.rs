@@ -1002,8 +1002,8 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ("attstorage", if len > 0 { "p" } else { "x" }.into()),
                         ("attcompression", "".into()),
                         ("attnotnull", (!c.nullable).into()),
-                        ("atthasdef", c.default_text().is_some().into()),
-                        ("attidentity", "".into()),
+                        ("atthasdef", c.catalog_default().is_some().into()),
+                        ("attidentity", c.identity_code().into()),
                         ("attgenerated", "".into()),
                         ("attislocal", true.into()),
                         (
@@ -1072,7 +1072,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
             let mut rows = Vec::new();
             for t in &tables {
                 for (i, c) in t.columns.iter().enumerate() {
-                    if let Some(text) = c.default_text() {
+                    if let Some(text) = c.catalog_default() {
                         rows.push(vec![
                             ("oid", oid(table_oid(t.id))),
                             ("adrelid", oid(table_oid(t.id))),
@@ -1280,6 +1280,7 @@ const IS_COLUMNS: Columns = &[
     ("udt_schema", Text),
     ("udt_name", Text),
     ("is_identity", Text),
+    ("identity_generation", Text),
     ("is_generated", Text),
     ("is_updatable", Text),
 ];
@@ -1367,12 +1368,22 @@ fn information_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ("udt_catalog", "omen".into()),
                         ("udt_schema", "pg_catalog".into()),
                         ("udt_name", udt.into()),
-                        ("is_identity", "NO".into()),
+                        (
+                            "is_identity",
+                            if c.identity.is_some() { "YES" } else { "NO" }.into(),
+                        ),
                         ("is_generated", "NEVER".into()),
                         ("is_updatable", "YES".into()),
                     ]);
-                    if let Some(text) = c.default_text() {
+                    if let Some(text) = c.catalog_default() {
                         row.push(("column_default", text.into()));
+                    }
+                    if let Some(identity) = c.identity {
+                        let generation = match identity {
+                            crate::engine::catalog::Identity::Always => "ALWAYS",
+                            crate::engine::catalog::Identity::ByDefault => "BY DEFAULT",
+                        };
+                        row.push(("identity_generation", generation.into()));
                     }
                     match c.data_type {
                         DataType::Varchar(n) | DataType::Char(n) => {
