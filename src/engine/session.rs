@@ -29,6 +29,8 @@ pub struct Session {
     pub(super) sql: Option<Arc<super::sql::Planner>>,
     /// Settings changed with SET, by lower-case name.
     pub(super) settings: std::collections::HashMap<String, String>,
+    /// The settings as the session started, which RESET goes back to.
+    pub(super) initial_settings: std::collections::HashMap<String, String>,
     /// Warnings for the client (PostgreSQL's notices), oldest first.
     notices: Vec<String>,
     /// Whether single-row statements skip the planner.
@@ -183,6 +185,7 @@ impl Session {
             default_isolation: IsolationLevel::default(),
             txn: None,
             sql: None,
+            initial_settings: settings.clone(),
             settings,
             notices: Vec::new(),
             fast_path_enabled: true,

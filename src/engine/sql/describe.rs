@@ -105,6 +105,9 @@ impl Session {
     /// Describes `statement`: the types its placeholders take from context
     /// and the columns it returns.
     pub fn describe(&mut self, statement: &Statement) -> Result<Description> {
+        let mut bound = statement.clone();
+        self.bind_settings(&mut bound)?;
+        let statement = &bound;
         let count = placeholder_count(statement)?;
         let mut description = Description {
             params: vec![None; count],

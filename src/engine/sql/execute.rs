@@ -238,6 +238,8 @@ impl Session {
         if let Some(output) = self.fast_path(&statement)? {
             return Ok(output);
         }
+        let mut statement = statement;
+        self.bind_settings(&mut statement)?;
         *text = log_text(&statement);
         if let Statement::Query(query) = statement {
             if !query.locks.is_empty() {
@@ -404,6 +406,8 @@ impl Session {
                 ..
             } => self.fetch_sql(&name, &direction),
             Statement::Close { cursor } => self.close_sql(&cursor),
+            Statement::Reset(reset) => self.reset_sql(&reset.reset),
+            Statement::Discard { object_type } => self.discard_sql(object_type),
             Statement::ShowVariable { variable } => {
                 let parts: Vec<String> = variable.iter().map(ident).collect();
                 // `SHOW transaction isolation level`, or a dotted name (`SHOW omen.parallelism`).
@@ -749,11 +753,19 @@ impl Session {
             }
             return Ok(Output::command("SET"));
         }
-        let ast::Set::SingleAssignment {
-            variable, values, ..
-        } = set
-        else {
-            return Err(Error::Unsupported(format!("the statement \"{set}\"")));
+        let (variable, values) = match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => (variable, values),
+            // SET TIME ZONE x is SET timezone = x.
+            ast::Set::SetTimeZone {
+                local: false,
+                value,
+            } => (
+                ObjectName::from(vec![ast::Ident::new("timezone")]),
+                vec![value],
+            ),
+            set => return Err(Error::Unsupported(format!("the statement \"{set}\""))),
         };
         let name = table_name(&variable)
             .unwrap_or_else(|_| variable.to_string())
@@ -1212,6 +1224,7 @@ pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
         ("search_path", "public"),
         ("server_encoding", "UTF8"),
         ("server_version", "15.0 (omen)"),
+        ("server_version_num", "150000"),
         ("standard_conforming_strings", "on"),
         ("statement_timeout", "0"),
         ("timezone", "UTC"),

@@ -33,6 +33,7 @@ mod row_locks;
 mod scan;
 mod script;
 mod sequence_sql;
+mod settings;
 mod upsert;
 
 pub(crate) use checks::Checks;
