@@ -194,6 +194,19 @@ impl Session {
         for name in &names {
             self.table(name)?;
         }
+        // RESTART IDENTITY sets the tables' own sequences back to their
+        // start. PostgreSQL undoes that with a transaction that rolls back;
+        // omen's sequences are not transactional, so it is done only for a
+        // TRUNCATE that commits by itself.
+        let restart = matches!(
+            truncate.identity,
+            Some(ast::TruncateIdentityOption::Restart)
+        );
+        if restart && self.in_transaction() {
+            return Err(Error::Unsupported(
+                "TRUNCATE ... RESTART IDENTITY inside a transaction block".into(),
+            ));
+        }
         let deletes = names
             .iter()
             .map(|name| {
@@ -219,6 +232,14 @@ impl Session {
                 }
             }
             self.commit()?;
+        }
+        if restart {
+            let sequences = self.shared.sequences.clone();
+            for name in &names {
+                for sequence in sequences.owned_by(name) {
+                    sequences.set(&sequence, sequence.def.start, false)?;
+                }
+            }
         }
         Ok(Output::command("TRUNCATE TABLE"))
     }
