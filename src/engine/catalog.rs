@@ -92,6 +92,19 @@ pub enum TableChange {
     AddCheck { check: CheckDef, validate: bool },
     /// DROP CONSTRAINT [IF EXISTS] name.
     DropConstraint { name: String, if_exists: bool },
+    /// RENAME TO name.
+    RenameTable(String),
+    /// RENAME COLUMN from TO to.
+    RenameColumn { from: String, to: String },
+    /// ALTER COLUMN SET DEFAULT (a value, or an expression as SQL text with
+    /// its value now) or DROP DEFAULT (both None).
+    SetDefault {
+        column: String,
+        default: Option<Value>,
+        default_expr: Option<String>,
+    },
+    /// ALTER COLUMN SET NOT NULL (true) or DROP NOT NULL (false).
+    SetNotNull { column: String, not_null: bool },
 }
 
 /// A CHECK constraint as a statement declares it.
@@ -525,6 +538,88 @@ impl Table {
         let id = table.columns.remove(index).id;
         // As in PostgreSQL, the constraints that read the column go with it.
         table.checks.retain(|c| !c.columns.contains(&id));
+        table.new_version();
+        Ok(table)
+    }
+
+    /// The table under another name, at a new schema version.
+    pub fn renamed(&self, name: &str) -> Table {
+        let mut table = self.clone();
+        table.name = name.to_string();
+        table.new_version();
+        table
+    }
+
+    /// The table with column `from` called `to`, at a new schema version
+    /// (the caller rewrites the CHECK conditions that name it).
+    pub fn with_column_renamed(&self, from: &str, to: &str) -> Result<Table> {
+        let index = self.column_index(from)?;
+        if self.columns.iter().any(|c| c.name == to) {
+            return Err(Error::AlreadyExists {
+                code: SqlState::DUPLICATE_COLUMN,
+                message: format!(
+                    "column \"{to}\" of relation \"{}\" already exists",
+                    self.name
+                ),
+            });
+        }
+        let mut table = self.clone();
+        table.columns[index].name = to.to_string();
+        table.new_version();
+        Ok(table)
+    }
+
+    /// The table with column `name`'s default replaced (None: dropped).
+    pub fn with_default(
+        &self,
+        name: &str,
+        default: Option<Value>,
+        default_expr: Option<String>,
+    ) -> Result<Table> {
+        let index = self.column_index(name)?;
+        let column = &self.columns[index];
+        if column.identity.is_some() && (default.is_some() || default_expr.is_some()) {
+            return Err(Error::invalid(
+                SqlState::SYNTAX_ERROR,
+                format!(
+                    "column \"{name}\" of relation \"{}\" is an identity column",
+                    self.name
+                ),
+            ));
+        }
+        if let Some(value) = &default {
+            check_type(name, column.data_type, value)?;
+        }
+        let mut table = self.clone();
+        let column = &mut table.columns[index];
+        column.default = default.filter(|_| default_expr.is_none());
+        column.default_expr = default_expr;
+        table.new_version();
+        Ok(table)
+    }
+
+    /// The table with column `name` NOT NULL or not. Making it NOT NULL is
+    /// for the caller to check against the rows there.
+    pub fn with_not_null(&self, name: &str, not_null: bool) -> Result<Table> {
+        let index = self.column_index(name)?;
+        let column = &self.columns[index];
+        if !not_null && self.primary_key.contains(&column.id) {
+            return Err(Error::invalid(
+                SqlState::INVALID_TABLE_DEFINITION,
+                format!("column \"{name}\" is in a primary key"),
+            ));
+        }
+        if !not_null && column.identity.is_some() {
+            return Err(Error::invalid(
+                SqlState::INVALID_TABLE_DEFINITION,
+                format!(
+                    "column \"{name}\" of relation \"{}\" is an identity column",
+                    self.name
+                ),
+            ));
+        }
+        let mut table = self.clone();
+        table.columns[index].nullable = !not_null;
         table.new_version();
         Ok(table)
     }

@@ -215,6 +215,29 @@ impl Sequences {
         Ok(batch)
     }
 
+    /// The write that records a changed definition, keeping the sequence's value.
+    pub fn def_entries(def: &SequenceDef) -> Result<WriteBatch> {
+        let mut batch = WriteBatch::new();
+        batch.put(Cf::Catalog, def_key(&def.name), encode(def)?);
+        Ok(batch)
+    }
+
+    /// Replaces a sequence's definition in memory, keeping where it stands
+    /// (after the new definition is durable).
+    pub fn redefine(&self, def: SequenceDef) {
+        let mut by_name = self.by_name.write();
+        let position = by_name
+            .get(&def.name)
+            .map_or_else(|| fresh(&def), |s| *s.position.lock());
+        by_name.insert(
+            def.name.clone(),
+            Arc::new(Sequence {
+                def,
+                position: Mutex::new(position),
+            }),
+        );
+    }
+
     /// The writes that remove a sequence.
     pub fn drop_entries(def: &SequenceDef) -> WriteBatch {
         let mut batch = WriteBatch::new();
@@ -403,6 +426,44 @@ impl super::Session {
     }
 
     /// 42P07 when a table or a sequence is called `name`.
+    /// Saves `table`, renamed from `old_name` or with columns renamed
+    /// (`columns`: from, to, in order), and the sequences it owns under
+    /// their new owner, as one change.
+    pub(super) fn save_renamed_table(
+        &self,
+        table: super::catalog::Table,
+        old_name: &str,
+        columns: &[(String, String)],
+    ) -> Result<()> {
+        let shared = self.shared.clone();
+        let mut batch = shared.catalog.put_entries(&table)?;
+        let mut defs = Vec::new();
+        for sequence in shared.sequences.owned_by(old_name) {
+            let mut def = sequence.def.clone();
+            if let Some((owner, column)) = &mut def.owned_by {
+                owner.clone_from(&table.name);
+                for (from, to) in columns {
+                    if column == from {
+                        column.clone_from(to);
+                    }
+                }
+            }
+            batch.extend(Sequences::def_entries(&def)?);
+            defs.push(def);
+        }
+        let (catalog, sequences) = (shared.catalog.clone(), shared.sequences.clone());
+        let apply = move |_| {
+            catalog.install(table);
+            for def in defs {
+                sequences.redefine(def);
+            }
+        };
+        shared
+            .mvcc
+            .commit_unversioned(batch, None, Some(Box::new(apply)))?;
+        Ok(())
+    }
+
     pub(super) fn refuse_taken(&self, name: &str) -> Result<()> {
         if self.shared.catalog.table(name).is_ok() || self.shared.sequences.get(name).is_some() {
             return Err(Error::AlreadyExists {

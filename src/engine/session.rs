@@ -662,6 +662,8 @@ impl Session {
         let _ddl = shared.ddl.lock();
         let mut altered = (*self.table(table)?).clone();
         let mut empty = None;
+        let mut renamed = None;
+        let mut columns_renamed = Vec::new();
         for change in changes {
             altered = match change {
                 TableChange::AddColumn(column) => {
@@ -703,6 +705,28 @@ impl Session {
                     }
                     altered.with_check(check)?
                 }
+                TableChange::RenameTable(name) => {
+                    self.refuse_taken(&name)?;
+                    renamed = Some(name.clone());
+                    altered.renamed(&name)
+                }
+                TableChange::RenameColumn { from, to } => {
+                    let with = altered.with_column_renamed(&from, &to)?;
+                    columns_renamed.push((from.clone(), to.clone()));
+                    shared.checks.rename_column(with, &from, &to)?
+                }
+                TableChange::SetDefault {
+                    column,
+                    default,
+                    default_expr,
+                } => altered.with_default(&column, default, default_expr)?,
+                TableChange::SetNotNull { column, not_null } => {
+                    let with = altered.with_not_null(&column, not_null)?;
+                    if not_null {
+                        self.validate_not_null(&with, &column)?;
+                    }
+                    with
+                }
                 TableChange::DropConstraint { name, if_exists } => {
                     match altered.without_constraint(&name, if_exists)? {
                         Some(without) => without,
@@ -716,7 +740,33 @@ impl Session {
                 }
             };
         }
-        self.save_table(altered)
+        if renamed.is_none() && columns_renamed.is_empty() {
+            return self.save_table(altered);
+        }
+        self.save_renamed_table(altered, table, &columns_renamed)
+    }
+
+    /// 23502 if a row of `table` has NULL in `column`.
+    fn validate_not_null(&mut self, table: &Table, column: &str) -> Result<()> {
+        let index = table.column_index(column)?;
+        let found = self.with_rows(table, |rows| {
+            for row in rows {
+                if row?[index].is_null() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })?;
+        if found {
+            return Err(Error::ConstraintViolation {
+                code: SqlState::NOT_NULL_VIOLATION,
+                message: format!(
+                    "column \"{column}\" of relation \"{}\" contains null values",
+                    table.name
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// 23514 unless every row of `table` passes `check`. Rows are read as
@@ -724,14 +774,7 @@ impl Session {
     /// the same ALTER TABLE reads its default.
     fn validate_check(&mut self, table: &Table, check: &super::catalog::Check) -> Result<()> {
         let shared = self.shared.clone();
-        let (from, to) = (table.key_prefix(), table.key_end());
-        let violated = self.statement(|open| {
-            let mut txn = open.txn.lock();
-            let rows = txn
-                .scan(&from, Some(&to))
-                .map(|entry| entry.and_then(|(_, bytes)| table.decode_row(&bytes)));
-            shared.checks.any_fails(table, check, rows)
-        })?;
+        let violated = self.with_rows(table, |rows| shared.checks.any_fails(table, check, rows))?;
         if violated {
             return Err(Error::ConstraintViolation {
                 code: SqlState::CHECK_VIOLATION,
@@ -742,6 +785,23 @@ impl Session {
             });
         }
         Ok(())
+    }
+
+    /// Runs `f` over the rows stored in `table`'s key range, read as `table`
+    /// (a definition being made) decodes them, streamed in key order.
+    fn with_rows<T>(
+        &mut self,
+        table: &Table,
+        f: impl FnOnce(&mut dyn Iterator<Item = Result<Vec<Value>>>) -> Result<T>,
+    ) -> Result<T> {
+        let (from, to) = (table.key_prefix(), table.key_end());
+        self.statement(|open| {
+            let mut txn = open.txn.lock();
+            let mut rows = txn
+                .scan(&from, Some(&to))
+                .map(|entry| entry.and_then(|(_, bytes)| table.decode_row(&bytes)));
+            f(&mut rows)
+        })
     }
 
     fn save_table(&self, table: Table) -> Result<()> {

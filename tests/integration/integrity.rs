@@ -774,3 +774,34 @@ pub fn check_constraints_hold_on_every_path_and_survive_reopening() {
         [1004]
     );
 }
+
+pub fn renamed_tables_keep_their_sequences_across_reopening() {
+    // RENAME TO and RENAME COLUMN move the SERIAL sequence's owner with the
+    // table, durably: after a reopen it still numbers rows and goes with
+    // DROP TABLE.
+    let t = TestDb::new();
+    {
+        let mut s = t.session();
+        run(
+            &mut s,
+            "CREATE TABLE a (id serial PRIMARY KEY, v text CHECK (v <> ''))",
+        );
+        run(&mut s, "INSERT INTO a (v) VALUES ('x')");
+        run(&mut s, "ALTER TABLE a RENAME TO b");
+        run(
+            &mut s,
+            "ALTER TABLE b RENAME COLUMN id TO n, RENAME COLUMN v TO w",
+        );
+    }
+    let t = t.reopen();
+    let mut s = t.session();
+    run(&mut s, "INSERT INTO b (w) VALUES ('y')");
+    assert_eq!(ints(&mut s, "SELECT n FROM b ORDER BY n"), [1, 2]);
+    assert_sqlstate(s.execute("INSERT INTO b (w) VALUES ('')"), "23514");
+    assert_eq!(
+        crate::support::texts(&mut s, "SELECT pg_get_serial_sequence('b', 'n')"),
+        ["public.a_id_seq"]
+    );
+    run(&mut s, "DROP TABLE b");
+    assert_sqlstate(s.execute("SELECT nextval('a_id_seq')"), "42P01");
+}

@@ -117,6 +117,7 @@ fn main() {
         expression_defaults_are_evaluated_for_each_row,
         deleted_keys_leave_the_key_directory,
         check_constraints_hold_on_every_path_and_survive_reopening,
+        renamed_tables_keep_their_sequences_across_reopening,
         a_million_rows_are_created_altered_reopened_and_queried,
         extreme_values_round_trip_or_fail_cleanly,
         long_identifiers_are_cut_to_63_bytes,

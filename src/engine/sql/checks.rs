@@ -165,6 +165,20 @@ impl Checks {
         Ok(condition)
     }
 
+    /// `table` (whose column `from` is now `to`) with its conditions
+    /// rewritten to name the column by its new name.
+    pub(crate) fn rename_column(&self, mut table: Table, from: &str, to: &str) -> Result<Table> {
+        for check in &mut table.checks {
+            let mut expr = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&check.expr)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(|e| Error::Corruption(format!("a check condition does not parse: {e}")))?;
+            let _ = ast::VisitMut::visit(&mut expr, &mut Rename { from, to });
+            check.expr = expr.to_string();
+        }
+        Ok(table)
+    }
+
     /// The constraint `def` declares on `table`: its columns resolved, its
     /// name chosen (PostgreSQL's, from the one column it reads, if one),
     /// and its condition compiled to prove it can be evaluated.
@@ -256,6 +270,30 @@ impl Visitor for Names<'_> {
                 ))
             }
             _ => {}
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Renames a column wherever a condition names it.
+struct Rename<'a> {
+    from: &'a str,
+    to: &'a str,
+}
+
+impl ast::VisitorMut for Rename<'_> {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut ast::Expr) -> std::ops::ControlFlow<()> {
+        let name = match expr {
+            ast::Expr::Identifier(id) => Some(id),
+            ast::Expr::CompoundIdentifier(parts) => parts.last_mut(),
+            _ => None,
+        };
+        if let Some(id) = name {
+            if ident(id) == self.from {
+                *id = ast::Ident::with_quote('"', self.to);
+            }
         }
         std::ops::ControlFlow::Continue(())
     }

@@ -13,7 +13,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::execute::{ident, table_name};
-use crate::engine::catalog::{CheckDef, ColumnDef, Identity, TableChange};
+use crate::engine::catalog::{CheckDef, ColumnDef, Identity, Table, TableChange};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::types::{DataType, Value};
 
@@ -175,12 +175,58 @@ fn serial_type(t: &ast::DataType) -> Option<DataType> {
     }
 }
 
-/// The changes an ALTER TABLE operation makes.
+/// The changes an ALTER TABLE operation on `table` makes.
 pub fn alter(
     operation: &AlterTableOperation,
+    table: &Table,
     mut constant: impl FnMut(&ast::Expr, DataType) -> Result<Value>,
 ) -> Result<Vec<TableChange>> {
     match operation {
+        AlterTableOperation::RenameTable {
+            table_name: ast::RenameTableNameKind::To(name) | ast::RenameTableNameKind::As(name),
+        } => Ok(vec![TableChange::RenameTable(table_name(name)?)]),
+        AlterTableOperation::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => Ok(vec![TableChange::RenameColumn {
+            from: ident(old_column_name),
+            to: ident(new_column_name),
+        }]),
+        AlterTableOperation::AlterColumn { column_name, op } => {
+            let column = ident(column_name);
+            let change = match op {
+                ast::AlterColumnOperation::SetNotNull => TableChange::SetNotNull {
+                    column,
+                    not_null: true,
+                },
+                ast::AlterColumnOperation::DropNotNull => TableChange::SetNotNull {
+                    column,
+                    not_null: false,
+                },
+                ast::AlterColumnOperation::DropDefault => TableChange::SetDefault {
+                    column,
+                    default: None,
+                    default_expr: None,
+                },
+                ast::AlterColumnOperation::SetDefault { value } => {
+                    let data_type = table.columns[table.column_index(&column)?].data_type;
+                    let (default, default_expr) = if calls_nextval(value) {
+                        (None, Some(value.to_string()))
+                    } else {
+                        let now = constant(value, data_type)?;
+                        let expr = (!is_constant(value)).then(|| value.to_string());
+                        ((!now.is_null()).then_some(now), expr)
+                    };
+                    TableChange::SetDefault {
+                        column,
+                        default,
+                        default_expr,
+                    }
+                }
+                other => return Err(Error::Unsupported(format!("ALTER COLUMN {other}"))),
+            };
+            Ok(vec![change])
+        }
         AlterTableOperation::AddColumn { column_def, .. } => {
             let (column, primary, checks) = column_definition(column_def, &mut constant)?;
             if primary {

@@ -302,12 +302,15 @@ impl Session {
             }
             Statement::AlterTable(alter) => {
                 let name = table_name(&alter.name)?;
+                let table = self.table(&name)?;
                 let planner = self.planner()?;
                 let changes = alter
                     .operations
                     .iter()
                     .map(|operation| {
-                        ddl::alter(operation, |expr, t| self.constant(&planner, expr, t))
+                        ddl::alter(operation, &table, |expr, t| {
+                            self.constant(&planner, expr, t)
+                        })
                     })
                     .collect::<Result<Vec<_>>>()?
                     .into_iter()
