@@ -600,18 +600,20 @@ impl Session {
     }
 
     fn update_sql(&mut self, update: ast::Update) -> Result<Output> {
-        if update.from.is_some() || update.limit.is_some() {
-            return Err(Error::Unsupported("UPDATE with FROM or LIMIT".into()));
+        if update.limit.is_some() {
+            return Err(Error::Unsupported("UPDATE with LIMIT".into()));
         }
         let (table, query) = self.update_query(&update)?;
         let alias = target_alias(&update.table);
         let planner = self.planner()?;
         let shared = self.shared.clone();
+        let joins = update.from.is_some();
         self.statement(|open| {
             let rows =
                 shared
                     .runtime
                     .block_on(planner.query_keyed(&open.txn, query.clone(), table.id))?;
+            let rows = first_of_each_key(rows, joins)?;
             let mut moved = Vec::new();
             let mut changed = Vec::new();
             let mut returned = update.returning.as_ref().map(|_| Vec::new());
@@ -632,6 +634,7 @@ impl Session {
                 let rows = shared
                     .runtime
                     .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
+                let rows = first_of_each_key(rows, joins)?;
                 count += update_rows(
                     &shared.checks,
                     open,
@@ -680,14 +683,22 @@ impl Session {
                     }),
             )
             .collect();
-        let query = select(&items, &update.table.to_string(), update.selection.as_ref())?;
+        let others = match &update.from {
+            None => None,
+            Some(ast::UpdateTableFromKind::AfterSet(from)) => Some(from.as_slice()),
+            Some(ast::UpdateTableFromKind::BeforeSet(_)) => {
+                return Err(Error::Unsupported("UPDATE FROM ... SET".into()))
+            }
+        };
+        let relation = joined(&update.table, others);
+        let query = select(&items, &relation, update.selection.as_ref())?;
         Ok((table, query))
     }
 
     /// The query a DELETE reads: each matching row's storage key.
     pub(super) fn delete_query(&self, delete: &ast::Delete) -> Result<(Arc<Table>, Statement)> {
-        if delete.using.is_some() || delete.limit.is_some() {
-            return Err(Error::Unsupported("DELETE with USING or LIMIT".into()));
+        if delete.limit.is_some() {
+            return Err(Error::Unsupported("DELETE with LIMIT".into()));
         }
         let from = match &delete.from {
             FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
@@ -701,7 +712,8 @@ impl Session {
         if delete.returning.is_some() {
             items.extend(table.columns.iter().map(|c| quote(&c.name)));
         }
-        let query = select(&items, &target.to_string(), delete.selection.as_ref())?;
+        let relation = joined(target, delete.using.as_deref());
+        let query = select(&items, &relation, delete.selection.as_ref())?;
         Ok((table, query))
     }
 
@@ -711,11 +723,13 @@ impl Session {
         let alias = from.first().and_then(target_alias);
         let planner = self.planner()?;
         let shared = self.shared.clone();
+        let joins = delete.using.is_some();
         self.statement(|open| {
             let rows =
                 shared
                     .runtime
                     .block_on(planner.query_keyed(&open.txn, query.clone(), table.id))?;
+            let rows = first_of_each_key(rows, joins)?;
             let mut changed = Vec::new();
             let mut returned = delete.returning.as_ref().map(|_| Vec::new());
             let mut count =
@@ -727,6 +741,7 @@ impl Session {
                 let rows = shared
                     .runtime
                     .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
+                let rows = first_of_each_key(rows, joins)?;
                 count += delete_rows(open, &table, &rows, None, returned.as_mut())?;
             }
             open.tables.insert(table.id);
@@ -1091,6 +1106,35 @@ fn target_table(target: &TableWithJoins) -> Result<String> {
 
 pub(super) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The rows of a keyed query with each storage key once: a join of an
+/// UPDATE ... FROM or DELETE ... USING (`joins`) may match a target row
+/// several times, and, as in PostgreSQL, one of them is used.
+fn first_of_each_key(mut rows: Rows, joins: bool) -> Result<Rows> {
+    if !joins {
+        return Ok(rows);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for batch in &mut rows.batches {
+        let keep: datafusion::arrow::array::BooleanArray = (0..batch.num_rows())
+            .map(|r| stored_key(batch.column(0), r).map(|key| Some(seen.insert(key))))
+            .collect::<Result<_>>()?;
+        *batch = datafusion::arrow::compute::filter_record_batch(batch, &keep)
+            .map_err(|e| Error::Internal(format!("Arrow: {e}")))?;
+    }
+    Ok(rows)
+}
+
+/// The relation an UPDATE ... FROM or DELETE ... USING reads: the target,
+/// then the other tables, which the WHERE clause joins to it.
+fn joined(target: &TableWithJoins, others: Option<&[TableWithJoins]>) -> String {
+    let mut relation = target.to_string();
+    for other in others.unwrap_or_default() {
+        relation.push_str(", ");
+        relation.push_str(&other.to_string());
+    }
+    relation
 }
 
 /// `SELECT items FROM relation [WHERE selection]` as a parsed statement.
