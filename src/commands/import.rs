@@ -23,8 +23,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use omen::Session;
 
-use super::transfer::{summary, Common, FileFormat, Progress};
-use crate::server::copy;
+use super::transfer::{summary, Batch, Common, Delimited, FileFormat, Progress, BATCH_ROWS};
 
 /// Arguments of `omen import`.
 #[derive(clap::Args)]
@@ -45,10 +44,6 @@ pub struct Args {
     dry_run: bool,
 }
 
-/// Bytes read from a file at a time.
-const CHUNK_BYTES: usize = 1 << 20;
-/// Rows written per COPY batch, at most.
-const BATCH_ROWS: usize = 8192;
 /// Rows the types of a new table are chosen from.
 const SAMPLE_ROWS: usize = 1000;
 
@@ -197,12 +192,6 @@ fn locate(
     found
 }
 
-/// A batch of rows and the line the first came from.
-struct Batch {
-    rows: Vec<Vec<Option<String>>>,
-    first_line: usize,
-}
-
 /// A file being read, as rows of text fields.
 enum Source {
     Delimited(Delimited),
@@ -254,18 +243,7 @@ fn open(path: &Path, args: &Args) -> Result<Source> {
         Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)
     };
     Ok(match args.common.copy_format(format, false) {
-        Some(copy) => Source::Delimited(Delimited {
-            input,
-            copy,
-            has_header: !args.common.no_header,
-            buffer: Vec::new(),
-            eof: false,
-            header: None,
-            records: 0,
-            pending: Vec::new(),
-            bytes: 0,
-            path: path.to_path_buf(),
-        }),
+        Some(copy) => Source::Delimited(Delimited::new(input, copy, !args.common.no_header, path)),
         None => Source::Json(Json {
             input: BufReader::new(input),
             array: format == FileFormat::Json,
@@ -277,109 +255,6 @@ fn open(path: &Path, args: &Args) -> Result<Source> {
             path: path.to_path_buf(),
         }),
     })
-}
-
-/// CSV, TSV or COPY text, read a chunk of complete records at a time.
-struct Delimited {
-    input: Box<dyn Read>,
-    copy: copy::Format,
-    has_header: bool,
-    buffer: Vec<u8>,
-    eof: bool,
-    header: Option<Vec<String>>,
-    /// Records parsed so far (the header included).
-    records: usize,
-    /// Rows parsed but not yet handed out.
-    pending: Vec<Vec<Option<String>>>,
-    bytes: u64,
-    path: PathBuf,
-}
-
-impl Delimited {
-    /// Parses the next chunk of records into `pending`; false at the end.
-    fn fill(&mut self) -> Result<bool> {
-        loop {
-            let end = copy::complete_records(&self.buffer, &self.copy);
-            if end > 0 && (self.buffer.len() >= CHUNK_BYTES || self.eof) {
-                return self.parse(end).map(|()| true);
-            }
-            if self.eof {
-                if self.buffer.is_empty() {
-                    return Ok(false);
-                }
-                // A last record without its newline.
-                self.buffer.push(b'\n');
-                let end = copy::complete_records(&self.buffer, &self.copy);
-                if end == 0 {
-                    bail!("{}: a quoted field does not end", self.path.display());
-                }
-                return self.parse(end).map(|()| true);
-            }
-            let start = self.buffer.len();
-            self.buffer.resize(start + CHUNK_BYTES, 0);
-            let n = self
-                .input
-                .read(&mut self.buffer[start..])
-                .with_context(|| format!("reading {}", self.path.display()))?;
-            self.buffer.truncate(start + n);
-            self.bytes += n as u64;
-            if self.records == 0 && start == 0 && self.buffer.starts_with(b"\xEF\xBB\xBF") {
-                self.buffer.drain(..3);
-            }
-            self.eof = n == 0;
-        }
-    }
-
-    fn parse(&mut self, end: usize) -> Result<()> {
-        let chunk = copy::parse(&self.buffer[..end], &self.copy, self.records)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
-        self.buffer.drain(..end);
-        self.records += chunk.records;
-        let mut rows = chunk.rows;
-        if self.header.is_none() {
-            self.header = Some(if self.has_header && !rows.is_empty() {
-                rows.remove(0)
-                    .into_iter()
-                    .map(Option::unwrap_or_default)
-                    .collect()
-            } else {
-                Vec::new()
-            });
-        }
-        if chunk.ended {
-            self.eof = true;
-            self.buffer.clear();
-        }
-        self.pending.extend(rows);
-        Ok(())
-    }
-
-    fn header(&mut self) -> Result<Vec<String>> {
-        while self.header.is_none() {
-            if !self.fill()? {
-                self.header = Some(Vec::new());
-            }
-        }
-        Ok(self.header.clone().unwrap_or_default())
-    }
-
-    fn peek(&mut self, n: usize) -> Result<Vec<Vec<Option<String>>>> {
-        self.header()?;
-        while self.pending.len() < n && self.fill()? {}
-        Ok(self.pending.iter().take(n).cloned().collect())
-    }
-
-    fn next_batch(&mut self) -> Result<Option<Batch>> {
-        self.header()?;
-        if self.pending.is_empty() && !self.fill()? {
-            return Ok(None);
-        }
-        let take = self.pending.len().min(BATCH_ROWS);
-        let rows: Vec<_> = self.pending.drain(..take).collect();
-        // Records are lines, unless a quoted field holds a newline.
-        let first_line = self.records - self.pending.len() - rows.len() + 1;
-        Ok(Some(Batch { rows, first_line }))
-    }
 }
 
 /// Newline-delimited JSON objects, or one array of them.

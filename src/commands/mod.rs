@@ -6,4 +6,4 @@ pub mod export;
 pub mod import;
 pub mod repl;
 pub mod serve;
-mod transfer;
+pub mod transfer;

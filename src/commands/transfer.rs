@@ -1,11 +1,11 @@
 //! What `omen import` and `omen export` share: file formats, their COPY
 //! options, progress on a terminal and the closing summary.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use omen::{Database, Options};
 
 use super::repl::memory_size;
@@ -184,5 +184,144 @@ pub fn summary(verb: &str, table: &str, rows: u64, bytes: u64, seconds: f64, jso
         .to_string()
     } else {
         format!("{verb} {rows} rows ({bytes} bytes) in {seconds:.2} s, {rate:.0} rows/s")
+    }
+}
+
+/// Bytes read from a file at a time.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Rows written per COPY batch, at most.
+pub const BATCH_ROWS: usize = 8192;
+
+/// A batch of rows and the line the first came from.
+pub struct Batch {
+    pub rows: Vec<Vec<Option<String>>>,
+    pub first_line: usize,
+}
+
+/// CSV, TSV or COPY text, read a chunk of complete records at a time.
+pub struct Delimited {
+    input: Box<dyn Read>,
+    copy: copy::Format,
+    has_header: bool,
+    buffer: Vec<u8>,
+    eof: bool,
+    header: Option<Vec<String>>,
+    /// Records parsed so far (the header included).
+    records: usize,
+    /// Rows parsed but not yet handed out.
+    pending: Vec<Vec<Option<String>>>,
+    pub bytes: u64,
+    path: PathBuf,
+}
+
+impl Delimited {
+    /// Reads `input` (the file at `path`, for messages) in `copy`'s format;
+    /// with `has_header` the first record names the columns.
+    pub fn new(
+        input: Box<dyn Read>,
+        copy: copy::Format,
+        has_header: bool,
+        path: &Path,
+    ) -> Delimited {
+        Delimited {
+            input,
+            copy,
+            has_header,
+            buffer: Vec::new(),
+            eof: false,
+            header: None,
+            records: 0,
+            pending: Vec::new(),
+            bytes: 0,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Parses the next chunk of records into `pending`; false at the end.
+    fn fill(&mut self) -> Result<bool> {
+        loop {
+            let end = copy::complete_records(&self.buffer, &self.copy);
+            if end > 0 && (self.buffer.len() >= CHUNK_BYTES || self.eof) {
+                return self.parse(end).map(|()| true);
+            }
+            if self.eof {
+                if self.buffer.is_empty() {
+                    return Ok(false);
+                }
+                // A last record without its newline.
+                self.buffer.push(b'\n');
+                let end = copy::complete_records(&self.buffer, &self.copy);
+                if end == 0 {
+                    bail!("{}: a quoted field does not end", self.path.display());
+                }
+                return self.parse(end).map(|()| true);
+            }
+            let start = self.buffer.len();
+            self.buffer.resize(start + CHUNK_BYTES, 0);
+            let n = self
+                .input
+                .read(&mut self.buffer[start..])
+                .with_context(|| format!("reading {}", self.path.display()))?;
+            self.buffer.truncate(start + n);
+            self.bytes += n as u64;
+            if self.records == 0 && start == 0 && self.buffer.starts_with(b"\xEF\xBB\xBF") {
+                self.buffer.drain(..3);
+            }
+            self.eof = n == 0;
+        }
+    }
+
+    fn parse(&mut self, end: usize) -> Result<()> {
+        let chunk = copy::parse(&self.buffer[..end], &self.copy, self.records)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
+        self.buffer.drain(..end);
+        self.records += chunk.records;
+        let mut rows = chunk.rows;
+        if self.header.is_none() {
+            self.header = Some(if self.has_header && !rows.is_empty() {
+                rows.remove(0)
+                    .into_iter()
+                    .map(Option::unwrap_or_default)
+                    .collect()
+            } else {
+                Vec::new()
+            });
+        }
+        if chunk.ended {
+            self.eof = true;
+            self.buffer.clear();
+        }
+        self.pending.extend(rows);
+        Ok(())
+    }
+
+    /// The column names of the header (empty without one).
+    pub fn header(&mut self) -> Result<Vec<String>> {
+        while self.header.is_none() {
+            if !self.fill()? {
+                self.header = Some(Vec::new());
+            }
+        }
+        Ok(self.header.clone().unwrap_or_default())
+    }
+
+    /// Up to `n` rows from the start; they are handed out again.
+    pub fn peek(&mut self, n: usize) -> Result<Vec<Vec<Option<String>>>> {
+        self.header()?;
+        while self.pending.len() < n && self.fill()? {}
+        Ok(self.pending.iter().take(n).cloned().collect())
+    }
+
+    /// The next rows, None at the end.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>> {
+        self.header()?;
+        if self.pending.is_empty() && !self.fill()? {
+            return Ok(None);
+        }
+        let take = self.pending.len().min(BATCH_ROWS);
+        let rows: Vec<_> = self.pending.drain(..take).collect();
+        // Records are lines, unless a quoted field holds a newline.
+        let first_line = self.records - self.pending.len() - rows.len() + 1;
+        Ok(Some(Batch { rows, first_line }))
     }
 }

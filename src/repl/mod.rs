@@ -14,7 +14,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use datafusion::sql::sqlparser::ast;
 use omen::engine::sql::{is_complete, split_statements};
 use omen::{Database, Output, Session};
 use rustyline::completion::Completer;
@@ -26,6 +27,9 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Editor, Helper};
 
 pub use output::Format;
+
+use crate::commands::transfer::Delimited;
+use crate::server::copy;
 
 /// What the shell does after a failed statement.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -61,8 +65,37 @@ impl Shell {
         }
     }
 
-    /// Runs every statement of `text`; false when it stopped at an error.
+    /// Runs every statement and backslash command of `text` (a command is a
+    /// line of its own between statements); false when it stopped at an error.
     pub fn run_script(&mut self, text: &str) -> Result<bool> {
+        let mut sql = String::new();
+        for line in text.split_inclusive('\n') {
+            let command = line.trim().strip_prefix('\\');
+            match command {
+                Some(command) if sql.trim().is_empty() || is_complete(sql.trim()) => {
+                    if !self.run_sql(&std::mem::take(&mut sql))? {
+                        return Ok(false);
+                    }
+                    let failed = self.failed;
+                    self.failed = false;
+                    let go_on = self.shell_command(command)?;
+                    let ok = !self.failed;
+                    self.failed |= failed;
+                    if !go_on || !ok && self.on_error == OnError::Stop {
+                        return Ok(ok && go_on);
+                    }
+                }
+                _ => sql.push_str(line),
+            }
+        }
+        self.run_sql(&sql)
+    }
+
+    /// Runs every statement of `text`; false when it stopped at an error.
+    fn run_sql(&mut self, text: &str) -> Result<bool> {
+        if text.trim().is_empty() {
+            return Ok(true);
+        }
         let statements = match split_statements(text) {
             Ok(statements) => statements,
             Err(e) => {
@@ -204,12 +237,128 @@ impl Shell {
                 }
                 Err(e) => self.report(&e),
             },
+            ("copy", Some(_)) => {
+                let rest = command.trim_start().strip_prefix("copy").unwrap_or_default();
+                match self.copy(rest) {
+                    Ok(rows) => println!("COPY {rows}"),
+                    Err(e) => {
+                        self.failed = true;
+                        match e.downcast_ref::<omen::Error>() {
+                            Some(e) => eprintln!("ERROR:  {e}\nSQLSTATE: {}", e.sqlstate()),
+                            None => eprintln!("ERROR:  {e:#}"),
+                        }
+                    }
+                }
+            }
             ("?", _) | ("help", _) => eprintln!(
-                "\\q            quit\n\\dt           list tables\n\\d NAME       describe a table\n\\timing       show how long each statement takes"
+                "\\q            quit\n\\dt           list tables\n\\d NAME       describe a table\n\\timing       show how long each statement takes\n\\copy ...     COPY between a table or query and a file, as psql's"
             ),
             (other, _) => eprintln!("invalid command \\{other}; try \\? for help"),
         }
         Ok(true)
+    }
+}
+
+impl Shell {
+    /// `\copy`: COPY between a table (or a query, for TO) and a file the
+    /// shell reads or writes, with COPY's options. Returns the rows copied.
+    fn copy(&mut self, rest: &str) -> Result<u64> {
+        let mut statements = omen::engine::sql::parse(&format!("COPY {}", quote_file(rest)))?;
+        let statement = match statements.len() {
+            1 => statements.remove(0),
+            _ => anyhow::bail!("\\copy takes one COPY: \\copy table FROM 'file' [WITH (...)]"),
+        };
+        let copy = copy::Copy::from_statement(&statement).expect("parsed from COPY text")?;
+        let Some(file) = copy.file.clone() else {
+            anyhow::bail!("\\copy names a file: \\copy table FROM 'file' or TO 'file'");
+        };
+        let path = std::path::Path::new(&file);
+        if copy.to_stdout {
+            let query = match copy.source {
+                ast::CopySource::Query(query) => ast::Statement::Query(query),
+                ast::CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let list = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    omen::engine::sql::parse(&format!("SELECT {list} FROM {table_name}"))?.remove(0)
+                }
+            };
+            let Output::Rows(rows) = self.session.execute_statement(query)? else {
+                anyhow::bail!("the COPY query returns no rows");
+            };
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("creating {file}"))?,
+            );
+            if let Some(header) = copy::header(&rows, &copy.format) {
+                out.write_all(&header)?;
+            }
+            for batch in &rows.batches {
+                for line in copy::batch_lines(batch, &copy.format) {
+                    out.write_all(&line)?;
+                }
+            }
+            out.flush().with_context(|| format!("writing {file}"))?;
+            return Ok(rows.len() as u64);
+        }
+        let ast::CopySource::Table {
+            table_name,
+            columns,
+        } = &copy.source
+        else {
+            anyhow::bail!("COPY FROM needs a table");
+        };
+        let table = omen::engine::sql::table_name(table_name)?;
+        let columns: Vec<String> = columns.iter().map(omen::engine::sql::ident).collect();
+        let input = std::fs::File::open(path).with_context(|| format!("opening {file}"))?;
+        let mut format = copy.format.clone();
+        let header = std::mem::replace(&mut format.header, false);
+        let mut source = Delimited::new(Box::new(input), format, header, path);
+        source.header()?;
+        self.session.copy_begin(&table, &columns)?;
+        loop {
+            let batch = match source.next_batch() {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(e) => {
+                    self.session.copy_abort();
+                    return Err(e);
+                }
+            };
+            self.session.copy_rows(&batch.rows)?;
+        }
+        Ok(self.session.copy_end()?)
+    }
+}
+
+/// `\copy`'s arguments with the file name quoted, as psql lets it be
+/// written bare: the word after the last FROM or TO.
+fn quote_file(rest: &str) -> String {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let Some(at) = words
+        .iter()
+        .rposition(|w| w.eq_ignore_ascii_case("from") || w.eq_ignore_ascii_case("to"))
+    else {
+        return rest.to_string();
+    };
+    match words.get(at + 1) {
+        Some(file)
+            if !file.starts_with('\'')
+                && !["stdin", "stdout", "program"].contains(&file.to_lowercase().as_str()) =>
+        {
+            let mut words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            words[at + 1] = format!("'{}'", file.replace('\'', "''"));
+            words.join(" ")
+        }
+        _ => rest.to_string(),
     }
 }
 

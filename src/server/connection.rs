@@ -356,7 +356,14 @@ impl Inner {
             source,
             to_stdout,
             format,
+            file,
         } = copy;
+        if file.is_some() {
+            return Ok(Err(Error::Unsupported(
+                "COPY to or from a file on the server (use STDIN or STDOUT, or psql's \\copy)"
+                    .into(),
+            )));
+        }
         if to_stdout {
             let query = match source {
                 ast::CopySource::Query(query) => Statement::Query(query),

@@ -18,6 +18,8 @@ pub struct Copy {
     pub source: CopySource,
     pub to_stdout: bool,
     pub format: Format,
+    /// The file named instead of STDIN or STDOUT (`COPY ... FROM 'file'`).
+    pub file: Option<String>,
 }
 
 /// Text or CSV, with their options.
@@ -55,14 +57,15 @@ impl Copy {
         options: &[CopyOption],
         legacy: &[CopyLegacyOption],
     ) -> Result<Copy, Error> {
-        match (to, target) {
-            (false, CopyTarget::Stdin) | (true, CopyTarget::Stdout) => {}
+        let file = match (to, target) {
+            (false, CopyTarget::Stdin) | (true, CopyTarget::Stdout) => None,
+            (_, CopyTarget::File { filename }) => Some(filename.clone()),
             _ => {
                 return Err(Error::Unsupported(
-                    "COPY to or from a file or program on the server (use STDIN or STDOUT, or psql's \\copy)".into(),
+                    "COPY to or from a program, or FROM STDOUT / TO STDIN".into(),
                 ))
             }
-        }
+        };
         if !to && matches!(source, CopySource::Query(_)) {
             return Err(Error::invalid(
                 SqlState::SYNTAX_ERROR,
@@ -113,6 +116,7 @@ impl Copy {
         }
         Ok(Copy {
             source: source.clone(),
+            file,
             to_stdout: to,
             format: Format {
                 csv,

@@ -232,3 +232,35 @@ pub fn threads_and_memory_limit_flags() {
     );
     assert!(out.status.success(), "stderr: {}", stderr(&out));
 }
+
+pub fn backslash_copy_reads_and_writes_files() {
+    // `\copy` as in psql, from a script: a CSV file into a table (bare or
+    // quoted file names, COPY's options), a query out to a file, and a
+    // missing file stops the script with status 1.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (input, output) = (dir.path().join("in.csv"), dir.path().join("out.txt"));
+    std::fs::write(&input, "id,name\r\n1,a\r\n2,\"b,c\"\r\n3,\r\n").expect("write");
+    let script = format!(
+        "CREATE TABLE t (id int PRIMARY KEY, name text);\n\
+         \\copy t FROM {} WITH (FORMAT csv, HEADER true)\n\
+         SELECT count(*), count(name) FROM t;\n\
+         \\copy (SELECT * FROM t WHERE id > 1 ORDER BY id) TO '{}'\n\
+         \\copy t FROM {}/missing.csv\n\
+         SELECT 'not reached';\n",
+        input.display(),
+        output.display(),
+        dir.path().display()
+    );
+    let out = omen(&dir.path().join("db"), &["--format", "csv"], Some(&script));
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("COPY 3"), "{text}");
+    assert!(text.contains("3,2"), "{text}");
+    assert!(!text.contains("not reached"), "{text}");
+    assert!(stderr(&out).contains("missing.csv"), "{}", stderr(&out));
+    // COPY's text format by default: tabs, \N for NULL.
+    assert_eq!(
+        std::fs::read_to_string(&output).expect("written"),
+        "2\tb,c\n3\t\\N\n"
+    );
+}

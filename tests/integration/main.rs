@@ -160,6 +160,7 @@ fn main() {
         data_dir_flag_and_environment,
         version_names_the_build,
         threads_and_memory_limit_flags,
+        backslash_copy_reads_and_writes_files,
     ));
     trials.extend(tests!(transfer:
         import_creates_a_typed_table_and_export_gives_it_back,
