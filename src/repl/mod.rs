@@ -274,24 +274,7 @@ impl Shell {
         };
         let path = std::path::Path::new(&file);
         if copy.to_stdout {
-            let query = match copy.source {
-                ast::CopySource::Query(query) => ast::Statement::Query(query),
-                ast::CopySource::Table {
-                    table_name,
-                    columns,
-                } => {
-                    let list = if columns.is_empty() {
-                        "*".to_string()
-                    } else {
-                        columns
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    omen::engine::sql::parse(&format!("SELECT {list} FROM {table_name}"))?.remove(0)
-                }
-            };
+            let query = copy::query_of(copy.source.clone())?;
             let Output::Rows(rows) = self.session.execute_statement(query)? else {
                 anyhow::bail!("the COPY query returns no rows");
             };

@@ -365,26 +365,9 @@ impl Inner {
             )));
         }
         if to_stdout {
-            let query = match source {
-                ast::CopySource::Query(query) => Statement::Query(query),
-                ast::CopySource::Table {
-                    table_name,
-                    columns,
-                } => {
-                    let list = if columns.is_empty() {
-                        "*".to_string()
-                    } else {
-                        columns
-                            .iter()
-                            .map(|c| c.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    match omen::engine::sql::parse(&format!("SELECT {list} FROM {table_name}")) {
-                        Ok(mut statements) => statements.remove(0),
-                        Err(e) => return Ok(Err(e)),
-                    }
-                }
+            let query = match copy::query_of(source) {
+                Ok(query) => query,
+                Err(e) => return Ok(Err(e)),
             };
             let result = self
                 .run(move |session| session.execute_statement(query))

@@ -130,6 +130,28 @@ impl Copy {
     }
 }
 
+/// The query COPY TO reads: its own, or every row of the table (the columns named).
+pub fn query_of(source: CopySource) -> Result<Statement, Error> {
+    match source {
+        CopySource::Query(query) => Ok(Statement::Query(query)),
+        CopySource::Table {
+            table_name,
+            columns,
+        } => {
+            let list = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Ok(omen::engine::sql::parse(&format!("SELECT {list} FROM {table_name}"))?.remove(0))
+        }
+    }
+}
+
 fn bad_data(line: usize, message: impl std::fmt::Display) -> Error {
     Error::invalid(
         SqlState::BAD_COPY_FILE_FORMAT,
