@@ -29,8 +29,11 @@ use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::types::Value;
 
 /// The compiled CHECK constraints of every table version written to.
+#[derive(Default)]
 pub(crate) struct Checks {
-    ctx: SessionContext,
+    /// Made when the first condition is compiled: opening a database that
+    /// has none costs nothing.
+    ctx: std::sync::OnceLock<SessionContext>,
     compiled: Mutex<HashMap<TableVersion, Arc<[Compiled]>>>,
 }
 
@@ -44,17 +47,6 @@ struct Compiled {
 
 /// Table versions whose compiled constraints are kept, at most.
 const CACHED: usize = 1024;
-
-impl Default for Checks {
-    fn default() -> Checks {
-        let mut config = SessionConfig::new();
-        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        Checks {
-            ctx: SessionContext::new_with_config(config),
-            compiled: Mutex::new(HashMap::new()),
-        }
-    }
-}
 
 impl Checks {
     /// `row` checked against `table`'s columns (types, NOT NULL, lengths)
@@ -137,6 +129,14 @@ impl Checks {
         Ok(compiled)
     }
 
+    fn ctx(&self) -> &SessionContext {
+        self.ctx.get_or_init(|| {
+            let mut config = SessionConfig::new();
+            config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+            SessionContext::new_with_config(config)
+        })
+    }
+
     fn compile(&self, table: &Table, expr: &str) -> Result<Arc<dyn PhysicalExpr>> {
         let schema = table_schema(table);
         let df_schema = DFSchema::try_from_qualified_schema(table.name.as_str(), &schema)
@@ -147,9 +147,12 @@ impl Checks {
                 format!("the check constraint ({expr}) cannot be evaluated: {e}"),
             )
         };
-        let logical = self.ctx.parse_sql_expr(expr, &df_schema).map_err(failed)?;
+        let logical = self
+            .ctx()
+            .parse_sql_expr(expr, &df_schema)
+            .map_err(failed)?;
         let condition = self
-            .ctx
+            .ctx()
             .create_physical_expr(logical, &df_schema)
             .map_err(failed)?;
         let data_type = condition.data_type(&schema).map_err(failed)?;
