@@ -23,7 +23,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use omen::Session;
 
-use super::transfer::{summary, Batch, Common, Delimited, FileFormat, Progress, BATCH_ROWS};
+use super::transfer::{
+    or_abort, summary, Batch, Common, Delimited, FileFormat, Progress, BATCH_ROWS,
+};
 
 /// Arguments of `omen import`.
 #[derive(clap::Args)]
@@ -148,13 +150,8 @@ fn load(
             );
         }
         loop {
-            let batch = match source.next_batch() {
-                Ok(Some(batch)) => batch,
-                Ok(None) => break,
-                Err(e) => {
-                    session.copy_abort();
-                    return Err(e);
-                }
+            let Some(batch) = or_abort(session, source.next_batch())? else {
+                break;
             };
             if let Err(e) = session.copy_rows(&batch.rows) {
                 let line = locate(session, table, columns, &batch.rows)

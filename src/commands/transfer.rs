@@ -1,7 +1,7 @@
 //! What `omen import` and `omen export` share: file formats, their COPY
 //! options, progress on a terminal and the closing summary.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -324,4 +324,61 @@ impl Delimited {
         let first_line = self.records - self.pending.len() - rows.len() + 1;
         Ok(Some(Batch { rows, first_line }))
     }
+}
+
+/// `result`, with the running COPY undone when it is an error.
+pub fn or_abort<T>(session: &mut omen::Session, result: Result<T>) -> Result<T> {
+    if result.is_err() {
+        session.copy_abort();
+    }
+    result
+}
+
+/// Runs a COPY that names a file (`copy.file`): the file is read into the
+/// table in chunks through one COPY (all rows or none), or the table or
+/// query is written to it. Returns the rows copied.
+pub fn copy_file(session: &mut omen::Session, copy: &copy::Copy) -> Result<u64> {
+    let file = copy.file.as_deref().context("COPY names no file")?;
+    let path = Path::new(file);
+    if copy.to_stdout {
+        let query = copy::query_of(copy.source.clone())?;
+        let omen::Output::Rows(rows) = session.execute_statement(query)? else {
+            bail!("the COPY query returns no rows");
+        };
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {file}"))?,
+        );
+        if let Some(header) = copy::header(&rows, &copy.format) {
+            out.write_all(&header)?;
+        }
+        for batch in &rows.batches {
+            for line in copy::batch_lines(batch, &copy.format) {
+                out.write_all(&line)?;
+            }
+        }
+        out.flush().with_context(|| format!("writing {file}"))?;
+        return Ok(rows.len() as u64);
+    }
+    let datafusion::sql::sqlparser::ast::CopySource::Table {
+        table_name,
+        columns,
+    } = &copy.source
+    else {
+        bail!("COPY FROM needs a table");
+    };
+    let table = omen::engine::sql::table_name(table_name)?;
+    let columns: Vec<String> = columns.iter().map(omen::engine::sql::ident).collect();
+    let input = std::fs::File::open(path).with_context(|| format!("opening {file}"))?;
+    let mut format = copy.format.clone();
+    let header = std::mem::replace(&mut format.header, false);
+    let mut source = Delimited::new(Box::new(input), format, header, path);
+    source.header()?;
+    session.copy_begin(&table, &columns)?;
+    loop {
+        let Some(batch) = or_abort(session, source.next_batch())? else {
+            break;
+        };
+        session.copy_rows(&batch.rows)?;
+    }
+    Ok(session.copy_end()?)
 }

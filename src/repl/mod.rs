@@ -14,8 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use datafusion::sql::sqlparser::ast;
+use anyhow::Result;
 use omen::engine::sql::{is_complete, split_statements};
 use omen::{Database, Output, Session};
 use rustyline::completion::Completer;
@@ -28,7 +27,7 @@ use rustyline::{Editor, Helper};
 
 pub use output::Format;
 
-use crate::commands::transfer::Delimited;
+use crate::commands::transfer::copy_file;
 use crate::server::copy;
 
 /// What the shell does after a failed statement.
@@ -113,6 +112,14 @@ impl Shell {
 
     /// Runs one statement or shell command; false when it failed.
     fn run_one(&mut self, text: &str) -> Result<bool> {
+        // COPY to or from a file: the shell reads or writes it, as \copy.
+        if let Some(rest) = copy_with_file(text) {
+            let failed = std::mem::replace(&mut self.failed, false);
+            self.shell_command(&format!("copy {rest}"))?;
+            let ok = !self.failed;
+            self.failed |= failed;
+            return Ok(ok);
+        }
         let started = Instant::now();
         let outcome = self.session.execute(text);
         let elapsed = started.elapsed();
@@ -269,57 +276,26 @@ impl Shell {
             _ => anyhow::bail!("\\copy takes one COPY: \\copy table FROM 'file' [WITH (...)]"),
         };
         let copy = copy::Copy::from_statement(&statement).expect("parsed from COPY text")?;
-        let Some(file) = copy.file.clone() else {
+        if copy.file.is_none() {
             anyhow::bail!("\\copy names a file: \\copy table FROM 'file' or TO 'file'");
-        };
-        let path = std::path::Path::new(&file);
-        if copy.to_stdout {
-            let query = copy::query_of(copy.source.clone())?;
-            let Output::Rows(rows) = self.session.execute_statement(query)? else {
-                anyhow::bail!("the COPY query returns no rows");
-            };
-            let mut out = std::io::BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("creating {file}"))?,
-            );
-            if let Some(header) = copy::header(&rows, &copy.format) {
-                out.write_all(&header)?;
-            }
-            for batch in &rows.batches {
-                for line in copy::batch_lines(batch, &copy.format) {
-                    out.write_all(&line)?;
-                }
-            }
-            out.flush().with_context(|| format!("writing {file}"))?;
-            return Ok(rows.len() as u64);
         }
-        let ast::CopySource::Table {
-            table_name,
-            columns,
-        } = &copy.source
-        else {
-            anyhow::bail!("COPY FROM needs a table");
-        };
-        let table = omen::engine::sql::table_name(table_name)?;
-        let columns: Vec<String> = columns.iter().map(omen::engine::sql::ident).collect();
-        let input = std::fs::File::open(path).with_context(|| format!("opening {file}"))?;
-        let mut format = copy.format.clone();
-        let header = std::mem::replace(&mut format.header, false);
-        let mut source = Delimited::new(Box::new(input), format, header, path);
-        source.header()?;
-        self.session.copy_begin(&table, &columns)?;
-        loop {
-            let batch = match source.next_batch() {
-                Ok(Some(batch)) => batch,
-                Ok(None) => break,
-                Err(e) => {
-                    self.session.copy_abort();
-                    return Err(e);
-                }
-            };
-            self.session.copy_rows(&batch.rows)?;
-        }
-        Ok(self.session.copy_end()?)
+        copy_file(&mut self.session, &copy)
     }
+}
+
+/// The arguments of a COPY statement that names a file, if `text` is one.
+fn copy_with_file(text: &str) -> Option<&str> {
+    let rest = text.trim_start();
+    if !rest.get(..4)?.eq_ignore_ascii_case("copy") {
+        return None;
+    }
+    let statements = omen::engine::sql::parse(text).ok()?;
+    let [statement] = statements.as_slice() else {
+        return None;
+    };
+    let copy = copy::Copy::from_statement(statement)?.ok()?;
+    copy.file.as_ref()?;
+    Some(rest[4..].trim().trim_end_matches(';'))
 }
 
 /// `\copy`'s arguments with the file name quoted, as psql lets it be

@@ -352,18 +352,32 @@ impl Inner {
     /// Starts COPY FROM STDIN (the client sends data next) or runs COPY TO
     /// STDOUT.
     async fn start_copy(&self, copy: Copy) -> PgWireResult<Result<Response, Error>> {
+        if copy.file.is_some() {
+            // A file on the server: superusers only, as in PostgreSQL.
+            let result = self
+                .run(move |session| {
+                    if !session.is_superuser() {
+                        return Err(Error::invalid(
+                            SqlState::INSUFFICIENT_PRIVILEGE,
+                            "permission denied to COPY to or from a file (only superusers may; \\copy in psql reads a client file)",
+                        ));
+                    }
+                    crate::commands::transfer::copy_file(session, &copy).map_err(|e| {
+                        match e.downcast::<Error>() {
+                            Ok(e) => e,
+                            Err(e) => Error::invalid(SqlState::IO_ERROR, format!("{e:#}")),
+                        }
+                    })
+                })
+                .await?;
+            return Ok(result.map(|n| Response::Execution(Tag::new("COPY").with_rows(n as usize))));
+        }
         let Copy {
             source,
             to_stdout,
             format,
-            file,
+            ..
         } = copy;
-        if file.is_some() {
-            return Ok(Err(Error::Unsupported(
-                "COPY to or from a file on the server (use STDIN or STDOUT, or psql's \\copy)"
-                    .into(),
-            )));
-        }
         if to_stdout {
             let query = match copy::query_of(source) {
                 Ok(query) => query,

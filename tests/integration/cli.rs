@@ -245,9 +245,11 @@ pub fn backslash_copy_reads_and_writes_files() {
          \\copy t FROM {} WITH (FORMAT csv, HEADER true)\n\
          SELECT count(*), count(name) FROM t;\n\
          \\copy (SELECT * FROM t WHERE id > 1 ORDER BY id) TO '{}'\n\
+         COPY t TO '{}.csv' WITH (FORMAT csv);\n\
          \\copy t FROM {}/missing.csv\n\
          SELECT 'not reached';\n",
         input.display(),
+        output.display(),
         output.display(),
         dir.path().display()
     );
@@ -262,5 +264,11 @@ pub fn backslash_copy_reads_and_writes_files() {
     assert_eq!(
         std::fs::read_to_string(&output).expect("written"),
         "2\tb,c\n3\t\\N\n"
+    );
+    // COPY with a file as SQL in the shell is the same as \copy.
+    let csv = format!("{}.csv", output.display());
+    assert_eq!(
+        std::fs::read_to_string(csv).expect("written"),
+        "1,a\n2,\"b,c\"\n3,\n"
     );
 }

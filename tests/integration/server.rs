@@ -781,6 +781,33 @@ pub fn psql_describes_tables_and_roles() {
     let roles = run(&["-c", "\\du"]);
     assert!(roles.contains("admin|Superuser"), "{roles}");
     assert!(roles.contains("reader|"), "{roles}");
+    // COPY with a file on the server: a superuser may, another role may not.
+    let file = server.dir.path().join("items.csv");
+    std::fs::write(&file, "7,seven,1.50\n8,eight,\n").expect("write");
+    run(&[
+        "-c",
+        &format!("COPY items FROM '{}' WITH (FORMAT csv)", file.display()),
+    ]);
+    assert_eq!(run(&["-c", "SELECT count(*) FROM items"]).trim(), "2");
+    run(&[
+        "-c",
+        &format!(
+            "COPY (SELECT id FROM items ORDER BY id) TO '{}'",
+            file.display()
+        ),
+    ]);
+    assert_eq!(std::fs::read_to_string(&file).expect("written"), "7\n8\n");
+    let reader = format!(
+        "host=127.0.0.1 port={} user=reader dbname=omen",
+        server.port
+    );
+    let out = psql(
+        &reader,
+        &["-c", &format!("COPY items FROM '{}'", file.display())],
+        Some("r"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
     // A table that does not exist: no rows found, so psql exits non-zero.
     let out = psql(&conninfo, &["-c", "\\d nothing"], Some("pw"));
     assert!(!out.status.success());

@@ -188,6 +188,17 @@ impl Session {
             })
     }
 
+    /// Whether the session may do what only superusers may: the local shell
+    /// (no user), a database without roles (trust authentication, where
+    /// every user is shown as its superuser), or a superuser role.
+    pub fn is_superuser(&self) -> bool {
+        let Some(user) = self.user() else {
+            return true;
+        };
+        let roles = self.shared.catalog.roles();
+        roles.is_empty() || roles.iter().any(|r| r.name == user && r.superuser)
+    }
+
     fn require_superuser(&self, what: &str) -> Result<()> {
         let Some(user) = self.user() else {
             return Ok(());
