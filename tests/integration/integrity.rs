@@ -368,6 +368,21 @@ pub fn client_sizes_are_bounded() {
     assert_sqlstate(s.execute(&nested), "54001");
     let statement = parse("SELECT 1").unwrap().remove(0);
     assert!(s.describe(&statement).is_ok());
+
+    // Open cursors and prepared statements are counted per session.
+    run(&mut s, "BEGIN");
+    for i in 0..1024 {
+        run(&mut s, &format!("DECLARE c{i} CURSOR FOR SELECT {i}"));
+    }
+    assert_sqlstate(s.execute("DECLARE one_more CURSOR FOR SELECT 1"), "54000");
+    run(&mut s, "ROLLBACK");
+    run(&mut s, "DECLARE again CURSOR WITH HOLD FOR SELECT 1");
+    for i in 0..10_000 {
+        run(&mut s, &format!("PREPARE p{i} AS SELECT 1"));
+    }
+    assert_sqlstate(s.execute("PREPARE one_more AS SELECT 1"), "54000");
+    run(&mut s, "DEALLOCATE p0");
+    run(&mut s, "PREPARE one_more AS SELECT 1");
 }
 
 pub fn expression_defaults_are_evaluated_for_each_row() {

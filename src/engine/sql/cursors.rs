@@ -31,6 +31,9 @@ use super::planner::Rows;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::Session;
 
+/// The most cursors a session may have open at once.
+pub const MAX_CURSORS: usize = 1024;
+
 /// Cursors by name.
 pub(crate) type Cursors = HashMap<String, Cursor>;
 
@@ -85,6 +88,13 @@ impl Session {
             return Err(Error::TransactionState {
                 code: SqlState::NO_ACTIVE_SQL_TRANSACTION,
                 message: "DECLARE CURSOR can only be used in transaction blocks".into(),
+            });
+        }
+        let open = self.txn.as_ref().map_or(0, |open| open.cursors.len());
+        if open + self.held_cursors.len() >= MAX_CURSORS {
+            return Err(Error::LimitExceeded {
+                code: SqlState::PROGRAM_LIMIT_EXCEEDED,
+                message: format!("a session has at most {MAX_CURSORS} open cursors"),
             });
         }
         if self.cursor(&name).is_some() {

@@ -31,6 +31,9 @@ use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::types::DataType;
 use crate::engine::Session;
 
+/// The most statements a session may have prepared with PREPARE at once.
+pub const MAX_PREPARED: usize = 10_000;
+
 /// A session's prepared statements, by name.
 #[derive(Default)]
 pub(crate) struct PreparedStatements(HashMap<String, Prepared>);
@@ -53,6 +56,14 @@ impl Session {
         statement: Statement,
     ) -> Result<Output> {
         let name = ident(name);
+        if self.prepared.0.len() >= MAX_PREPARED {
+            return Err(Error::LimitExceeded {
+                code: SqlState::PROGRAM_LIMIT_EXCEEDED,
+                message: format!(
+                    "a session has at most {MAX_PREPARED} prepared statements (DEALLOCATE some)"
+                ),
+            });
+        }
         if self.prepared.0.contains_key(&name) {
             return Err(Error::AlreadyExists {
                 code: SqlState::DUPLICATE_PREPARED_STATEMENT,
