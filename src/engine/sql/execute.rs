@@ -254,6 +254,9 @@ impl Session {
             Statement::Insert(insert) => self.insert_sql(insert),
             Statement::Update(update) => self.update_sql(update),
             Statement::Delete(delete) => self.delete_sql(delete),
+            Statement::CreateTable(create) if create.query.is_some() => {
+                self.create_table_as(create)
+            }
             Statement::CreateTable(create) => {
                 let planner = self.planner()?;
                 let (name, columns, key, serials, checks) =
@@ -437,6 +440,64 @@ impl Session {
             code: SqlState::NO_ACTIVE_SQL_TRANSACTION,
             message: format!("{what} can only be used in transaction blocks"),
         })
+    }
+
+    /// CREATE TABLE name [(columns)] AS query: a table (without a primary
+    /// key) with the query's columns and types, holding its rows. The table
+    /// is created, then filled; if filling fails it is dropped again.
+    fn create_table_as(&mut self, create: ast::CreateTable) -> Result<Output> {
+        if create.temporary || create.or_replace || create.like.is_some() {
+            return Err(Error::Unsupported(
+                "CREATE TEMPORARY or OR REPLACE TABLE ... AS".into(),
+            ));
+        }
+        self.refuse_in_transaction("CREATE TABLE AS")?;
+        let name = table_name(&create.name)?;
+        let query = create.query.expect("checked by the caller");
+        if self.table(&name).is_ok() && create.if_not_exists {
+            self.notice(format!("relation \"{name}\" already exists, skipping"));
+            return Ok(Output::command("CREATE TABLE AS"));
+        }
+        let Some(schema) = self.describe(&Statement::Query(query.clone()))?.columns else {
+            return Err(Error::Internal("a query without columns".into()));
+        };
+        if !create.columns.is_empty() && create.columns.len() > schema.fields().len() {
+            return Err(Error::invalid(
+                SqlState::SYNTAX_ERROR,
+                "CREATE TABLE AS specifies too many column names",
+            ));
+        }
+        let columns = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let name = create
+                    .columns
+                    .get(i)
+                    .map_or_else(|| field.name().clone(), |c| ident(&c.name));
+                crate::engine::catalog::ColumnDef::new(
+                    name,
+                    convert::engine_type(field.data_type()),
+                )
+            })
+            .collect();
+        self.create_table(&name, columns, &[], false)?;
+        let insert = parse(&format!("INSERT INTO {} {query}", quote(&name)))?.remove(0);
+        let Statement::Insert(insert) = insert else {
+            return Err(Error::Internal("INSERT text that is not an INSERT".into()));
+        };
+        match self.insert_sql(insert) {
+            Ok(Output::Command { rows, .. }) => Ok(Output::Command {
+                tag: "SELECT",
+                rows,
+            }),
+            Ok(other) => Ok(other),
+            Err(e) => {
+                let _ = self.drop_tables(std::slice::from_ref(&name), true);
+                Err(e)
+            }
+        }
     }
 
     /// The session's planner, made on first use.
