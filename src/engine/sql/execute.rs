@@ -241,7 +241,18 @@ impl Session {
         let mut statement = statement;
         self.bind_settings(&mut statement)?;
         *text = log_text(&statement);
-        if let Statement::Query(query) = statement {
+        if let Statement::Query(mut query) = statement {
+            // SELECT ... INTO t is CREATE TABLE t AS SELECT ...
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                if let Some(into) = select.into.take() {
+                    if into.temporary || into.unlogged {
+                        return Err(Error::Unsupported(
+                            "SELECT INTO TEMPORARY or UNLOGGED".into(),
+                        ));
+                    }
+                    return self.create_table_from(&table_name(&into.name)?, false, &[], query);
+                }
+            }
             if !query.locks.is_empty() {
                 return self.select_locked(query);
             }
@@ -451,17 +462,31 @@ impl Session {
                 "CREATE TEMPORARY or OR REPLACE TABLE ... AS".into(),
             ));
         }
-        self.refuse_in_transaction("CREATE TABLE AS")?;
         let name = table_name(&create.name)?;
         let query = create.query.expect("checked by the caller");
-        if self.table(&name).is_ok() && create.if_not_exists {
+        let columns: Vec<String> = create.columns.iter().map(|c| ident(&c.name)).collect();
+        self.create_table_from(&name, create.if_not_exists, &columns, query)
+    }
+
+    /// A new table `name` holding the rows of `query` (CREATE TABLE AS,
+    /// SELECT INTO); `columns` renames the first columns.
+    fn create_table_from(
+        &mut self,
+        name: &str,
+        if_not_exists: bool,
+        columns: &[String],
+        query: Box<ast::Query>,
+    ) -> Result<Output> {
+        self.refuse_in_transaction("CREATE TABLE AS")?;
+        let name = name.to_string();
+        if self.table(&name).is_ok() && if_not_exists {
             self.notice(format!("relation \"{name}\" already exists, skipping"));
             return Ok(Output::command("CREATE TABLE AS"));
         }
         let Some(schema) = self.describe(&Statement::Query(query.clone()))?.columns else {
             return Err(Error::Internal("a query without columns".into()));
         };
-        if !create.columns.is_empty() && create.columns.len() > schema.fields().len() {
+        if columns.len() > schema.fields().len() {
             return Err(Error::invalid(
                 SqlState::SYNTAX_ERROR,
                 "CREATE TABLE AS specifies too many column names",
@@ -472,10 +497,7 @@ impl Session {
             .iter()
             .enumerate()
             .map(|(i, field)| {
-                let name = create
-                    .columns
-                    .get(i)
-                    .map_or_else(|| field.name().clone(), |c| ident(&c.name));
+                let name = columns.get(i).unwrap_or(field.name()).clone();
                 crate::engine::catalog::ColumnDef::new(
                     name,
                     convert::engine_type(field.data_type()),
