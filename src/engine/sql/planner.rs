@@ -366,12 +366,25 @@ impl Planner {
             super::pg_catalog::quote_ident(alias)
         );
         let query = super::parse(&sql)?.remove(0);
+        let mut rows = self.query_over(txn, batch, query).await?;
+        rows.command = Some(tag);
+        Ok(rows)
+    }
+
+    /// Runs `query`, in which the table [`RETURNING_TABLE`] holds `batch`:
+    /// expressions evaluated over rows the engine has in hand.
+    ///
+    /// [`RETURNING_TABLE`]: super::provider::RETURNING_TABLE
+    pub async fn query_over(
+        &self,
+        txn: &SharedTxn,
+        batch: RecordBatch,
+        query: ast::Statement,
+    ) -> Result<Rows> {
         *self.tables.returning.lock() = Some(batch);
         let result = self.run(Some(txn), query, None, None).await;
         *self.tables.returning.lock() = None;
-        let mut rows = result?;
-        rows.command = Some(tag);
-        Ok(rows)
+        result
     }
 
     /// Runs a keyed query (as [`query_keyed`](Planner::query_keyed) does)

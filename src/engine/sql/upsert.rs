@@ -14,18 +14,23 @@
 //! SERIALIZABLE such a row fails the statement with 40001, as in PostgreSQL.
 //! The SET and WHERE expressions are evaluated by DataFusion over the
 //! existing row (named by the table or its alias) and the proposed one
-//! (named `excluded`); a column name both have is ambiguous (42702), as in
+//! (named `excluded`), both handed to the query typed, as a RETURNING
+//! clause's rows are; a column name both have is ambiguous (42702), as in
 //! PostgreSQL. One statement may not change a row twice (21000).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{
     ConflictTarget, Expr, OnConflictAction, OnInsert, Statement,
 };
 
-use super::convert::{self, value_expr};
+use super::convert::{self, arrow_type, rows_to_batch};
 use super::execute::{assign, assignments, ident, parse, quote};
 use super::planner::Planner;
+use super::provider::RETURNING_TABLE;
 use crate::engine::catalog::Table;
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
@@ -168,10 +173,10 @@ impl OnConflict {
             .map(|b| table.decode_row(&b))
             .transpose()?
             .ok_or_else(|| Error::Internal("a conflicting row that is not there".into()))?;
-        let query = update.query(table, alias, &existing, &proposed)?;
+        let (batch, query) = update.query(table, alias, existing, proposed)?;
         let rows = shared
             .runtime
-            .block_on(planner.query(Some(&open.txn), query))?;
+            .block_on(planner.query_over(&open.txn, batch, query))?;
         let Some(batch) = rows.batches.iter().find(|b| b.num_rows() > 0) else {
             return Err(Error::Internal(
                 "ON CONFLICT DO UPDATE without a row".into(),
@@ -206,22 +211,38 @@ impl OnConflict {
 }
 
 impl Update {
-    /// `SELECT <each column's new value>, <condition> FROM (VALUES (existing))
-    /// AS alias(columns) CROSS JOIN (VALUES (proposed)) AS excluded(...)`.
+    /// The existing and the proposed row side by side in one batch
+    /// (`e0`, `e1`, ... then `p0`, `p1`, ...), and `SELECT <each column's
+    /// new value>, <condition>` over them named as the table (or `alias`)
+    /// and `excluded`.
     fn query(
         &self,
         table: &Table,
         alias: &str,
-        existing: &[Value],
-        proposed: &[Value],
-    ) -> Result<Statement> {
-        let literals = |row: &[Value]| -> Result<String> {
-            let items = row
+        existing: Vec<Value>,
+        proposed: Vec<Value>,
+    ) -> Result<(RecordBatch, Statement)> {
+        let fields: Vec<Field> = ["e", "p"]
+            .iter()
+            .flat_map(|side| {
+                table.columns.iter().enumerate().map(move |(c, column)| {
+                    Field::new(format!("{side}{c}"), arrow_type(column.data_type), true)
+                })
+            })
+            .collect();
+        let row: Vec<Value> = existing.into_iter().chain(proposed).collect();
+        let batch = rows_to_batch(&Arc::new(Schema::new(fields)), &[row], None)?;
+        let side = |prefix: &str, name: &str| {
+            let columns: Vec<String> = table
+                .columns
                 .iter()
-                .zip(&table.columns)
-                .map(|(v, c)| value_expr(v, c.data_type).map(|e| e.to_string()))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(items.join(", "))
+                .enumerate()
+                .map(|(c, column)| format!("\"{prefix}{c}\" AS {}", quote(&column.name)))
+                .collect();
+            format!(
+                "(SELECT {} FROM \"{RETURNING_TABLE}\") AS {name}",
+                columns.join(", ")
+            )
         };
         let items: Vec<String> = self
             .values
@@ -237,16 +258,12 @@ impl Update {
                 None => "true".into(),
             }))
             .collect();
-        let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
         let sql = format!(
-            "SELECT {} FROM (VALUES ({})) AS {}({}) CROSS JOIN (VALUES ({})) AS excluded({})",
+            "SELECT {} FROM {} CROSS JOIN {}",
             items.join(", "),
-            literals(existing)?,
-            quote(alias),
-            columns.join(", "),
-            literals(proposed)?,
-            columns.join(", "),
+            side("e", &quote(alias)),
+            side("p", "excluded"),
         );
-        Ok(parse(&sql)?.remove(0))
+        Ok((batch, parse(&sql)?.remove(0)))
     }
 }
