@@ -425,7 +425,7 @@ impl Session {
     pub fn insert(&mut self, table: &str, row: Vec<Value>) -> Result<()> {
         let table = self.table(table)?;
         let shared = self.shared.clone();
-        self.statement(|open| insert_row(&shared, open, &table, row))
+        self.statement(|open| insert_row(&shared, open, &table, row).map(drop))
     }
 
     /// The row with primary key `key`, if any.
@@ -838,9 +838,9 @@ pub(super) fn insert_row(
     open: &mut Open,
     table: &Table,
     row: Vec<Value>,
-) -> Result<()> {
+) -> Result<Vec<Value>> {
     match try_insert_row(shared, open, table, row)? {
-        (_, Inserted::Row { .. }) => Ok(()),
+        (row, Inserted::Row { .. }) => Ok(row),
         (row, Inserted::Conflict { visible, .. }) => {
             if !visible && open.txn.lock().isolation() == IsolationLevel::Serializable {
                 // Invisible to the snapshot: as PostgreSQL, a serialization failure.

@@ -647,25 +647,19 @@ impl Session {
                     .collect::<Result<Vec<_>>>()?;
                 let rows = full_rows(&shared, &planner, &table, &targets, &arrays)?;
                 for row in rows {
-                    let written = match &mut on_conflict {
-                        None => {
-                            let checked = returning
-                                .is_some()
-                                .then(|| table.check_row(row.clone()))
-                                .transpose()?;
-                            insert_row(&shared, open, &table, row)?;
-                            checked
-                        }
+                    // The row as stored, for RETURNING.
+                    let stored = match &mut on_conflict {
+                        None => insert_row(&shared, open, &table, row)?,
                         Some(on_conflict) => {
                             let alias = alias.as_deref().unwrap_or(&table.name);
                             match on_conflict.insert(&shared, &planner, open, &table, alias, row)? {
-                                Outcome::Written(row) => Some(row),
+                                Outcome::Written(row) => row,
                                 Outcome::Skipped => continue,
                             }
                         }
                     };
-                    if let (Some(row), Some(_)) = (written, &returning) {
-                        returned.push(row);
+                    if returning.is_some() {
+                        returned.push(stored);
                     }
                     count += 1;
                 }

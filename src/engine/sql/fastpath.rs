@@ -148,7 +148,7 @@ impl Session {
             for (scalar, &c) in scalars.iter().zip(&targets) {
                 row[c] = value_for(&table, c, scalar)?;
             }
-            insert_row(&shared, open, &table, row)
+            insert_row(&shared, open, &table, row).map(drop)
         })?;
         Ok(Some(Output::Command {
             tag: "INSERT",

@@ -197,15 +197,14 @@ impl OnConflict {
             .collect::<Result<Vec<_>>>()?;
         let new = shared.checks.row(table, new)?;
         let new_key = table.row_key(&new)?;
-        if new_key == key {
-            let bytes = table.encode_row(&new)?;
-            open.txn.lock().put(&key, bytes, WriteKind::Update)?;
-        } else {
-            open.txn.lock().delete(&key)?;
-            insert_row(shared, open, table, new.clone())?;
-            self.touched.insert(new_key);
-        }
         open.tables.insert(table.id);
+        if new_key != key {
+            open.txn.lock().delete(&key)?;
+            self.touched.insert(new_key);
+            return Ok(Outcome::Written(insert_row(shared, open, table, new)?));
+        }
+        let bytes = table.encode_row(&new)?;
+        open.txn.lock().put(&key, bytes, WriteKind::Update)?;
         Ok(Outcome::Written(new))
     }
 }
