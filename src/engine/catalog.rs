@@ -579,13 +579,7 @@ impl Table {
         let index = self.column_index(name)?;
         let column = &self.columns[index];
         if column.identity.is_some() && (default.is_some() || default_expr.is_some()) {
-            return Err(Error::invalid(
-                SqlState::SYNTAX_ERROR,
-                format!(
-                    "column \"{name}\" of relation \"{}\" is an identity column",
-                    self.name
-                ),
-            ));
+            return Err(self.identity_column(name, SqlState::SYNTAX_ERROR));
         }
         if let Some(value) = &default {
             check_type(name, column.data_type, value)?;
@@ -610,18 +604,23 @@ impl Table {
             ));
         }
         if !not_null && column.identity.is_some() {
-            return Err(Error::invalid(
-                SqlState::INVALID_TABLE_DEFINITION,
-                format!(
-                    "column \"{name}\" of relation \"{}\" is an identity column",
-                    self.name
-                ),
-            ));
+            return Err(self.identity_column(name, SqlState::INVALID_TABLE_DEFINITION));
         }
         let mut table = self.clone();
         table.columns[index].nullable = !not_null;
         table.new_version();
         Ok(table)
+    }
+
+    /// `code`: column `name` is an identity column, which the change may not touch.
+    fn identity_column(&self, name: &str, code: SqlState) -> Error {
+        Error::invalid(
+            code,
+            format!(
+                "column \"{name}\" of relation \"{}\" is an identity column",
+                self.name
+            ),
+        )
     }
 
     /// The name of the primary key constraint.
@@ -649,20 +648,9 @@ impl Table {
             || self.checks.iter().any(|c| c.name == name)
     }
 
-    /// A table just defined with its CHECK constraints (no new version:
-    /// no row was written under the first).
-    pub fn with_initial_checks(mut self, checks: Vec<Check>) -> Result<Table> {
-        for check in checks {
-            let mut with = self.with_check(check)?;
-            with.schema_version = self.schema_version;
-            with.versions = std::mem::take(&mut self.versions);
-            self = with;
-        }
-        Ok(self)
-    }
-
-    /// The table with CHECK constraint `check` added, at a new schema version.
-    pub fn with_check(&self, check: Check) -> Result<Table> {
+    /// Adds CHECK constraint `check` to a table being defined (no new
+    /// version: no row was written under the first).
+    pub fn push_check(&mut self, check: Check) -> Result<()> {
         if self.constraint_named(&check.name) {
             return Err(Error::AlreadyExists {
                 code: SqlState::DUPLICATE_OBJECT,
@@ -678,8 +666,14 @@ impl Table {
                 message: format!("a table has at most {MAX_CHECKS} CHECK constraints"),
             });
         }
+        self.checks.push(check);
+        Ok(())
+    }
+
+    /// The table with CHECK constraint `check` added, at a new schema version.
+    pub fn with_check(&self, check: Check) -> Result<Table> {
         let mut table = self.clone();
-        table.checks.push(check);
+        table.push_check(check)?;
         table.new_version();
         Ok(table)
     }

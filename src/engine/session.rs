@@ -562,17 +562,12 @@ impl Session {
             Err(_) if if_not_exists => return Ok(false),
             result => result?,
         }
-        let table = Table::new(shared.catalog.next_table_id(), name, columns, primary_key)?;
-        let checks = checks.iter().try_fold(
-            Vec::new(),
-            |mut defined: Vec<super::catalog::Check>, def| {
-                // Each takes the table with the ones before it, for its name.
-                let so_far = table.clone().with_initial_checks(defined.clone())?;
-                defined.push(shared.checks.define(&so_far, def)?);
-                Ok::<_, Error>(defined)
-            },
-        )?;
-        let table = table.with_initial_checks(checks)?;
+        let mut table = Table::new(shared.catalog.next_table_id(), name, columns, primary_key)?;
+        for def in &checks {
+            // Each is named with the ones before it in place.
+            let check = shared.checks.define(&table, def)?;
+            table.push_check(check)?;
+        }
         if serials.is_empty() {
             self.save_table(table)?;
             return Ok(true);

@@ -52,8 +52,8 @@ impl Session {
     pub(super) fn prepare_sql(
         &mut self,
         name: &ast::Ident,
-        declared: &[ast::DataType],
-        statement: Statement,
+        declared_types: &[ast::DataType],
+        mut statement: Statement,
     ) -> Result<Output> {
         let name = ident(name);
         if self.prepared.0.len() >= MAX_PREPARED {
@@ -84,18 +84,13 @@ impl Session {
                 format!("syntax error at or near \"{word}\""),
             ));
         }
-        let declared = declared
+        let declared = declared_types
             .iter()
             .map(super::ddl::data_type)
             .collect::<Result<Vec<_>>>()?;
-        let mut statement = statement;
-        let mut casts = Casts(
-            declared
-                .iter()
-                .map(|&t| sql_type(t).map(Some))
-                .collect::<Result<_>>()?,
-        );
-        let _ = statement.visit(&mut casts);
+        let _ = statement.visit(&mut Casts(
+            declared_types.iter().cloned().map(Some).collect(),
+        ));
         let generation = self.shared.catalog.generation();
         let description = self.describe(&statement)?;
         let count = description.params.len().max(declared.len());
