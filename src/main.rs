@@ -26,6 +26,10 @@ enum Command {
     Import(commands::import::Args),
     /// Write a table or a query's result as CSV, TSV, COPY text or JSON.
     Export(commands::export::Args),
+    /// Back up a database into a repository, online and incremental; --list shows the backups.
+    Backup(commands::backup::Args),
+    /// Restore a backup into a new data directory, to a moment with --to-time.
+    Restore(commands::restore::Args),
     /// Measure the engine: durable commit throughput beside the disk's fsync rate.
     Bench(commands::bench::Args),
 }
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Import(args) => commands::import::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::Backup(args) => commands::backup::run(args),
+        Command::Restore(args) => commands::restore::run(args),
         Command::Bench(args) => commands::bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match outcome {

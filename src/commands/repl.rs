@@ -43,6 +43,10 @@ pub struct Args {
     /// Default: one per core.
     #[arg(long, env = "OMEN_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
+    /// Archive every commit into this backup repository (point-in-time
+    /// recovery; see `omen serve --archive`).
+    #[arg(long, env = "OMEN_ARCHIVE", value_name = "REPO")]
+    archive: Option<PathBuf>,
 }
 
 /// Opens the database and runs the shell; exits with 1 when a statement
@@ -55,6 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let options = Options {
         memory_limit: args.memory_limit,
         parallelism: args.threads.map(usize::from),
+        archive: args.archive,
         ..Options::default()
     };
     let db = Database::open(&dir, options)

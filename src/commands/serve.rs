@@ -74,6 +74,11 @@ pub struct Args {
         value_name = "DURATION"
     )]
     idle_in_transaction_timeout: String,
+    /// Archive every commit into this backup repository, so `omen restore
+    /// --to-time` can rebuild the database as it was at any moment after a
+    /// backup taken there. Commits wait for the archive's fsync too.
+    #[arg(long, env = "OMEN_ARCHIVE", value_name = "REPO")]
+    archive: Option<PathBuf>,
 }
 
 /// Reads the config file named by `--config FILE` (or OMEN_CONFIG) in the
@@ -109,6 +114,7 @@ pub fn load_config_file(argv: &[String]) -> Result<()> {
         "superuser",
         "password",
         "idle_in_transaction_timeout",
+        "archive",
     ];
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default().trim();
@@ -168,5 +174,6 @@ pub fn run(args: Args) -> Result<()> {
             "idle_in_transaction_session_timeout".into(),
             args.idle_in_transaction_timeout,
         )],
+        archive: args.archive,
     })
 }

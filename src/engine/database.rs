@@ -6,17 +6,23 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::backup::{
+    BackupRequest, BackupSummary, Failure, FailureKind, ProgressFn, DATABASE_ID_KEY,
+};
 use super::catalog::Catalog;
 use super::directory::{Directories, DirectoryKind};
 use super::error::Result;
 use super::mvcc::gc::GcFilterFactory;
 use super::mvcc::{Durability, Horizon, KeyDirectory, Mvcc, MvccOptions};
 use super::session::Session;
-use super::storage::{Memory, RocksDb, RocksOptions, Storage};
+use super::storage::{Cf, Memory, RocksDb, RocksOptions, Storage, SyncMode, WriteBatch};
 
 /// The directory under the data directory where sorts, joins and
 /// aggregations past the memory limit spill; emptied when the database opens.
 pub const SPILL_DIR: &str = "spill";
+/// The directory under the data directory where backups make their
+/// checkpoints; emptied when the database opens.
+const CHECKPOINT_DIR: &str = "backup-checkpoints";
 
 /// How to open a database.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +42,9 @@ pub struct Options {
     /// Partitions a statement's plan uses unless its session says otherwise
     /// (`SET omen.parallelism`); None for one per core.
     pub parallelism: Option<usize>,
+    /// A backup repository whose archive receives every commit, for
+    /// point-in-time recovery (see [`super::backup::archive`]).
+    pub archive: Option<PathBuf>,
 }
 
 /// An open database. Cloning is cheap and shares it; it is safe to use from
@@ -76,6 +85,13 @@ pub(super) struct Shared {
     pub checks: super::sql::Checks,
     /// The id the next session gets.
     pub next_session: std::sync::atomic::AtomicU64,
+    /// The database's id, which names its archive (see [`DATABASE_ID_KEY`]).
+    id: [u8; 16],
+    /// Answers `omen backup` from other processes while this one holds the
+    /// data directory.
+    control: std::sync::OnceLock<super::backup::control::Listener>,
+    /// Backups taken by this process so far, naming their checkpoints.
+    backups: std::sync::atomic::AtomicU64,
     path: Option<PathBuf>,
 }
 
@@ -101,6 +117,7 @@ impl Shared {
             parallelism: self.parallelism,
             advisory: None,
             sequences: None,
+            backup: None,
             spill_dir: self.path.as_ref().map(|p| p.join(SPILL_DIR)),
         }
     }
@@ -126,7 +143,27 @@ impl Shared {
     }
 }
 
+/// A handle that does not keep the database open.
+pub(crate) struct WeakDatabase(std::sync::Weak<Shared>);
+
+impl WeakDatabase {
+    /// The database, while some handle or session still has it open.
+    pub fn upgrade(&self) -> Option<Database> {
+        self.0.upgrade().map(|shared| Database { shared })
+    }
+}
+
 impl Database {
+    /// A handle on `shared` that does not keep it open.
+    pub(super) fn from_shared(shared: &Arc<Shared>) -> WeakDatabase {
+        WeakDatabase(Arc::downgrade(shared))
+    }
+
+    /// A handle that does not keep the database open.
+    pub(crate) fn downgrade(&self) -> WeakDatabase {
+        WeakDatabase(Arc::downgrade(&self.shared))
+    }
+
     /// Opens the database in `dir`, creating it when missing.
     pub fn open(dir: &Path, options: Options) -> Result<Database> {
         const PID_FILE: &str = "omen.pid";
@@ -136,7 +173,7 @@ impl Database {
         let horizon = Arc::new(Horizon::new(0, options.gc_retention.as_micros() as u64));
         let filter = Arc::new(GcFilterFactory::new(horizon.clone()));
         let storage = match RocksDb::open(dir, options.rocks.clone(), Some(filter)) {
-            Ok(storage) => Arc::new(storage),
+            Ok(storage) => Arc::new(storage) as Arc<dyn Storage>,
             Err(e) if e.to_string().contains("lock file") => {
                 let holder = std::fs::read_to_string(dir.join(PID_FILE))
                     .ok()
@@ -166,7 +203,12 @@ impl Database {
                 e,
             )
         })?;
-        Self::start(storage, horizon, options, Some(dir.to_path_buf()))
+        let _ = std::fs::remove_dir_all(dir.join(CHECKPOINT_DIR));
+        let db = Self::start(storage, horizon, options, Some(dir.to_path_buf()))?;
+        if let Some(listener) = super::backup::control::Listener::start(&db, dir) {
+            let _ = db.shared.control.set(listener);
+        }
+        Ok(db)
     }
 
     /// A database that lives in memory only, for tests and scratch work.
@@ -182,6 +224,33 @@ impl Database {
         options: Options,
         path: Option<PathBuf>,
     ) -> Result<Database> {
+        let id = match storage.get(Cf::Meta, DATABASE_ID_KEY)? {
+            Some(id) => id
+                .try_into()
+                .map_err(|_| super::Error::Corruption("the database id is not 16 bytes".into()))?,
+            None => {
+                let id = super::backup::new_database_id()
+                    .map_err(|e| super::Error::Internal(e.message))?;
+                let mut batch = WriteBatch::new();
+                batch.put(Cf::Meta, DATABASE_ID_KEY.to_vec(), id.to_vec());
+                storage.write(batch, SyncMode::Durable)?;
+                id
+            }
+        };
+        let storage = match &options.archive {
+            Some(repository) => {
+                let last_ts = match storage.get(Cf::Meta, super::mvcc::LAST_TS_KEY)? {
+                    Some(bytes) => u64::from_be_bytes(bytes.try_into().map_err(|_| {
+                        super::Error::Corruption("timestamp oracle state is not 8 bytes".into())
+                    })?),
+                    None => 0,
+                };
+                let archive = super::backup::archive::Archive::open(repository, id, last_ts)?;
+                Arc::new(super::backup::archive::Archived::new(storage, archive))
+                    as Arc<dyn Storage>
+            }
+            None => storage,
+        };
         let catalog = Arc::new(Catalog::load(storage.as_ref())?);
         let sequences = Arc::new(super::sequences::Sequences::load(
             storage.clone(),
@@ -232,6 +301,9 @@ impl Database {
             sequences,
             checks: Default::default(),
             next_session: std::sync::atomic::AtomicU64::new(1),
+            id,
+            control: std::sync::OnceLock::new(),
+            backups: std::sync::atomic::AtomicU64::new(0),
             path,
         };
         Ok(Database {
@@ -275,6 +347,61 @@ impl Database {
         batch.put(super::storage::Cf::Meta, KEY.to_vec(), secret.clone());
         self.shared.mvcc.commit_unversioned(batch, None, None)?;
         Ok(secret)
+    }
+
+    /// Takes a backup into `request.repository` while sessions go on
+    /// reading and writing: a checkpoint of one commit, copied with the files
+    /// earlier backups hold shared, then the retention rules.
+    pub fn backup(
+        &self,
+        request: &BackupRequest,
+        progress: ProgressFn<'_>,
+    ) -> std::result::Result<BackupSummary, Failure> {
+        let started = std::time::Instant::now();
+        let Some(dir) = self.path() else {
+            return Err(Failure::new(
+                FailureKind::Failed,
+                "a database in memory has no files to back up",
+            ));
+        };
+        let repository = super::backup::Repository::create(&request.repository)?;
+        let _lock = repository.lock(true)?;
+        let n = self
+            .shared
+            .backups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let checkpoint = dir
+            .join(CHECKPOINT_DIR)
+            .join(format!("{}-{n}", std::process::id()));
+        std::fs::create_dir_all(dir.join(CHECKPOINT_DIR)).map_err(|e| {
+            Failure::new(
+                FailureKind::Failed,
+                format!("creating {}: {e}", dir.join(CHECKPOINT_DIR).display()),
+            )
+        })?;
+        let _ = std::fs::remove_dir_all(&checkpoint);
+        let stored = self
+            .shared
+            .mvcc
+            .storage()
+            .checkpoint(&checkpoint)
+            .map_err(Failure::from)
+            .and_then(|()| repository.store(&checkpoint, &self.shared.id, progress));
+        let _ = std::fs::remove_dir_all(&checkpoint);
+        let mut summary = stored?;
+        if request.verify {
+            repository.verify_locked(Some(summary.id), progress)?;
+            summary.verified = true;
+        }
+        summary.pruned = repository.prune_locked(&request.retention)?.removed;
+        summary.seconds = started.elapsed().as_secs_f64();
+        Ok(summary)
+    }
+
+    /// The database's id: 16 random bytes made when it was created (or
+    /// restored), naming its archive segments.
+    pub fn id(&self) -> [u8; 16] {
+        self.shared.id
     }
 
     /// The data directory, or None in memory.

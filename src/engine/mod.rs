@@ -5,6 +5,7 @@
 //! and [`types`] are shared by all of them.
 
 pub mod activity;
+pub mod backup;
 mod cancel;
 pub mod catalog;
 mod database;

@@ -77,6 +77,8 @@ pub struct Config {
     pub superuser: Option<(String, String)>,
     /// Session settings every connection starts with, before its own.
     pub session_settings: Vec<(String, String)>,
+    /// The backup repository that archives every commit (point-in-time recovery).
+    pub archive: Option<PathBuf>,
 }
 
 /// Where the TLS certificate comes from.
@@ -91,6 +93,7 @@ pub enum Tls {
 pub fn run(config: Config) -> anyhow::Result<()> {
     let options = Options {
         memory_limit: config.memory_limit,
+        archive: config.archive.clone(),
         parallelism: config.threads,
         ..Options::default()
     };

@@ -337,7 +337,7 @@ pub fn statements_past_the_memory_limit_fail_with_53200() {
         for sql in [
             "SELECT * FROM generate_series(1, 100000000)",
             "SELECT repeat('x', 100000000)",
-            "INSERT INTO big SELECT value, repeat('p', 100) FROM generate_series(1, 1000000)",
+            "INSERT INTO big SELECT value, repeat('p', 100) FROM generate_series(1, 1000000) AS value",
         ] {
             let e = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&e), "53200", "{sql}: {e:?}");
@@ -353,7 +353,7 @@ pub fn statements_past_the_memory_limit_fail_with_53200() {
         let mut failed = None;
         for batch in 0..40 {
             let sql = format!(
-                "INSERT INTO big SELECT value, repeat('p', 1000) FROM generate_series({}, {})",
+                "INSERT INTO big SELECT value, repeat('p', 1000) FROM generate_series({}, {}) AS value",
                 batch * 10_000,
                 batch * 10_000 + 9_999
             );
@@ -370,7 +370,7 @@ pub fn statements_past_the_memory_limit_fail_with_53200() {
             vec![vec![Some("0".into())]]
         );
         client
-            .batch_execute("INSERT INTO big SELECT value, 'p' FROM generate_series(1, 1000)")
+            .batch_execute("INSERT INTO big SELECT value, 'p' FROM generate_series(1, 1000) AS value")
             .await
             .expect("a small statement still runs");
         assert_eq!(
@@ -394,7 +394,7 @@ pub fn sorts_past_the_memory_limit_spill_under_the_data_directory() {
             client
                 .batch_execute(&format!(
                     "INSERT INTO s SELECT value, md5(value::text) || repeat('s', 100) \
-                     FROM generate_series({}, {})",
+                     FROM generate_series({}, {}) AS value",
                     batch * 30_000,
                     batch * 30_000 + 29_999
                 ))

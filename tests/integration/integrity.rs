@@ -465,7 +465,9 @@ pub fn deleted_keys_leave_the_key_directory() {
         let base = round * 1000;
         run(
             &mut s,
-            &format!("INSERT INTO q SELECT value, 0 FROM generate_series({base}, {base} + 999)"),
+            &format!(
+                "INSERT INTO q SELECT value, 0 FROM generate_series({base}, {base} + 999) AS value"
+            ),
         );
         run(&mut s, "DELETE FROM q");
     }
@@ -493,7 +495,7 @@ pub fn a_million_rows_are_created_altered_reopened_and_queried() {
     run(&mut s, "CREATE TABLE m (id BIGINT PRIMARY KEY, v INT)");
     run(
         &mut s,
-        "INSERT INTO m SELECT value, value % 100 FROM generate_series(1, 1000000)",
+        "INSERT INTO m SELECT value, value % 100 FROM generate_series(1, 1000000) AS value",
     );
     run(
         &mut s,
@@ -727,7 +729,9 @@ pub fn sessions_set_their_own_memory_limit() {
         "53200",
     );
     assert_sqlstate(
-        s.execute("INSERT INTO w SELECT value, repeat('x', 200) FROM generate_series(1, 200000)"),
+        s.execute(
+            "INSERT INTO w SELECT value, repeat('x', 200) FROM generate_series(1, 200000) AS value",
+        ),
         "53200",
     );
     assert_eq!(ints(&mut s, "SELECT count(*) FROM w"), vec![0]);
@@ -739,7 +743,7 @@ pub fn sessions_set_their_own_memory_limit() {
     );
     run(
         &mut s,
-        "INSERT INTO w SELECT value, repeat('x', 200) FROM generate_series(1, 200000)",
+        "INSERT INTO w SELECT value, repeat('x', 200) FROM generate_series(1, 200000) AS value",
     );
     assert_eq!(ints(&mut s, "SELECT count(*) FROM w"), vec![200_000]);
     // Other sessions keep the database's limit.

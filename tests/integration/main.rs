@@ -4,6 +4,7 @@
 //! binary doubles as the child process of the crash test (see `crash`).
 
 mod anomalies;
+mod backup;
 mod cli;
 mod crash;
 mod directory;
@@ -63,6 +64,18 @@ fn main() {
         concurrent_duplicate_insert,
         read_only_snapshot_is_consistent_while_writers_commit,
         serializable_read_only_never_aborts,
+    ));
+    trials.extend(tests!(backup:
+        online_backup_from_another_process_restores_one_consistent_commit,
+        incremental_backups_share_unchanged_files,
+        a_flipped_byte_fails_verification_and_restore_naming_the_file,
+        restore_refuses_a_directory_with_files_or_one_in_use,
+        retention_keeps_the_newest_and_removes_unused_files,
+        point_in_time_recovery_restores_each_moment_of_a_history,
+        point_in_time_recovery_reports_a_gap_in_the_archive,
+        kill_during_backup_or_restore_leaves_the_next_run_working,
+        busy_and_unreachable_have_their_own_exit_statuses,
+        omen_backup_in_sql_is_for_superusers,
     ));
     trials.extend(tests!(hostile:
         half_open_connections_do_not_lock_out_clients,
@@ -150,6 +163,7 @@ fn main() {
         concurrent_sql_transactions_conflict_with_40001,
         read_committed_updates_lose_no_increment,
         statement_timeout_cancels_long_queries,
+        set_returning_functions_name_their_column,
     ));
     trials.extend(tests!(cli:
         commands_run_in_order_and_rows_go_to_stdout,

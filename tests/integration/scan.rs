@@ -39,7 +39,7 @@ fn table(rows: i64) -> TestDb {
     run(
         &mut s,
         &format!(
-            "INSERT INTO t SELECT value, value % 10 FROM generate_series(0, {})",
+            "INSERT INTO t SELECT value, value % 10 FROM generate_series(0, {}) AS value",
             rows - 1
         ),
     );
@@ -120,7 +120,7 @@ pub fn batches_resume_across_own_writes() {
     run(&mut s, "DELETE FROM t WHERE id % 7 = 0");
     run(
         &mut s,
-        "INSERT INTO t SELECT value * 2 + 100000, 1 FROM generate_series(0, 9999)",
+        "INSERT INTO t SELECT value * 2 + 100000, 1 FROM generate_series(0, 9999) AS value",
     );
     run(&mut s, "UPDATE t SET v = 42 WHERE id BETWEEN 8000 AND 8400");
     let expected: i64 = 30_000 - (30_000 + 6) / 7 + 10_000;
@@ -193,7 +193,7 @@ pub fn scan_memory_does_not_grow_with_the_table() {
         client
             .batch_execute(
                 "CREATE TABLE big (id BIGINT PRIMARY KEY, pad TEXT); \
-                 INSERT INTO big SELECT value, repeat('p', 400) FROM generate_series(1, 500000)",
+                 INSERT INTO big SELECT value, repeat('p', 400) FROM generate_series(1, 500000) AS value",
             )
             .await
             .expect("load");

@@ -290,3 +290,33 @@ pub fn statement_timeout_cancels_long_queries() {
     s.execute("SET statement_timeout = 0").expect("reset");
     assert!(render(&s.execute("SELECT 1")).ends_with("\n1 "));
 }
+
+/// `generate_series` in FROM names its column as PostgreSQL does: after the
+/// alias, after the alias's column list, or after the function itself.
+pub fn set_returning_functions_name_their_column() {
+    let mut s = session();
+    for (sql, expected) in [
+        (
+            "SELECT g FROM generate_series(1, 3) g ORDER BY g",
+            "g:Int64 \n1 \n2 \n3 ",
+        ),
+        (
+            "SELECT s.g * 2 FROM generate_series(1, 2) AS s(g)",
+            "?column?:Int64 \n2 \n4 ",
+        ),
+        (
+            "SELECT generate_series FROM generate_series(5, 5)",
+            "generate_series:Int64 \n5 ",
+        ),
+        (
+            "SELECT count(x) FROM generate_series(1, 10) x",
+            "count:Int64 \n10 ",
+        ),
+    ] {
+        let text = render(&s.execute(sql));
+        assert!(text.ends_with(expected), "{sql}: {text}");
+    }
+    assert!(
+        render(&s.execute("SELECT value FROM generate_series(1, 2) g")).starts_with("ERROR 42703")
+    );
+}

@@ -26,10 +26,10 @@ use super::store::{DirectoryLookup, KeyDirectory};
 use super::transaction::{IsolationLevel, WriteKind};
 use super::version::{decode_version, into_version, split_versioned, versioned_key};
 use crate::engine::error::{Error, Result, SqlState};
-use crate::engine::storage::{Cf, Storage, SyncMode, WriteBatch};
+use crate::engine::storage::{Cf, CommitMark, Storage, SyncMode, WriteBatch};
 
 /// The meta-family key holding the newest commit timestamp.
-pub(super) const LAST_TS_KEY: &[u8] = b"oracle.last_ts";
+pub const LAST_TS_KEY: &[u8] = b"oracle.last_ts";
 
 /// A check run by the leader just before a transaction is stamped, in commit
 /// order (for example: the tables it writes still exist).
@@ -337,6 +337,7 @@ impl Pipeline {
         let mut outcomes: Vec<Result<u64>> = Vec::with_capacity(group.len());
         let mut applies = Vec::new();
         let mut committed = Vec::new();
+        let mut marks = Vec::new();
         let mut tracker = self.tracker.lock();
         for slot in group {
             let mut request = slot
@@ -353,7 +354,8 @@ impl Pipeline {
                 outcomes.push(Err(e));
                 continue;
             }
-            let ts = (leader.last_ts + 1).max(now_micros());
+            let prev_ts = leader.last_ts;
+            let ts = (prev_ts + 1).max(now_micros());
             leader.last_ts = ts;
             // Each value moves into its stored version, so a large
             // transaction's rows are not held twice while they are written.
@@ -371,6 +373,11 @@ impl Pipeline {
                 }
             }
             batch.extend(std::mem::take(&mut request.extra));
+            marks.push(CommitMark {
+                prev_ts,
+                ts,
+                end: batch.len(),
+            });
             applies.extend(request.apply.take().map(|apply| (apply, ts)));
             if directory.is_some() {
                 committed.push((keys, ts));
@@ -385,7 +392,7 @@ impl Pipeline {
                 LAST_TS_KEY.to_vec(),
                 leader.last_ts.to_be_bytes().to_vec(),
             );
-            if let Err(e) = storage.write(batch, sync) {
+            if let Err(e) = storage.write_commits(batch, sync, &marks) {
                 // What reached the log is unknown: refuse every later write rather
                 // than risk acknowledging commits on top of a hole.
                 let failure = Arc::new(e);

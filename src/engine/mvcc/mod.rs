@@ -47,7 +47,8 @@ mod store;
 mod transaction;
 mod version;
 
-pub use horizon::Horizon;
+pub use commit::LAST_TS_KEY;
+pub use horizon::{now_micros, Horizon};
 pub use store::{
     DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions, DIRECTORY_SCAN_LIMIT,
 };

@@ -189,6 +189,11 @@ impl VisitorMut for Rewriter<'_> {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        name_function_column(factor);
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_select(&mut self, select: &mut ast::Select) -> ControlFlow<()> {
         if self.catalog_query {
             if has_no_rows(select) {
@@ -288,6 +293,39 @@ impl VisitorMut for Rewriter<'_> {
 
 /// Whether a SELECT reads an inner join (or product) with a catalog relation
 /// omen always keeps empty, and so returns no rows before aggregation.
+/// A set-returning function of one column in FROM names its column as
+/// PostgreSQL does: after the alias (`generate_series(1, 3) g` has g) or,
+/// without one, after the function (`generate_series`).
+fn name_function_column(factor: &mut ast::TableFactor) {
+    const SCALAR_FUNCTIONS: [&str; 2] = ["generate_series", "range"];
+    let ast::TableFactor::Table {
+        name,
+        alias,
+        args: Some(_),
+        ..
+    } = factor
+    else {
+        return;
+    };
+    let Some(function) = names(name)
+        .pop()
+        .filter(|n| SCALAR_FUNCTIONS.contains(&n.as_str()))
+    else {
+        return;
+    };
+    let alias = alias.get_or_insert_with(|| ast::TableAlias {
+        explicit: true,
+        name: Ident::new(&function),
+        columns: Vec::new(),
+        at: None,
+    });
+    if alias.columns.is_empty() {
+        alias.columns.push(ast::TableAliasColumnDef::from_name(
+            alias.name.value.clone(),
+        ));
+    }
+}
+
 fn has_no_rows(select: &ast::Select) -> bool {
     let empty = |factor: &ast::TableFactor| match factor {
         ast::TableFactor::Table { name, .. } => {

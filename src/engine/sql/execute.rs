@@ -522,6 +522,39 @@ impl Session {
         }
     }
 
+    /// omen_backup(repo) for this session: superusers only, since it writes
+    /// files on the server's machine as the server's user.
+    fn backup_function(&self) -> super::pg_functions::BackupFn {
+        let db = super::super::Database::from_shared(&self.shared);
+        let catalog = self.shared.catalog.clone();
+        let user = self.user.clone();
+        Arc::new(move |repository| {
+            let Some(db) = db.upgrade() else {
+                return Err(Error::Internal("the database is closing".into()));
+            };
+            if !super::roles::is_superuser(&catalog, user.as_deref()) {
+                return Err(Error::InvalidInput {
+                    code: SqlState::INSUFFICIENT_PRIVILEGE,
+                    message: "permission denied for function omen_backup: only superusers may take backups".into(),
+                });
+            }
+            let request = super::super::backup::BackupRequest {
+                repository: repository.into(),
+                ..Default::default()
+            };
+            let summary = db
+                .backup(&request, &|_, _| {})
+                .map_err(|e| Error::InvalidInput {
+                    code: match e.kind {
+                        super::super::backup::FailureKind::Busy => SqlState::OBJECT_IN_USE,
+                        _ => SqlState::IO_ERROR,
+                    },
+                    message: format!("omen_backup: {e}"),
+                })?;
+            Ok(serde_json::to_string(&summary).expect("a summary serialises"))
+        })
+    }
+
     /// The session's planner, made on first use.
     pub(in crate::engine) fn planner(&mut self) -> Result<Arc<Planner>> {
         if let Some(planner) = &self.sql {
@@ -549,6 +582,7 @@ impl Session {
                     catalog: self.shared.catalog.clone(),
                     seen: self.sequences_seen.clone(),
                 }),
+                backup: Some(self.backup_function()),
                 ..self.shared.planner_context()
             },
         )?);

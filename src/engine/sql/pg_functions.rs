@@ -528,6 +528,38 @@ pub fn functions(
     functions
 }
 
+/// Takes a backup into the repository named, for `omen_backup(repo)`:
+/// the summary as JSON, or the error.
+pub type BackupFn = Arc<dyn Fn(&str) -> std::result::Result<String, Error> + Send + Sync>;
+
+/// `omen_backup(repository text) -> text`: a backup of the database into a
+/// repository on the server's machine, as `omen backup` takes it; returns
+/// its summary as JSON. Volatile, so it runs when the statement runs.
+pub fn backup_function(backup: BackupFn) -> ScalarUDF {
+    ScalarUDF::new_from_impl(Function {
+        name: "omen_backup",
+        signature: Signature::exact(vec![ArrowType::Utf8], Volatility::Volatile),
+        returns: text,
+        body: Box::new(move |args, rows| {
+            let paths = cast(&args[0], &ArrowType::Utf8)?;
+            let paths = paths
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("omen_backup argument".into()))?;
+            let mut out = Vec::with_capacity(rows);
+            for path in paths.iter() {
+                out.push(match path {
+                    Some(path) => {
+                        Some(backup(path).map_err(|e| DataFusionError::External(Box::new(e)))?)
+                    }
+                    None => None,
+                });
+            }
+            Ok(text_array(out))
+        }),
+    })
+}
+
 /// What a session's advisory lock functions work with.
 #[derive(Clone)]
 pub struct Advisory {

@@ -166,6 +166,9 @@ impl Planner {
                 ctx.register_udf(function);
             }
         }
+        if let Some(backup) = &context.backup {
+            ctx.register_udf(pg_functions::backup_function(backup.clone()));
+        }
         for function in pg_functions::functions(
             catalog.clone(),
             user,
@@ -422,6 +425,8 @@ pub struct PlannerContext {
     pub advisory: Option<super::pg_functions::Advisory>,
     /// The session's view of the sequences, for nextval and its family.
     pub sequences: Option<super::sequence_sql::SessionSequences>,
+    /// Backups, for omen_backup().
+    pub backup: Option<super::pg_functions::BackupFn>,
 }
 
 /// A function of no arguments that returns `value`.

@@ -59,6 +59,15 @@ pub fn user_as_role(sql: &str) -> String {
     tokens.iter().map(|t| t.to_string()).collect()
 }
 
+/// Whether `user` may do what only superusers may (see [`Session::is_superuser`]).
+pub(in crate::engine) fn is_superuser(catalog: &Catalog, user: Option<&str>) -> bool {
+    let Some(user) = user else {
+        return true;
+    };
+    let roles = catalog.roles();
+    roles.is_empty() || roles.iter().any(|r| r.name == user && r.superuser)
+}
+
 impl Session {
     /// The user this session acts as (the role a server connection logged
     /// in as); None for the local shell, which owns the database.
@@ -192,11 +201,7 @@ impl Session {
     /// (no user), a database without roles (trust authentication, where
     /// every user is shown as its superuser), or a superuser role.
     pub fn is_superuser(&self) -> bool {
-        let Some(user) = self.user() else {
-            return true;
-        };
-        let roles = self.shared.catalog.roles();
-        roles.is_empty() || roles.iter().any(|r| r.name == user && r.superuser)
+        is_superuser(&self.shared.catalog, self.user())
     }
 
     fn require_superuser(&self, what: &str) -> Result<()> {

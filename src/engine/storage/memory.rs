@@ -119,4 +119,10 @@ impl Storage for Memory {
             .retain(|k, v| filter.keep(k, v));
         Ok(())
     }
+
+    fn checkpoint(&self, _dir: &std::path::Path) -> Result<()> {
+        Err(crate::engine::Error::Unsupported(
+            "backing up a database that lives in memory".into(),
+        ))
+    }
 }

@@ -177,6 +177,36 @@ pub trait Storage: Send + Sync {
 
     /// Compacts the whole of `cf`, running the compaction filter over every entry.
     fn compact(&self, cf: Cf) -> Result<()>;
+
+    /// Applies `batch` atomically, as [`Storage::write`]; `commits` says
+    /// which operations belong to which commit, in order (the commit log of
+    /// point-in-time recovery records each one).
+    fn write_commits(
+        &self,
+        batch: WriteBatch,
+        sync: SyncMode,
+        commits: &[CommitMark],
+    ) -> Result<()> {
+        let _ = commits;
+        self.write(batch, sync)
+    }
+
+    /// Writes a consistent copy of the whole store into the new directory
+    /// `dir`, on the same file system (hard links where it can), while
+    /// writes go on.
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<()>;
+}
+
+/// One commit inside a [`WriteBatch`] written by the commit pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitMark {
+    /// The commit timestamp before this one (the database's previous commit).
+    pub prev_ts: u64,
+    /// This commit's timestamp.
+    pub ts: u64,
+    /// The batch's operations up to this index (exclusive) belong to this
+    /// commit and the ones before it.
+    pub end: usize,
 }
 
 #[cfg(test)]

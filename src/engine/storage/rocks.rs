@@ -177,6 +177,12 @@ impl Storage for RocksDb {
         Ok(())
     }
 
+    fn checkpoint(&self, dir: &Path) -> Result<()> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(|e| Error::io(format!("creating a checkpoint in {}", dir.display()), e))
+    }
+
     fn compact(&self, cf: Cf) -> Result<()> {
         let mut opts = CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
