@@ -1,15 +1,15 @@
 //! `omen backup`: an online, incremental backup into a repository, its
 //! retention rules, and `--list`.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Result;
 use omen::engine::backup::{self, BackupRequest, BackupSummary, Failure, FailureKind, Retention};
 use omen::engine::DirectoryKind;
 use omen::{Database, Options, SqlState};
+
+use super::transfer::Progress;
 
 /// Arguments of `omen backup`.
 #[derive(clap::Args)]
@@ -113,16 +113,9 @@ fn take(dir: &Path, request: &BackupRequest, quiet: bool) -> Result<BackupSummar
     };
     match Database::open(dir, options) {
         Ok(db) => {
-            let bar = progress_bar(quiet);
-            let result = db.backup(request, &|done, total| {
-                if let Some(bar) = &bar {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                }
-            });
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
+            let progress = Progress::new(Some(0), quiet);
+            let result = db.backup(request, &|done, total| progress.bytes(done, total));
+            progress.finish();
             result
         }
         Err(e) if e.sqlstate() == SqlState::OBJECT_IN_USE => {
@@ -133,20 +126,6 @@ fn take(dir: &Path, request: &BackupRequest, quiet: bool) -> Result<BackupSummar
             format!("opening the database in {}: {e}", dir.display()),
         )),
     }
-}
-
-/// A bar of bytes copied, on a terminal only.
-pub fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
-    (!quiet && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ({eta} left)",
-            )
-            .expect("a valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    })
 }
 
 fn describe(s: &BackupSummary, repository: &Path) -> String {

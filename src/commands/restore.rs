@@ -9,7 +9,8 @@ use anyhow::Result;
 use chrono::TimeZone;
 use omen::engine::backup::{self, Failure, FailureKind, RestoreRequest};
 
-use super::backup::{exit, progress_bar};
+use super::backup::exit;
+use super::transfer::Progress;
 
 /// Arguments of `omen restore`.
 #[derive(clap::Args)]
@@ -64,13 +65,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 fn restore(args: &Args) -> Result<(), Failure> {
     let repo = backup::Repository::open(&args.from)?;
-    let bar = progress_bar(args.quiet);
-    let progress = |done, total| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    };
+    let bar = Progress::new(Some(0), args.quiet);
+    let progress = |done, total| bar.bytes(done, total);
     let print = |json: serde_json::Value, line: String| {
         if args.json {
             println!("{json}");
@@ -80,9 +76,7 @@ fn restore(args: &Args) -> Result<(), Failure> {
     };
     if args.verify_only {
         let result = repo.verify(args.backup, &progress);
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
-        }
+        bar.finish();
         let s = result?;
         print(
             serde_json::to_value(&s).expect("a summary serialises"),
@@ -105,9 +99,7 @@ fn restore(args: &Args) -> Result<(), Failure> {
         force: args.force,
     };
     let result = repo.restore(&request, &progress);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    bar.finish();
     let s = result?;
     let mut line = format!(
         "restored backup {} (commit {}) into {}: {} files, {} bytes",

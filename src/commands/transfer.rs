@@ -161,6 +161,15 @@ impl Progress {
         }
     }
 
+    /// Moves the bar to `done` of `total` bytes, for steps whose size is
+    /// known only once they run.
+    pub fn bytes(&self, done: u64, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+
     /// Removes the bar and returns the seconds since the start.
     pub fn finish(&self) -> f64 {
         if let Some(bar) = &self.bar {

@@ -161,7 +161,7 @@ impl Database {
 
     /// A handle that does not keep the database open.
     pub(crate) fn downgrade(&self) -> WeakDatabase {
-        WeakDatabase(Arc::downgrade(&self.shared))
+        Self::from_shared(&self.shared)
     }
 
     /// Opens the database in `dir`, creating it when missing.
@@ -239,12 +239,7 @@ impl Database {
         };
         let storage = match &options.archive {
             Some(repository) => {
-                let last_ts = match storage.get(Cf::Meta, super::mvcc::LAST_TS_KEY)? {
-                    Some(bytes) => u64::from_be_bytes(bytes.try_into().map_err(|_| {
-                        super::Error::Corruption("timestamp oracle state is not 8 bytes".into())
-                    })?),
-                    None => 0,
-                };
+                let last_ts = super::mvcc::stored_last_ts(storage.as_ref())?;
                 let archive = super::backup::archive::Archive::open(repository, id, last_ts)?;
                 Arc::new(super::backup::archive::Archived::new(storage, archive))
                     as Arc<dyn Storage>

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::engine::error::{Error, Result};
-use crate::engine::mvcc::{now_micros, LAST_TS_KEY};
+use crate::engine::mvcc::{now_micros, put_last_ts};
 use crate::engine::storage::{BatchOp, Cf, CommitMark, KvIter, Storage, SyncMode, WriteBatch};
 
 const MAGIC: &[u8; 8] = b"OMENARC1";
@@ -436,11 +436,7 @@ pub fn replay(
                     )));
                 }
                 let mut batch = record.batch;
-                batch.put(
-                    Cf::Meta,
-                    LAST_TS_KEY.to_vec(),
-                    record.ts.to_be_bytes().to_vec(),
-                );
+                put_last_ts(&mut batch, record.ts);
                 storage.write(batch, SyncMode::Buffered)?;
                 done.commits += 1;
                 done.last_ts = record.ts;
@@ -452,11 +448,7 @@ pub fn replay(
     }
     // One durable write makes every buffered one before it durable.
     let mut batch = WriteBatch::new();
-    batch.put(
-        Cf::Meta,
-        LAST_TS_KEY.to_vec(),
-        done.last_ts.to_be_bytes().to_vec(),
-    );
+    put_last_ts(&mut batch, done.last_ts);
     storage.write(batch, SyncMode::Durable)?;
     Ok(done)
 }

@@ -35,7 +35,7 @@ pub use repository::{
 
 use super::catalog::Catalog;
 use super::error::Error;
-use super::mvcc::{decode_version, split_versioned, LAST_TS_KEY};
+use super::mvcc::{decode_version, split_versioned};
 use super::storage::{Cf, Storage};
 
 /// Why a backup or restore failed, as the exit status of `omen backup` and
@@ -175,19 +175,6 @@ pub struct BackupSummary {
 
 /// Calls made while a long step runs: bytes done of bytes in all.
 pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);
-
-/// The newest commit timestamp in `storage`.
-fn last_ts(storage: &dyn Storage) -> Result<u64, Failure> {
-    Ok(match storage.get(Cf::Meta, LAST_TS_KEY)? {
-        Some(bytes) => u64::from_be_bytes(bytes.try_into().map_err(|_| {
-            Failure::new(
-                FailureKind::Verification,
-                "the timestamp oracle state is not 8 bytes",
-            )
-        })?),
-        None => 0,
-    })
-}
 
 /// The rows of every table visible at `ts`, counted straight from storage.
 fn count_rows(

@@ -8,10 +8,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    archive, count_rows, last_ts, sync_dir, BackupSummary, Failure, FailureKind, ProgressFn,
-};
+use super::{archive, count_rows, sync_dir, BackupSummary, Failure, FailureKind, ProgressFn};
 use crate::engine::catalog::Catalog;
+use crate::engine::mvcc::stored_last_ts;
 use crate::engine::storage::{Cf, RocksDb, RocksOptions, Storage, SyncMode, WriteBatch};
 
 const MARKER: &str = "omen-backups";
@@ -467,7 +466,7 @@ impl Repository {
         // What the checkpoint holds: opening it changes its directory, not
         // the files already copied.
         let storage = RocksDb::open(checkpoint, small_rocks(), None)?;
-        let commit_ts = last_ts(&storage)?;
+        let commit_ts = stored_last_ts(&storage)?;
         let catalog = Catalog::load(&storage)?;
         let tables = count_rows(&storage, &catalog, commit_ts)?;
         drop(storage);
@@ -607,7 +606,7 @@ impl Repository {
                 manifest.id
             ))
         })?;
-        let commit_ts = last_ts(&storage)?;
+        let commit_ts = stored_last_ts(&storage)?;
         if commit_ts != manifest.commit_ts {
             return Err(verification(format!(
                 "backup {} holds commit {commit_ts}, its manifest says {}",

@@ -29,7 +29,22 @@ use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::storage::{Cf, CommitMark, Storage, SyncMode, WriteBatch};
 
 /// The meta-family key holding the newest commit timestamp.
-pub const LAST_TS_KEY: &[u8] = b"oracle.last_ts";
+const LAST_TS_KEY: &[u8] = b"oracle.last_ts";
+
+/// The newest commit timestamp `storage` holds (0 for a new database).
+pub fn stored_last_ts(storage: &dyn Storage) -> Result<u64> {
+    match storage.get(Cf::Meta, LAST_TS_KEY)? {
+        Some(bytes) => Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
+            Error::Corruption("timestamp oracle state is not 8 bytes".into())
+        })?)),
+        None => Ok(0),
+    }
+}
+
+/// Records `ts` in `batch` as the newest commit timestamp.
+pub fn put_last_ts(batch: &mut WriteBatch, ts: u64) {
+    batch.put(Cf::Meta, LAST_TS_KEY.to_vec(), ts.to_be_bytes().to_vec());
+}
 
 /// A check run by the leader just before a transaction is stamped, in commit
 /// order (for example: the tables it writes still exist).
@@ -387,11 +402,7 @@ impl Pipeline {
         drop(tracker);
 
         if outcomes.iter().any(|o| o.is_ok()) {
-            batch.put(
-                Cf::Meta,
-                LAST_TS_KEY.to_vec(),
-                leader.last_ts.to_be_bytes().to_vec(),
-            );
+            put_last_ts(&mut batch, leader.last_ts);
             if let Err(e) = storage.write_commits(batch, sync, &marks) {
                 // What reached the log is unknown: refuse every later write rather
                 // than risk acknowledging commits on top of a hole.

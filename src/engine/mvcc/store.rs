@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::commit::{CommitApply, CommitCheck, History, Pipeline, Request, LAST_TS_KEY};
+use super::commit::stored_last_ts;
+use super::commit::{CommitApply, CommitCheck, History, Pipeline, Request};
 use super::horizon::Horizon;
 use super::transaction::{IsolationLevel, Transaction};
 use super::version::{decode_version, split_versioned, versioned_key};
@@ -108,13 +109,7 @@ impl Mvcc {
         options: MvccOptions,
         directory: Option<Arc<dyn KeyDirectory>>,
     ) -> Result<Arc<Mvcc>> {
-        let last_ts =
-            match storage.get(Cf::Meta, LAST_TS_KEY)? {
-                Some(bytes) => u64::from_be_bytes(bytes.try_into().map_err(|_| {
-                    Error::Corruption("timestamp oracle state is not 8 bytes".into())
-                })?),
-                None => 0,
-            };
+        let last_ts = stored_last_ts(storage.as_ref())?;
         horizon.publish(last_ts);
         Ok(Arc::new(Mvcc {
             storage,
