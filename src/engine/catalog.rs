@@ -90,6 +90,8 @@ pub enum TableChange {
     /// ADD CONSTRAINT ... CHECK; `validate`: existing rows must pass it
     /// (not for NOT VALID).
     AddCheck { check: CheckDef, validate: bool },
+    /// ADD CONSTRAINT ... UNIQUE: a unique index, built over the rows there.
+    AddUnique(IndexDef),
     /// DROP CONSTRAINT [IF EXISTS] name.
     DropConstraint { name: String, if_exists: bool },
     /// RENAME TO name.
@@ -114,6 +116,19 @@ pub struct CheckDef {
     pub name: Option<String>,
     /// The condition, as SQL text over the table's column names.
     pub expr: String,
+}
+
+/// An index as a statement declares it: CREATE INDEX, or a UNIQUE
+/// constraint (`constraint`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexDef {
+    /// Its name, when the statement gives one.
+    pub name: Option<String>,
+    /// The indexed columns, by name.
+    pub columns: Vec<String>,
+    pub unique: bool,
+    pub nulls_not_distinct: bool,
+    pub constraint: bool,
 }
 
 /// A CHECK constraint of a table: a row is written only if the condition is
@@ -222,6 +237,67 @@ pub struct Table {
     /// CHECK constraints, in the order they were added.
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Secondary indexes, in the order they were created.
+    #[serde(default)]
+    pub indexes: Vec<Index>,
+}
+
+/// A secondary index of a table: for every row, an entry in the rows
+/// family under the index's own id, versioned with the row.
+///
+/// ```text
+///   unique, no NULL in the columns:  index id | columns         -> row key
+///   otherwise:                       index id | columns | row key -> row key
+/// ```
+///
+/// A unique entry's key is the indexed values alone, so two rows with the
+/// same values write one key and the second meets the first (23505), with
+/// the same row locks and commit-time checks as a primary key. A row with a
+/// NULL in a unique index's columns (NULLS DISTINCT) and every row of a
+/// non-unique index add the row key, so their entries never collide. A
+/// lookup reads the range of the values' prefix and finds both forms.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Index {
+    /// Id, the first bytes of every entry; from the table id counter, so
+    /// never a table's or another index's.
+    pub id: u32,
+    /// Index name (a relation name: unique among tables, sequences and indexes).
+    pub name: String,
+    /// Ids of the indexed columns, in order.
+    pub columns: Vec<u32>,
+    /// Whether two rows may not have equal values in the columns.
+    pub unique: bool,
+    /// For a unique index: whether rows with NULLs in the columns conflict
+    /// too (`NULLS NOT DISTINCT`).
+    #[serde(default)]
+    pub nulls_not_distinct: bool,
+    /// Whether a UNIQUE constraint of the table owns the index (it is
+    /// dropped with DROP CONSTRAINT, not DROP INDEX).
+    #[serde(default)]
+    pub constraint: bool,
+    /// The commit that built the index: older snapshots cannot read it
+    /// (they would miss the rows written before it). Zero once the
+    /// database is reopened, when no older snapshot is left.
+    #[serde(skip)]
+    pub visible_from: u64,
+}
+
+/// The most indexes a table may have.
+pub const MAX_INDEXES: usize = 64;
+
+/// The most columns an index may have, as in PostgreSQL.
+pub const MAX_INDEX_COLUMNS: usize = 32;
+
+impl Index {
+    /// The first key of the index's entries.
+    pub fn key_prefix(&self) -> Vec<u8> {
+        self.id.to_be_bytes().to_vec()
+    }
+
+    /// The first key after the index's entries.
+    pub fn key_end(&self) -> Vec<u8> {
+        (self.id as u64 + 1).to_be_bytes()[4..].to_vec()
+    }
 }
 
 impl Table {
@@ -242,6 +318,7 @@ impl Table {
             versions: BTreeMap::new(),
             next_column_id: 0,
             checks: Vec::new(),
+            indexes: Vec::new(),
         };
         for def in defs {
             table.push_column(def, Value::Null)?;
@@ -538,6 +615,7 @@ impl Table {
         let id = table.columns.remove(index).id;
         // As in PostgreSQL, the constraints that read the column go with it.
         table.checks.retain(|c| !c.columns.contains(&id));
+        table.indexes.retain(|i| !i.columns.contains(&id));
         table.new_version();
         Ok(table)
     }
@@ -646,6 +724,128 @@ impl Table {
     fn constraint_named(&self, name: &str) -> bool {
         (!self.has_row_ids() && self.primary_key_name() == name)
             || self.checks.iter().any(|c| c.name == name)
+            || self.indexes.iter().any(|i| i.constraint && i.name == name)
+    }
+
+    /// The index called `name`.
+    pub fn index(&self, name: &str) -> Option<&Index> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+
+    /// The positions of an index's columns.
+    pub fn index_columns(&self, index: &Index) -> Vec<usize> {
+        index
+            .columns
+            .iter()
+            .map(|id| {
+                self.columns
+                    .iter()
+                    .position(|c| c.id == *id)
+                    .expect("an index goes with its columns")
+            })
+            .collect()
+    }
+
+    /// The entry of `row` (stored under `row_key`) in `index`: its key and value.
+    pub fn index_entry(
+        &self,
+        index: &Index,
+        row: &[Value],
+        row_key: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut key = index.key_prefix();
+        let mut null = false;
+        for position in self.index_columns(index) {
+            null |= row[position].is_null();
+            keycode::encode_value(&row[position], &mut key)?;
+        }
+        if !index.unique || null && !index.nulls_not_distinct {
+            key.extend_from_slice(&row_key[4..]);
+        }
+        Ok((key, row_key.to_vec()))
+    }
+
+    /// Adds `index` to the table, refusing a second constraint or index of
+    /// its name and more than [`MAX_INDEXES`]; no new schema version (rows
+    /// decode as before).
+    pub fn push_index(&mut self, index: Index) -> Result<()> {
+        if index.constraint && self.constraint_named(&index.name) {
+            return Err(Error::AlreadyExists {
+                code: SqlState::DUPLICATE_OBJECT,
+                message: format!(
+                    "constraint \"{}\" for relation \"{}\" already exists",
+                    index.name, self.name
+                ),
+            });
+        }
+        if self.indexes.len() >= MAX_INDEXES {
+            return Err(Error::LimitExceeded {
+                code: SqlState::PROGRAM_LIMIT_EXCEEDED,
+                message: format!("a table has at most {MAX_INDEXES} indexes"),
+            });
+        }
+        self.indexes.push(index);
+        Ok(())
+    }
+
+    /// The index `def` declares for this table, with id `id` and name `name`:
+    /// 42703 for a column it does not have, 0A000 for a column type omen
+    /// cannot index.
+    pub fn define_index(&self, def: &IndexDef, id: u32, name: String) -> Result<Index> {
+        if def.columns.len() > MAX_INDEX_COLUMNS {
+            return Err(Error::LimitExceeded {
+                code: SqlState::TOO_MANY_COLUMNS,
+                message: format!("cannot use more than {MAX_INDEX_COLUMNS} columns in an index"),
+            });
+        }
+        let mut columns = Vec::with_capacity(def.columns.len());
+        for column in &def.columns {
+            let column = &self.columns[self.column_index(column)?];
+            if !column.data_type.is_key_type() {
+                return Err(Error::Unsupported(format!(
+                    "an index on a {} column",
+                    column.data_type
+                )));
+            }
+            columns.push(column.id);
+        }
+        Ok(Index {
+            id,
+            name,
+            columns,
+            unique: def.unique,
+            nulls_not_distinct: def.nulls_not_distinct,
+            constraint: def.constraint,
+            visible_from: 0,
+        })
+    }
+
+    /// A name for a new index or UNIQUE constraint, as PostgreSQL chooses
+    /// it: table, columns and `suffix` (`key`, `idx`), numbered when
+    /// `taken`, cut to the identifier limit.
+    pub fn index_name(
+        &self,
+        columns: &[String],
+        suffix: &str,
+        taken: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut base = format!("{}_{}", self.name, columns.join("_"));
+        let limit = 63 - suffix.len() - 1;
+        if base.len() > limit {
+            let mut end = limit;
+            while !base.is_char_boundary(end) {
+                end -= 1;
+            }
+            base.truncate(end);
+        }
+        std::iter::once(format!("{base}_{suffix}"))
+            .chain((1..).map(|n| format!("{base}_{suffix}{n}")))
+            .find(|name| {
+                !taken(name)
+                    && !self.constraint_named(name)
+                    && self.indexes.iter().all(|i| &i.name != name)
+            })
+            .expect("a free name")
     }
 
     /// Adds CHECK constraint `check` to a table being defined (no new
@@ -683,6 +883,15 @@ impl Table {
     pub fn without_constraint(&self, name: &str, if_exists: bool) -> Result<Option<Table>> {
         if !self.has_row_ids() && name == self.primary_key_name() {
             return Err(Error::Unsupported("dropping a primary key".into()));
+        }
+        if let Some(index) = self
+            .indexes
+            .iter()
+            .position(|i| i.constraint && i.name == name)
+        {
+            let mut table = self.clone();
+            table.indexes.remove(index);
+            return Ok(Some(table));
         }
         let Some(index) = self.checks.iter().position(|c| c.name == name) else {
             if if_exists {
@@ -854,6 +1063,9 @@ impl Catalog {
                 )));
             }
             state.next_table_id = state.next_table_id.max(next_id(table.id)?);
+            for index in &table.indexes {
+                state.next_table_id = state.next_table_id.max(next_id(index.id)?);
+            }
             let table = Arc::new(table);
             state.by_id.insert(table.id, table.clone());
             state.by_name.insert(table.name.clone(), table);
@@ -891,6 +1103,21 @@ impl Catalog {
             })
     }
 
+    /// The table that has the index called `name`.
+    pub fn index_owner(&self, name: &str) -> Option<Arc<Table>> {
+        let state = self.state.read();
+        state
+            .by_id
+            .values()
+            .find(|t| t.index(name).is_some())
+            .cloned()
+    }
+
+    /// The table with id `id`, if it exists now.
+    pub fn table_by_id(&self, id: u32) -> Option<Arc<Table>> {
+        self.state.read().by_id.get(&id).cloned()
+    }
+
     /// Whether a table with this id exists now.
     pub fn contains_id(&self, id: u32) -> bool {
         self.state.read().by_id.contains_key(&id)
@@ -916,7 +1143,16 @@ impl Catalog {
             .map_err(|e| Error::Internal(format!("table definition does not encode: {e}")))?;
         let mut batch = WriteBatch::new();
         batch.put(Cf::Catalog, Self::table_key(table.id), value);
-        let next = next_id(table.id)?;
+        // The entries of indexes the table had and no longer has go with them.
+        if let Some(old) = self.table_by_id(table.id) {
+            for index in &old.indexes {
+                if !table.indexes.iter().any(|i| i.id == index.id) {
+                    batch.delete_range(Cf::Rows, index.key_prefix(), index.key_end());
+                }
+            }
+        }
+        let highest = table.indexes.iter().map(|i| i.id).fold(table.id, u32::max);
+        let next = next_id(highest)?;
         if next > self.next_table_id() {
             batch.put(
                 Cf::Meta,
@@ -960,6 +1196,9 @@ impl Catalog {
             state.by_name.remove(&old.name);
         }
         state.next_table_id = state.next_table_id.max(table.id.saturating_add(1));
+        for index in &table.indexes {
+            state.next_table_id = state.next_table_id.max(index.id.saturating_add(1));
+        }
         let table = Arc::new(table);
         state.by_id.insert(table.id, table.clone());
         state.by_name.insert(table.name.clone(), table);

@@ -110,6 +110,8 @@ impl SqlState {
     pub const LOCK_NOT_AVAILABLE: SqlState = SqlState("55P03");
     pub const INVALID_ROW_COUNT_IN_LIMIT: SqlState = SqlState("2201W");
     pub const DEPENDENT_OBJECTS_STILL_EXIST: SqlState = SqlState("2BP01");
+    /// 54011: more columns than an index may have.
+    pub const TOO_MANY_COLUMNS: SqlState = SqlState("54011");
     pub const SEQUENCE_GENERATOR_LIMIT_EXCEEDED: SqlState = SqlState("2200H");
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");
     /// 40P01: sessions waited on each other's locks.

@@ -50,6 +50,10 @@ pub enum Target {
     Advisory(i128),
     /// A table row, by its storage key (which begins with the table id).
     Row(Box<[u8]>),
+    /// A whole table, by id: writers hold it shared (`KeyShare`, as
+    /// PostgreSQL's ROW EXCLUSIVE), and building an index holds it
+    /// exclusively (`Update`, as SHARE), so no write goes unindexed.
+    Table(u32),
 }
 
 /// The lock modes, weakest first, with PostgreSQL's row lock conflicts.
@@ -80,6 +84,8 @@ impl Mode {
         match (target, self) {
             (Target::Advisory(_), Mode::Update) => "ExclusiveLock",
             (Target::Advisory(_), _) => "ShareLock",
+            (Target::Table(_), Mode::Update) => "ShareLock",
+            (Target::Table(_), _) => "RowExclusiveLock",
             (_, Mode::KeyShare) => "ForKeyShare",
             (_, Mode::Share) => "ForShare",
             (_, Mode::NoKeyUpdate) => "ForNoKeyUpdate",
@@ -430,6 +436,7 @@ fn describe_target(target: &Target) -> String {
     match target {
         Target::Advisory(key) => format!("advisory lock {key}"),
         Target::Row(_) => "a row lock".into(),
+        Target::Table(_) => "a table lock".into(),
     }
 }
 

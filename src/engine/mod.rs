@@ -17,6 +17,7 @@ pub mod locks;
 pub mod memory;
 pub mod mvcc;
 pub mod scram;
+mod secondary;
 pub mod sequences;
 mod session;
 pub mod sql;

@@ -465,7 +465,10 @@ impl super::Session {
     }
 
     pub(super) fn refuse_taken(&self, name: &str) -> Result<()> {
-        if self.shared.catalog.table(name).is_ok() || self.shared.sequences.get(name).is_some() {
+        if self.shared.catalog.table(name).is_ok()
+            || self.shared.sequences.get(name).is_some()
+            || self.shared.catalog.index_owner(name).is_some()
+        {
             return Err(Error::AlreadyExists {
                 code: SqlState::DUPLICATE_TABLE,
                 message: format!("relation \"{name}\" already exists"),
@@ -484,7 +487,7 @@ impl super::Session {
     ) -> Result<()> {
         let shared = self.shared.clone();
         let first = match &table {
-            Some(t) => t.id + 1,
+            Some(t) => t.indexes.iter().map(|i| i.id).fold(t.id, u32::max) + 1,
             None => shared.catalog.next_table_id(),
         };
         let mut batch = match &table {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use super::catalog::{Catalog, ColumnDef, Table, TableChange};
 use super::database::Shared;
 use super::error::{Error, Result, SqlState};
-use super::mvcc::{IsolationLevel, RowLock, Transaction, WriteKind};
+use super::mvcc::{IsolationLevel, RowLock, Transaction};
+use super::secondary::{begin_write, write_row, Change};
 use super::storage::{Cf, WriteBatch};
 use super::types::Value;
 
@@ -493,10 +494,7 @@ impl Session {
             if locked_row(open, &key, super::locks::Mode::NoKeyUpdate)?.is_none() {
                 return Ok(false);
             }
-            open.txn
-                .lock()
-                .put(&key, table.encode_row(&row)?, WriteKind::Update)?;
-            open.tables.insert(table.id);
+            write_row(&shared.catalog, open, &table, &key, Change::Update(&row))?;
             Ok(true)
         })
     }
@@ -504,13 +502,13 @@ impl Session {
     /// Deletes the row with primary key `key`; false when there is none.
     pub fn delete(&mut self, table: &str, key: &[Value]) -> Result<bool> {
         let table = self.table(table)?;
+        let shared = self.shared.clone();
         self.statement(|open| {
             let key = table.key(key)?;
             if locked_row(open, &key, super::locks::Mode::Update)?.is_none() {
                 return Ok(false);
             }
-            open.txn.lock().delete(&key)?;
-            open.tables.insert(table.id);
+            write_row(&shared.catalog, open, &table, &key, Change::Delete)?;
             Ok(true)
         })
     }
@@ -545,28 +543,44 @@ impl Session {
     /// change.
     pub(super) fn create_table_with_sequences(
         &mut self,
-        name: &str,
-        columns: Vec<ColumnDef>,
-        primary_key: &[String],
+        def: super::sql::TableDef,
         if_not_exists: bool,
-        serials: Vec<(String, String, super::types::DataType)>,
-        checks: Vec<super::catalog::CheckDef>,
     ) -> Result<bool> {
-        if serials.is_empty() && checks.is_empty() {
-            return self.create_table(name, columns, primary_key, if_not_exists);
+        let super::sql::TableDef {
+            name,
+            columns,
+            primary_key,
+            serials,
+            checks,
+            uniques,
+        } = def;
+        if serials.is_empty() && checks.is_empty() && uniques.is_empty() {
+            return self.create_table(&name, columns, &primary_key, if_not_exists);
         }
         self.refuse_in_transaction("CREATE TABLE")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
-        match self.refuse_taken(name) {
+        match self.refuse_taken(&name) {
             Err(_) if if_not_exists => return Ok(false),
             result => result?,
         }
-        let mut table = Table::new(shared.catalog.next_table_id(), name, columns, primary_key)?;
+        let mut table = Table::new(shared.catalog.next_table_id(), &name, columns, &primary_key)?;
         for def in &checks {
             // Each is named with the ones before it in place.
             let check = shared.checks.define(&table, def)?;
             table.push_check(check)?;
+        }
+        for def in &uniques {
+            let index_name = match &def.name {
+                Some(n) => {
+                    self.refuse_taken(n)?;
+                    n.clone()
+                }
+                None => table.index_name(&def.columns, "key", |n| self.refuse_taken(n).is_err()),
+            };
+            let id = table.id + 1 + table.indexes.len() as u32;
+            let index = table.define_index(def, id, index_name)?;
+            table.push_index(index)?;
         }
         if serials.is_empty() {
             self.save_table(table)?;
@@ -612,6 +626,9 @@ impl Session {
             ids.push(table.id);
             batch.delete(Cf::Catalog, Catalog::table_key(table.id));
             batch.delete_range(Cf::Rows, table.key_prefix(), table.key_end());
+            for index in &table.indexes {
+                batch.delete_range(Cf::Rows, index.key_prefix(), index.key_end());
+            }
             // A SERIAL column's sequence goes with its table.
             for sequence in self.shared.sequences.owned_by(&table.name) {
                 batch.extend(super::sequences::Sequences::drop_entries(&sequence.def));
@@ -659,8 +676,24 @@ impl Session {
         let mut empty = None;
         let mut renamed = None;
         let mut columns_renamed = Vec::new();
+        let mut built = Vec::new();
         for change in changes {
             altered = match change {
+                TableChange::AddUnique(def) => {
+                    let name = match &def.name {
+                        Some(n) => {
+                            self.refuse_taken(n)?;
+                            n.clone()
+                        }
+                        None => altered
+                            .index_name(&def.columns, "key", |n| self.refuse_taken(n).is_err()),
+                    };
+                    let id = shared.catalog.next_table_id() + built.len() as u32;
+                    let index = altered.define_index(&def, id, name)?;
+                    altered.push_index(index.clone())?;
+                    built.push(index);
+                    altered
+                }
                 TableChange::AddColumn(column) => {
                     let volatile = column
                         .default_expr
@@ -734,6 +767,14 @@ impl Session {
                     }
                 }
             };
+        }
+        if !built.is_empty() {
+            if renamed.is_some() || !columns_renamed.is_empty() {
+                return Err(Error::Unsupported(
+                    "renaming and adding a UNIQUE constraint in one ALTER TABLE".into(),
+                ));
+            }
+            return self.save_with_indexes(altered, built);
         }
         if renamed.is_none() && columns_renamed.is_empty() {
             return self.save_table(altered);
@@ -871,8 +912,10 @@ pub(super) fn try_insert_row(
     row: Vec<Value>,
 ) -> Result<(Vec<Value>, Inserted)> {
     shared.check_fault(&table.name);
+    // The table lock before any row lock: a build of an index waits for
+    // this transaction, never the other way round.
+    begin_write(&shared.catalog, open, table)?;
     let row = shared.checks.row(table, row)?;
-    let value = table.encode_row(&row)?;
     let key = (!table.has_row_ids())
         .then(|| table.row_key(&row))
         .transpose()?;
@@ -884,36 +927,31 @@ pub(super) fn try_insert_row(
         Some(key) => lock_row(open, key, super::locks::Mode::Update, true)?,
         None => RowLock::Fresh,
     };
-    let mut txn = open.txn.lock();
-    let key = match key {
+    let stored = match &key {
         None => {
             let id = shared
                 .row_ids
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let key = table.row_id_key(id);
-            txn.put(&key, value, WriteKind::Insert)?;
-            None
+            table.row_id_key(id)
         }
         Some(key) => {
-            let visible = txn.get(&key)?.is_some();
+            let visible = open.txn.lock().get(key)?.is_some();
             let (exists, newer) = match state {
                 RowLock::Changed { exists } => (exists, true),
                 RowLock::Fresh | RowLock::Busy => (visible, false),
             };
             if exists {
                 let conflict = Inserted::Conflict {
-                    key,
+                    key: key.clone(),
                     visible,
                     newer,
                 };
                 return Ok((row, conflict));
             }
-            txn.put(&key, value, WriteKind::Insert)?;
-            Some(key)
+            key.clone()
         }
     };
-    drop(txn);
-    open.tables.insert(table.id);
+    write_row(&shared.catalog, open, table, &stored, Change::Insert(&row))?;
     Ok((row, Inserted::Row { key }))
 }
 

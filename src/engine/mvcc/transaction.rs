@@ -78,6 +78,11 @@ impl RowLocker {
     /// transactions that hold a conflicting lock unless `block` is off;
     /// false when it did not wait and another holds it.
     pub fn lock(&self, key: &[u8], mode: Mode, block: bool) -> Result<bool> {
+        self.lock_target(&Target::Row(key.into()), mode, block)
+    }
+
+    /// Locks `target` in `mode` until the transaction ends, as [`lock`](RowLocker::lock).
+    pub fn lock_target(&self, target: &Target, mode: Mode, block: bool) -> Result<bool> {
         let timeout = self
             .lock_timeout_ms
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -91,13 +96,9 @@ impl RowLocker {
             ),
             describe: self.describe.as_ref(),
         };
-        let taken = self.locks.lock(
-            self.session,
-            &Target::Row(key.into()),
-            mode,
-            Scope::Transaction,
-            &wait,
-        )?;
+        let taken = self
+            .locks
+            .lock(self.session, target, mode, Scope::Transaction, &wait)?;
         if taken {
             self.holds.store(true, std::sync::atomic::Ordering::Relaxed);
         }

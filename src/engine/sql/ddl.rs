@@ -13,20 +13,23 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::execute::{ident, table_name};
-use crate::engine::catalog::{CheckDef, ColumnDef, Identity, Table, TableChange};
+use crate::engine::catalog::{CheckDef, ColumnDef, Identity, IndexDef, Table, TableChange};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::types::{DataType, Value};
 
-/// A table definition: name, columns, primary key column names, the
-/// sequences its SERIAL and identity columns own (sequence name, column,
-/// type), and its CHECK constraints.
-pub type TableDef = (
-    String,
-    Vec<ColumnDef>,
-    Vec<String>,
-    Vec<(String, String, DataType)>,
-    Vec<CheckDef>,
-);
+/// What a CREATE TABLE statement defines.
+pub struct TableDef {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Primary key column names.
+    pub primary_key: Vec<String>,
+    /// The sequences its SERIAL and identity columns own: sequence name,
+    /// column, type.
+    pub serials: Vec<(String, String, DataType)>,
+    pub checks: Vec<CheckDef>,
+    /// Its UNIQUE constraints.
+    pub uniques: Vec<IndexDef>,
+}
 
 /// The definition a CREATE TABLE statement gives.
 pub fn create_table(
@@ -48,9 +51,11 @@ pub fn create_table(
     let mut key = Vec::new();
     let mut serials = Vec::new();
     let mut checks = Vec::new();
+    let mut uniques = Vec::new();
     for def in &create.columns {
         let (mut column, primary, column_checks) = column_definition(def, &mut constant)?;
         checks.extend(column_checks);
+        uniques.extend(column_uniques(def)?);
         if let Some(data_type) = owns_sequence(def)? {
             // PostgreSQL's name for it, cut to the identifier limit.
             let mut sequence = format!("{name}_{}_seq", column.name);
@@ -90,13 +95,128 @@ pub fn create_table(
                 }
             }
             TableConstraint::Check(check) => checks.push(check_definition(check, None)),
+            TableConstraint::Unique(unique) => uniques.push(unique_definition(unique, None)?),
             other => return Err(Error::Unsupported(format!("the constraint {other}"))),
         }
     }
     if key.len() > 1 && create.columns.iter().filter(|c| is_primary(c)).count() > 1 {
         return Err(multiple_keys(&name));
     }
-    Ok((name, columns, key, serials, checks))
+    Ok(TableDef {
+        name,
+        columns,
+        primary_key: key,
+        serials,
+        checks,
+        uniques,
+    })
+}
+
+/// The UNIQUE constraints a column definition declares (`CONSTRAINT name UNIQUE`).
+fn column_uniques(def: &ast::ColumnDef) -> Result<Vec<IndexDef>> {
+    let mut uniques = Vec::new();
+    for option in &def.options {
+        if let ColumnOption::Unique(unique) = &option.option {
+            let mut unique = unique_definition(unique, option.name.as_ref())?;
+            unique.columns = vec![ident(&def.name)];
+            uniques.push(unique);
+        }
+    }
+    Ok(uniques)
+}
+
+/// The index a UNIQUE constraint declares, named by the statement or by
+/// `name` (`CONSTRAINT name` before a column constraint).
+fn unique_definition(
+    unique: &ast::UniqueConstraint,
+    name: Option<&ast::Ident>,
+) -> Result<IndexDef> {
+    if unique
+        .characteristics
+        .is_some_and(|c| c.deferrable == Some(true) || c.initially.is_some())
+    {
+        return Err(Error::Unsupported("DEFERRABLE unique constraints".into()));
+    }
+    if unique.index_type.is_some() || !unique.index_options.is_empty() {
+        return Err(Error::Unsupported(format!("the constraint {unique}")));
+    }
+    Ok(IndexDef {
+        name: unique.name.as_ref().or(name).map(ident),
+        columns: index_columns(&unique.columns)?,
+        unique: true,
+        nulls_not_distinct: unique.nulls_distinct == ast::NullsDistinctOption::NotDistinct,
+        constraint: true,
+    })
+}
+
+/// The column names of an index's column list; 0A000 for an expression,
+/// a descending column, NULLS FIRST or an operator class.
+fn index_columns(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
+    columns
+        .iter()
+        .map(|c| {
+            let ast::Expr::Identifier(id) = &c.column.expr else {
+                return Err(Error::Unsupported(format!(
+                    "an index on the expression {}",
+                    c.column.expr
+                )));
+            };
+            let options = &c.column.options;
+            if options.asc == Some(false) || options.nulls_first == Some(true) {
+                return Err(Error::Unsupported(
+                    "DESC or NULLS FIRST index columns (omen's indexes are ascending, NULLS LAST)"
+                        .into(),
+                ));
+            }
+            if let Some(class) = &c.operator_class {
+                return Err(Error::Unsupported(format!("the operator class {class}")));
+            }
+            Ok(ident(id))
+        })
+        .collect()
+}
+
+/// The index a CREATE INDEX statement defines: table name and definition.
+pub fn create_index(create: &ast::CreateIndex) -> Result<(String, IndexDef)> {
+    if create.predicate.is_some() {
+        return Err(Error::Unsupported(
+            "partial indexes (CREATE INDEX ... WHERE)".into(),
+        ));
+    }
+    if !create.include.is_empty()
+        || !create.with.is_empty()
+        || !create.index_options.is_empty()
+        || !create.alter_options.is_empty()
+    {
+        return Err(Error::Unsupported(format!("the index {create}")));
+    }
+    if let Some(using) = &create.using {
+        let method = using.to_string().to_lowercase();
+        if method != "btree" && method != "hash" {
+            return Err(Error::Unsupported(format!(
+                "index access method \"{method}\""
+            )));
+        }
+    }
+    let name = create
+        .name
+        .as_ref()
+        .map(|n| match n.0.as_slice() {
+            [part] | [_, part] => part
+                .as_ident()
+                .map(ident)
+                .ok_or_else(|| Error::Unsupported(format!("the index name {n}"))),
+            _ => Err(Error::Unsupported(format!("the index name {n}"))),
+        })
+        .transpose()?;
+    let def = IndexDef {
+        name,
+        columns: index_columns(&create.columns)?,
+        unique: create.unique,
+        nulls_not_distinct: create.nulls_distinct == Some(false),
+        constraint: false,
+    };
+    Ok((table_name(&create.table_name)?, def))
 }
 
 /// The definition of a CHECK constraint, named by the statement or by `name`
@@ -236,8 +356,12 @@ pub fn alter(
                 check,
                 validate: true,
             });
+            let uniques = column_uniques(column_def)?
+                .into_iter()
+                .map(TableChange::AddUnique);
             Ok(std::iter::once(TableChange::AddColumn(column))
                 .chain(checks)
+                .chain(uniques)
                 .collect())
         }
         AlterTableOperation::DropColumn { column_names, .. } if column_names.len() == 1 => {
@@ -250,6 +374,12 @@ pub fn alter(
             check: check_definition(check, None),
             validate: !not_valid,
         }]),
+        AlterTableOperation::AddConstraint {
+            constraint: TableConstraint::Unique(unique),
+            not_valid: false,
+        } => Ok(vec![TableChange::AddUnique(unique_definition(
+            unique, None,
+        )?)]),
         AlterTableOperation::DropConstraint {
             if_exists, name, ..
         } => Ok(vec![TableChange::DropConstraint {
@@ -405,6 +535,8 @@ fn column_definition(
             ColumnOption::Check(check) => {
                 checks.push(check_definition(check, option.name.as_ref()))
             }
+            // Read by `column_uniques`.
+            ColumnOption::Unique(_) => {}
             other => return Err(Error::Unsupported(format!("the column option {other}"))),
         }
     }

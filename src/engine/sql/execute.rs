@@ -31,7 +31,8 @@ use crate::engine::catalog::Table;
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::locks::Mode;
-use crate::engine::mvcc::{IsolationLevel, WriteKind};
+use crate::engine::mvcc::IsolationLevel;
+use crate::engine::secondary::{write_row, Change};
 use crate::engine::session::{aborted, insert_row, lock_for_change, Open, Session};
 use crate::engine::types::{DataType, Value};
 
@@ -270,19 +271,29 @@ impl Session {
             }
             Statement::CreateTable(create) => {
                 let planner = self.planner()?;
-                let (name, columns, key, serials, checks) =
-                    ddl::create_table(&create, |expr, data_type| {
-                        self.constant(&planner, expr, data_type)
-                    })?;
-                self.create_table_with_sequences(
-                    &name,
-                    columns,
-                    &key,
-                    create.if_not_exists,
-                    serials,
-                    checks,
-                )?;
+                let def = ddl::create_table(&create, |expr, data_type| {
+                    self.constant(&planner, expr, data_type)
+                })?;
+                self.create_table_with_sequences(def, create.if_not_exists)?;
                 Ok(Output::command("CREATE TABLE"))
+            }
+            Statement::CreateIndex(create) => {
+                if create.concurrently {
+                    self.notice("CREATE INDEX CONCURRENTLY builds the index as CREATE INDEX does");
+                }
+                let (table, def) = ddl::create_index(&create)?;
+                self.create_index(&table, def, create.if_not_exists)?;
+                Ok(Output::command("CREATE INDEX"))
+            }
+            Statement::Drop {
+                object_type: ast::ObjectType::Index,
+                if_exists,
+                names,
+                ..
+            } => {
+                let names = names.iter().map(table_name).collect::<Result<Vec<_>>>()?;
+                self.drop_indexes(&names, if_exists)?;
+                Ok(Output::command("DROP INDEX"))
             }
             Statement::CreateSequence {
                 temporary: false,
@@ -729,7 +740,7 @@ impl Session {
             let mut changed = Vec::new();
             let mut returned = update.returning.as_ref().map(|_| Vec::new());
             let mut count = update_rows(
-                &shared.checks,
+                &shared,
                 open,
                 &table,
                 &rows,
@@ -747,7 +758,7 @@ impl Session {
                     .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
                 let rows = first_of_each_key(rows, joins)?;
                 count += update_rows(
-                    &shared.checks,
+                    &shared,
                     open,
                     &table,
                     &rows,
@@ -843,8 +854,14 @@ impl Session {
             let rows = first_of_each_key(rows, joins)?;
             let mut changed = Vec::new();
             let mut returned = delete.returning.as_ref().map(|_| Vec::new());
-            let mut count =
-                delete_rows(open, &table, &rows, Some(&mut changed), returned.as_mut())?;
+            let mut count = delete_rows(
+                &shared,
+                open,
+                &table,
+                &rows,
+                Some(&mut changed),
+                returned.as_mut(),
+            )?;
             if !changed.is_empty() {
                 // READ COMMITTED: a row another transaction changed while this
                 // one waited is deleted if it still matches.
@@ -853,7 +870,7 @@ impl Session {
                     .runtime
                     .block_on(planner.query_rechecked(&open.txn, query, table.id, changed))?;
                 let rows = first_of_each_key(rows, joins)?;
-                count += delete_rows(open, &table, &rows, None, returned.as_mut())?;
+                count += delete_rows(&shared, open, &table, &rows, None, returned.as_mut())?;
             }
             open.tables.insert(table.id);
             let written = Written {
@@ -925,7 +942,7 @@ impl Session {
 /// snapshot go to `changed` (READ COMMITTED), unwritten. Returns the rows
 /// written.
 fn update_rows(
-    checks: &super::Checks,
+    shared: &Shared,
     open: &mut Open,
     table: &Table,
     rows: &Rows,
@@ -946,7 +963,7 @@ fn update_rows(
                 .iter()
                 .map(|a| convert::value_at(a.as_ref(), r))
                 .collect::<Result<Vec<_>>>()?;
-            let row = checks.row(table, row)?;
+            let row = shared.checks.row(table, row)?;
             let new = if table.has_row_ids() {
                 old.clone()
             } else {
@@ -967,12 +984,11 @@ fn update_rows(
                 returned.push(row.clone());
             }
             if old == new {
-                let bytes = table.encode_row(&row)?;
-                open.txn.lock().put(&new, bytes, WriteKind::Update)?;
+                write_row(&shared.catalog, open, table, &new, Change::Update(&row))?;
             } else {
                 // A changed key: delete every old key before writing
                 // the new ones, so keys may shift within the statement.
-                open.txn.lock().delete(&old)?;
+                write_row(&shared.catalog, open, table, &old, Change::Delete)?;
                 moved.push(row);
             }
             count += 1;
@@ -984,6 +1000,7 @@ fn update_rows(
 /// Deletes the rows of a DELETE's query (their storage keys); as
 /// [`update_rows`] for rows that changed after the snapshot.
 fn delete_rows(
+    shared: &Shared,
     open: &mut Open,
     table: &Table,
     rows: &Rows,
@@ -1007,7 +1024,7 @@ fn delete_rows(
                     .collect::<Result<Vec<_>>>()?;
                 returned.push(row);
             }
-            open.txn.lock().delete(&key)?;
+            write_row(&shared.catalog, open, table, &key, Change::Delete)?;
             count += 1;
         }
     }

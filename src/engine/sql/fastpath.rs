@@ -28,7 +28,7 @@ use super::planner::Rows;
 use crate::engine::catalog::{Identity, Table};
 use crate::engine::error::Result;
 use crate::engine::locks::Mode;
-use crate::engine::mvcc::WriteKind;
+use crate::engine::secondary::{write_row, Change};
 use crate::engine::session::{insert_row, locked_row, Session};
 use crate::engine::types::{DataType, Value};
 
@@ -266,7 +266,6 @@ impl Session {
             let Some(bytes) = locked_row(open, &key, Mode::NoKeyUpdate)? else {
                 return Ok(Some(0));
             };
-            let mut txn = open.txn.lock();
             let old = table.decode_row(&bytes)?;
             let mut row = old.clone();
             for (c, assigned) in &assignments {
@@ -280,9 +279,7 @@ impl Session {
                 };
             }
             let row = shared.checks.row(&table, row)?;
-            txn.put(&key, table.encode_row(&row)?, WriteKind::Update)?;
-            drop(txn);
-            open.tables.insert(table.id);
+            write_row(&shared.catalog, open, &table, &key, Change::Update(&row))?;
             Ok(Some(1))
         })?;
         Ok(count.map(|count| Output::Command {
@@ -305,12 +302,12 @@ impl Session {
         let Some(key) = key_of(&table, selection).and_then(|k| table.key(&k).ok()) else {
             return Ok(None);
         };
+        let shared = self.shared.clone();
         let count = self.statement(|open| {
             if locked_row(open, &key, Mode::Update)?.is_none() {
                 return Ok(0);
             }
-            open.txn.lock().delete(&key)?;
-            open.tables.insert(table.id);
+            write_row(&shared.catalog, open, &table, &key, Change::Delete)?;
             Ok(1)
         })?;
         Ok(Some(Output::Command {

@@ -40,6 +40,7 @@ pub(crate) use checks::Checks;
 pub use convert::{arrow_type, float_text, pg_type_name};
 pub(crate) use cursors::Cursors;
 pub(in crate::engine) use ddl::is_volatile_default;
+pub use ddl::TableDef;
 pub use describe::{placeholder, placeholder_count, Description, MAX_PARAMETERS};
 pub(super) use execute::default_settings;
 pub use execute::{ident, parse, parse_timeout, table_name, Output};

@@ -1546,6 +1546,12 @@ fn lock_rows(live: &Live) -> Vec<Row> {
                         ("tuple", 0.into()),
                     ]);
                 }
+                Target::Table(table) => {
+                    row.extend([
+                        ("locktype", "relation".into()),
+                        ("relation", oid(table_oid(*table))),
+                    ]);
+                }
             }
             row
         })
@@ -1583,6 +1589,7 @@ fn activity_rows(live: &Live) -> Vec<Row> {
                 let event = match target {
                     Target::Advisory(_) => "advisory",
                     Target::Row(_) => "tuple",
+                    Target::Table(_) => "relation",
                 };
                 row.push(("wait_event_type", "Lock".into()));
                 row.push(("wait_event", event.into()));

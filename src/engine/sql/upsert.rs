@@ -34,7 +34,8 @@ use super::provider::RETURNING_TABLE;
 use crate::engine::catalog::Table;
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
-use crate::engine::mvcc::{IsolationLevel, WriteKind};
+use crate::engine::mvcc::IsolationLevel;
+use crate::engine::secondary::{write_row, Change};
 use crate::engine::session::{
     concurrent_update, insert_row, newest_row, try_insert_row, Inserted, Open,
 };
@@ -197,14 +198,12 @@ impl OnConflict {
             .collect::<Result<Vec<_>>>()?;
         let new = shared.checks.row(table, new)?;
         let new_key = table.row_key(&new)?;
-        open.tables.insert(table.id);
         if new_key != key {
-            open.txn.lock().delete(&key)?;
+            write_row(&shared.catalog, open, table, &key, Change::Delete)?;
             self.touched.insert(new_key);
             return Ok(Outcome::Written(insert_row(shared, open, table, new)?));
         }
-        let bytes = table.encode_row(&new)?;
-        open.txn.lock().put(&key, bytes, WriteKind::Update)?;
+        write_row(&shared.catalog, open, table, &key, Change::Update(&new))?;
         Ok(Outcome::Written(new))
     }
 }

@@ -1,0 +1,363 @@
+//! Secondary index entries: written with the rows they point to, in the
+//! same transaction, so they are versioned, locked, checked at commit and
+//! garbage-collected exactly as rows are (see [`Index`] for their keys).
+//!
+//! Every change of a row goes through [`write_row`], which also writes the
+//! entries that change: an UPDATE that leaves the indexed columns alone
+//! writes none, one that changes them deletes the old entry and inserts the
+//! new one. A unique entry is inserted as a primary key is: its key is
+//! locked (a concurrent insert of the same values is waited for, then
+//! decides), and one that holds a row already is a unique violation.
+//!
+//! Writers and index builds meet on a table lock: the first write of a
+//! transaction to a table takes it shared, and CREATE INDEX takes it
+//! exclusively, so a build waits for the transactions writing the table and
+//! none starts meanwhile; a writer that planned against the definition
+//! before the build fails with 40001 rather than write rows the new index
+//! would miss.
+
+use super::catalog::{Catalog, Index, IndexDef, Table};
+use super::error::{Error, Result, SqlState};
+use super::locks::{Mode, Target};
+use super::mvcc::{IsolationLevel, RowLock, WriteKind};
+use super::session::{lock_row, Open, Session};
+use super::storage::WriteBatch;
+use super::types::Value;
+
+/// What [`write_row`] does to a row.
+pub(super) enum Change<'a> {
+    /// Writes a new row, whose key holds none (checked by the caller).
+    Insert(&'a [Value]),
+    /// Replaces the row with these values.
+    Update(&'a [Value]),
+    /// Deletes the row.
+    Delete,
+}
+
+/// Writes row `key` of `table` and the index entries that change with it.
+pub(super) fn write_row(
+    catalog: &Catalog,
+    open: &mut Open,
+    table: &Table,
+    key: &[u8],
+    change: Change<'_>,
+) -> Result<()> {
+    begin_write(catalog, open, table)?;
+    let old = match (&change, table.indexes.is_empty()) {
+        (Change::Insert(_), _) | (_, true) => None,
+        _ => {
+            let bytes = open.txn.lock().get(key)?;
+            bytes.map(|b| table.decode_row(&b)).transpose()?
+        }
+    };
+    let (new, kind) = match change {
+        Change::Insert(row) => (Some(row), WriteKind::Insert),
+        Change::Update(row) => (Some(row), WriteKind::Update),
+        Change::Delete => (None, WriteKind::Update),
+    };
+    let value = new.map(|row| table.encode_row(row)).transpose()?;
+    for index in &table.indexes {
+        let before = old
+            .as_deref()
+            .map(|row| table.index_entry(index, row, key))
+            .transpose()?;
+        let after = new
+            .map(|row| table.index_entry(index, row, key))
+            .transpose()?;
+        if before == after {
+            continue;
+        }
+        match (before, after) {
+            (Some((old_key, _)), Some((new_key, target))) if old_key == new_key => {
+                open.txn.lock().put(&new_key, target, WriteKind::Update)?;
+            }
+            (before, after) => {
+                if let Some((old_key, _)) = before {
+                    open.txn.lock().delete(&old_key)?;
+                }
+                if let (Some((entry, target)), Some(row)) = (after, new) {
+                    insert_entry(open, table, index, row, &entry, target)?;
+                }
+            }
+        }
+    }
+    let mut txn = open.txn.lock();
+    match value {
+        Some(bytes) => txn.put(key, bytes, kind),
+        None => txn.delete(key),
+    }
+}
+
+/// Takes the table lock for the first write of the transaction to `table`,
+/// and refuses a statement planned against a definition whose indexes
+/// changed since (an index was built while it waited for the lock).
+pub(super) fn begin_write(catalog: &Catalog, open: &mut Open, table: &Table) -> Result<()> {
+    if open.tables.contains(&table.id) {
+        return Ok(());
+    }
+    let locker = open.txn.lock().locker();
+    if let Some(locker) = locker {
+        locker.lock_target(&Target::Table(table.id), Mode::KeyShare, true)?;
+        let current = catalog.table_by_id(table.id);
+        let same = current.is_some_and(|current| {
+            current
+                .indexes
+                .iter()
+                .map(|i| i.id)
+                .eq(table.indexes.iter().map(|i| i.id))
+        });
+        if !same {
+            return Err(Error::SerializationConflict {
+                reason: format!(
+                    "the indexes of table \"{}\" changed while the statement ran",
+                    table.name
+                ),
+            });
+        }
+    }
+    open.tables.insert(table.id);
+    Ok(())
+}
+
+/// Inserts the entry `entry` of `row` into `index`; for a unique entry,
+/// 23505 when another row holds its values.
+fn insert_entry(
+    open: &mut Open,
+    table: &Table,
+    index: &Index,
+    row: &[Value],
+    entry: &[u8],
+    target: Vec<u8>,
+) -> Result<()> {
+    // Only a unique entry keyed by its values alone can meet another row's.
+    if !index.unique || !unique_form(table, index, row) {
+        return open.txn.lock().put(entry, target, WriteKind::Insert);
+    }
+    // As a primary key insert: lock first, then a row committed after the
+    // snapshot counts as it is now.
+    let state = lock_row(open, entry, Mode::Update, true)?;
+    let mut txn = open.txn.lock();
+    let visible = txn.get(entry)?.is_some();
+    let exists = match state {
+        RowLock::Changed { exists } => exists,
+        RowLock::Fresh | RowLock::Busy => visible,
+    };
+    if exists {
+        if !visible && txn.isolation() == IsolationLevel::Serializable {
+            return Err(Error::SerializationConflict {
+                reason: "a concurrent insert of the same key".into(),
+            });
+        }
+        return Err(duplicate(table, index, row, "already exists"));
+    }
+    txn.put(entry, target, WriteKind::Insert)
+}
+
+/// Whether `row`'s entry in unique `index` is keyed by its values alone.
+fn unique_form(table: &Table, index: &Index, row: &[Value]) -> bool {
+    index.nulls_not_distinct
+        || table
+            .index_columns(index)
+            .into_iter()
+            .all(|c| !row[c].is_null())
+}
+
+/// 23505 for `row`'s values in unique `index`: `what` they do ("already
+/// exists", or "is duplicated" when an index is built).
+fn duplicate(table: &Table, index: &Index, row: &[Value], what: &str) -> Error {
+    let columns = table.index_columns(index);
+    let names: Vec<_> = columns
+        .iter()
+        .map(|c| table.columns[*c].name.as_str())
+        .collect();
+    let values: Vec<_> = columns
+        .iter()
+        .map(|c| match &row[*c] {
+            Value::Null => "null".to_string(),
+            v => v.to_string(),
+        })
+        .collect();
+    let head = if what == "is duplicated" {
+        format!("could not create unique index \"{}\"", index.name)
+    } else {
+        format!(
+            "duplicate key value violates unique constraint \"{}\"",
+            index.name
+        )
+    };
+    Error::ConstraintViolation {
+        code: SqlState::UNIQUE_VIOLATION,
+        message: format!(
+            "{head}: Key ({})=({}) {what}",
+            names.join(", "),
+            values.join(", ")
+        ),
+    }
+}
+
+/// Writes the entries of every row of `table` (the definition that has
+/// `index`) into the transaction of `open`: the build of a new index,
+/// under the exclusive table lock. 23505 when a unique index meets two
+/// rows with equal values. Returns the rows indexed.
+pub(super) fn build(open: &mut Open, table: &Table, index: &Index) -> Result<u64> {
+    let locker = open.txn.lock().locker();
+    if let Some(locker) = locker {
+        locker.lock_target(&Target::Table(table.id), Mode::Update, true)?;
+    }
+    // Every writer that held the table lock has ended: read what they wrote.
+    open.txn.lock().refresh_snapshot();
+    let (from, to) = (table.key_prefix(), table.key_end());
+    let mut rows = 0;
+    let mut resume = from;
+    // The rows are read in chunks, so the scan never borrows the
+    // transaction while entries are written into it.
+    loop {
+        let chunk: Vec<(Vec<u8>, Vec<u8>)> = {
+            let mut txn = open.txn.lock();
+            txn.scan(&resume, Some(&to))
+                .take(1024)
+                .collect::<Result<_>>()?
+        };
+        let Some((last, _)) = chunk.last() else {
+            break;
+        };
+        resume = super::session::successor(last.clone());
+        for (key, bytes) in chunk {
+            let row = table.decode_row(&bytes)?;
+            let (entry, target) = table.index_entry(index, &row, &key)?;
+            let mut txn = open.txn.lock();
+            if index.unique && unique_form(table, index, &row) && txn.get(&entry)?.is_some() {
+                return Err(duplicate(table, index, &row, "is duplicated"));
+            }
+            txn.put(&entry, target, WriteKind::Insert)?;
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+impl Session {
+    /// CREATE INDEX: defines `def` on `table` and builds its entries for
+    /// the rows there; with `if_not_exists`, a relation of its name is left
+    /// alone and false returned.
+    pub fn create_index(
+        &mut self,
+        table: &str,
+        def: IndexDef,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        self.refuse_in_transaction("CREATE INDEX")?;
+        let shared = self.shared.clone();
+        let _ddl = shared.ddl.lock();
+        let table = self.table(table)?;
+        let name = match &def.name {
+            Some(name) => {
+                if let Err(e) = self.refuse_taken(name) {
+                    if if_not_exists {
+                        self.notice(format!("relation \"{name}\" already exists, skipping"));
+                        return Ok(false);
+                    }
+                    return Err(e);
+                }
+                name.clone()
+            }
+            None => {
+                let suffix = if def.constraint { "key" } else { "idx" };
+                table.index_name(&def.columns, suffix, |n| self.refuse_taken(n).is_err())
+            }
+        };
+        let index = table.define_index(&def, shared.catalog.next_table_id(), name)?;
+        let mut altered = (*table).clone();
+        altered.push_index(index.clone())?;
+        self.save_with_indexes(altered, vec![index])?;
+        Ok(true)
+    }
+
+    /// Saves `table`, whose definition adds `built` (indexes new to it),
+    /// with their entries for the rows there, in one commit under the
+    /// exclusive table lock.
+    pub(super) fn save_with_indexes(&mut self, table: Table, built: Vec<Index>) -> Result<()> {
+        let shared = self.shared.clone();
+        self.statement(|open| {
+            for index in &built {
+                build(open, &table, index)?;
+            }
+            let batch = shared.catalog.put_entries(&table)?;
+            let catalog = shared.catalog.clone();
+            let ids: Vec<u32> = built.iter().map(|i| i.id).collect();
+            let apply = move |ts| {
+                let mut table = table;
+                for index in &mut table.indexes {
+                    if ids.contains(&index.id) {
+                        index.visible_from = ts;
+                    }
+                }
+                catalog.install(table);
+            };
+            open.txn
+                .lock()
+                .add_unversioned(batch, None, Some(Box::new(apply)));
+            Ok(())
+        })
+    }
+
+    /// DROP INDEX: every index named, in one change, or none when one is
+    /// missing (42704, unless `if_exists`) or backs a constraint (2BP01).
+    pub fn drop_indexes(&mut self, names: &[String], if_exists: bool) -> Result<()> {
+        self.refuse_in_transaction("DROP INDEX")?;
+        let shared = self.shared.clone();
+        let _ddl = shared.ddl.lock();
+        let mut altered: Vec<Table> = Vec::new();
+        for name in names {
+            let owner = altered
+                .iter()
+                .position(|t| t.index(name).is_some())
+                .map(|i| altered.remove(i))
+                .or_else(|| shared.catalog.index_owner(name).map(|t| (*t).clone()));
+            let Some(mut table) = owner else {
+                if if_exists {
+                    self.notice(format!("index \"{name}\" does not exist, skipping"));
+                    continue;
+                }
+                return Err(Error::NotFound {
+                    code: SqlState::UNDEFINED_OBJECT,
+                    message: format!("index \"{name}\" does not exist"),
+                });
+            };
+            let position = table.indexes.iter().position(|i| &i.name == name);
+            let index = table.indexes.remove(position.expect("the owner has it"));
+            if index.constraint {
+                return Err(Error::ConstraintViolation {
+                    code: SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                    message: format!(
+                        "cannot drop index {name} because constraint {name} on table {} requires it \
+                         (drop the constraint with ALTER TABLE {} DROP CONSTRAINT {name})",
+                        table.name, table.name
+                    ),
+                });
+            }
+            altered.push(table);
+        }
+        if altered.is_empty() {
+            return Ok(());
+        }
+        self.statement(|open| {
+            let locker = open.txn.lock().locker();
+            let mut batch = WriteBatch::new();
+            for table in &altered {
+                // Writers planned against the old definition would write
+                // entries of the dropped index: wait for them to end.
+                if let Some(locker) = &locker {
+                    locker.lock_target(&Target::Table(table.id), Mode::Update, true)?;
+                }
+                batch.extend(shared.catalog.put_entries(table)?);
+            }
+            let catalog = shared.catalog.clone();
+            let apply = move |_| altered.into_iter().for_each(|t| catalog.install(t));
+            open.txn
+                .lock()
+                .add_unversioned(batch, None, Some(Box::new(apply)));
+            Ok(())
+        })
+    }
+}
