@@ -154,7 +154,7 @@ fn insert_entry(
 }
 
 /// Whether `row`'s entry in unique `index` is keyed by its values alone.
-fn unique_form(table: &Table, index: &Index, row: &[Value]) -> bool {
+pub(super) fn unique_form(table: &Table, index: &Index, row: &[Value]) -> bool {
     index.nulls_not_distinct
         || table
             .index_columns(index)

@@ -843,7 +843,7 @@ impl Session {
     fn save_table(&self, table: Table) -> Result<()> {
         let batch = self.shared.catalog.put_entries(&table)?;
         let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
-        let new = table.schema_version == 1;
+        let new = !self.shared.catalog.contains_id(table.id);
         let apply = move |_| {
             if new {
                 directories.add_table(&table);

@@ -27,7 +27,7 @@ use datafusion::common::DataFusionError;
 use datafusion::datasource::MemTable;
 
 use crate::engine::activity::Activity;
-use crate::engine::catalog::{Catalog, Role, Table};
+use crate::engine::catalog::{Catalog, Index, Role, Table};
 use crate::engine::locks::{Locks, Target};
 use crate::engine::types::DataType;
 
@@ -343,6 +343,59 @@ pub fn index_definition(table: &Table) -> String {
         quote_ident(&table.name),
         key_columns(table).join(", ")
     )
+}
+
+/// The table whose secondary index has id `id`, with the index.
+pub fn secondary_index(catalog: &Catalog, id: u32) -> Option<(Arc<Table>, Index)> {
+    catalog.tables().into_iter().find_map(|t| {
+        let index = t.indexes.iter().find(|i| i.id == id)?.clone();
+        Some((t, index))
+    })
+}
+
+/// The definition pg_get_indexdef gives a secondary index.
+pub fn secondary_index_definition(table: &Table, index: &Index) -> String {
+    format!(
+        "CREATE {}INDEX {} ON public.{} USING btree ({}){}",
+        if index.unique { "UNIQUE " } else { "" },
+        quote_ident(&index.name),
+        quote_ident(&table.name),
+        index_column_names(table, index).join(", "),
+        if index.nulls_not_distinct {
+            " NULLS NOT DISTINCT"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The definition pg_get_constraintdef gives a UNIQUE constraint.
+pub fn unique_definition(table: &Table, index: &Index) -> String {
+    format!(
+        "UNIQUE {}({})",
+        if index.nulls_not_distinct {
+            "NULLS NOT DISTINCT "
+        } else {
+            ""
+        },
+        index_column_names(table, index).join(", ")
+    )
+}
+
+fn index_column_names(table: &Table, index: &Index) -> Vec<String> {
+    table
+        .index_columns(index)
+        .into_iter()
+        .map(|i| quote_ident(&table.columns[i].name))
+        .collect()
+}
+
+fn index_attnums(table: &Table, index: &Index) -> Vec<i16> {
+    table
+        .index_columns(index)
+        .into_iter()
+        .map(|i| i as i16 + 1)
+        .collect()
 }
 
 /// The definition pg_get_constraintdef gives a table's primary key.
@@ -843,6 +896,13 @@ const PG_TABLES: Columns = &[
     ("hastriggers", Bool),
     ("rowsecurity", Bool),
 ];
+const PG_INDEXES: Columns = &[
+    ("schemaname", Text),
+    ("tablename", Text),
+    ("indexname", Text),
+    ("tablespace", Text),
+    ("indexdef", Text),
+];
 const PG_VIEWS: Columns = &[
     ("schemaname", Text),
     ("viewname", Text),
@@ -879,6 +939,7 @@ const PG_CATALOG: &[(&str, Columns)] = &[
     ("pg_sequence", PG_SEQUENCE),
     ("pg_stat_activity", PG_STAT_ACTIVITY),
     ("pg_statistic_ext", PG_STATISTIC_EXT),
+    ("pg_indexes", PG_INDEXES),
     ("pg_tables", PG_TABLES),
     ("pg_tablespace", PG_TABLESPACE),
     ("pg_trigger", PG_TRIGGER),
@@ -952,7 +1013,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     ("relowner", oid(OWNER_OID)),
                     ("relam", oid(HEAP_AM)),
                     ("relfilenode", oid(table_oid(t.id))),
-                    ("relhasindex", keyed.into()),
+                    ("relhasindex", (keyed || !t.indexes.is_empty()).into()),
                     ("relpersistence", "p".into()),
                     ("relkind", "r".into()),
                     ("relnatts", (t.columns.len() as i64).into()),
@@ -971,6 +1032,22 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ("relpersistence", "p".into()),
                         ("relkind", "i".into()),
                         ("relnatts", (t.primary_key.len() as i64).into()),
+                        ("relispopulated", true.into()),
+                        ("relreplident", "n".into()),
+                        ("reltuples", (-1).into()),
+                    ]);
+                }
+                for index in &t.indexes {
+                    rows.push(vec![
+                        ("oid", oid(table_oid(index.id))),
+                        ("relname", index.name.clone().into()),
+                        ("relnamespace", oid(PUBLIC_OID)),
+                        ("relowner", oid(OWNER_OID)),
+                        ("relam", oid(BTREE_AM)),
+                        ("relfilenode", oid(table_oid(index.id))),
+                        ("relpersistence", "p".into()),
+                        ("relkind", "i".into()),
+                        ("relnatts", (index.columns.len() as i64).into()),
                         ("relispopulated", true.into()),
                         ("relreplident", "n".into()),
                         ("reltuples", (-1).into()),
@@ -1016,17 +1093,25 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ),
                     ]);
                 }
-                if !t.has_row_ids() {
-                    for (n, i) in t.primary_key_indices().into_iter().enumerate() {
+                let keys = (!t.has_row_ids())
+                    .then(|| (index_oid(t.id), t.primary_key_indices()))
+                    .into_iter()
+                    .chain(
+                        t.indexes
+                            .iter()
+                            .map(|i| (table_oid(i.id), t.index_columns(i))),
+                    );
+                for (relation, columns) in keys {
+                    for (n, i) in columns.into_iter().enumerate() {
                         let c = &t.columns[i];
                         let (type_oid, typmod) = type_of(c.data_type);
                         rows.push(vec![
-                            ("attrelid", oid(index_oid(t.id))),
+                            ("attrelid", oid(relation)),
                             ("attname", c.name.clone().into()),
                             ("atttypid", oid(type_oid)),
                             ("attnum", (n as i64 + 1).into()),
                             ("atttypmod", (typmod as i64).into()),
-                            ("attnotnull", true.into()),
+                            ("attnotnull", (!c.nullable).into()),
                             ("attidentity", "".into()),
                             ("attgenerated", "".into()),
                             ("attislocal", true.into()),
@@ -1103,6 +1188,25 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     ("indkey", Cell::I16List(key)),
                 ]
             })
+            .chain(tables.iter().flat_map(|t| {
+                t.indexes.iter().map(|index| {
+                    let key = index_attnums(t, index);
+                    vec![
+                        ("indexrelid", oid(table_oid(index.id))),
+                        ("indrelid", oid(table_oid(t.id))),
+                        ("indnatts", (key.len() as i64).into()),
+                        ("indnkeyatts", (key.len() as i64).into()),
+                        ("indisunique", index.unique.into()),
+                        ("indnullsnotdistinct", index.nulls_not_distinct.into()),
+                        ("indisprimary", false.into()),
+                        ("indimmediate", true.into()),
+                        ("indisvalid", true.into()),
+                        ("indisready", true.into()),
+                        ("indislive", true.into()),
+                        ("indkey", Cell::I16List(key)),
+                    ]
+                })
+            }))
             .collect(),
         "pg_constraint" => tables
             .iter()
@@ -1148,6 +1252,25 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     ("connoinherit", true.into()),
                     ("conkey", Cell::I16List(key)),
                 ]
+            }))
+            .chain(tables.iter().flat_map(|t| {
+                t.indexes.iter().filter(|i| i.constraint).map(|index| {
+                    vec![
+                        ("oid", oid(index_oid(index.id))),
+                        ("conname", index.name.clone().into()),
+                        ("connamespace", oid(PUBLIC_OID)),
+                        ("contype", "u".into()),
+                        ("convalidated", true.into()),
+                        ("conrelid", oid(table_oid(t.id))),
+                        ("conindid", oid(table_oid(index.id))),
+                        ("confupdtype", " ".into()),
+                        ("confdeltype", " ".into()),
+                        ("confmatchtype", " ".into()),
+                        ("conislocal", true.into()),
+                        ("connoinherit", true.into()),
+                        ("conkey", Cell::I16List(index_attnums(t, index))),
+                    ]
+                })
             }))
             .collect(),
         "pg_am" => vec![
@@ -1238,8 +1361,34 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     ("schemaname", "public".into()),
                     ("tablename", t.name.clone().into()),
                     ("tableowner", owner.clone().into()),
-                    ("hasindexes", (!t.has_row_ids()).into()),
+                    (
+                        "hasindexes",
+                        (!t.has_row_ids() || !t.indexes.is_empty()).into(),
+                    ),
                 ]
+            })
+            .collect(),
+        "pg_indexes" => tables
+            .iter()
+            .flat_map(|t| {
+                let primary =
+                    (!t.has_row_ids()).then(|| (t.primary_key_name(), index_definition(t)));
+                let secondary = t
+                    .indexes
+                    .iter()
+                    .map(|i| (i.name.clone(), secondary_index_definition(t, i)));
+                primary
+                    .into_iter()
+                    .chain(secondary)
+                    .map(|(name, definition)| {
+                        vec![
+                            ("schemaname", "public".into()),
+                            ("tablename", t.name.clone().into()),
+                            ("indexname", name.into()),
+                            ("indexdef", definition.into()),
+                        ]
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect(),
         _ => Vec::new(),
@@ -1423,40 +1572,62 @@ fn information_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
             .collect(),
         "table_constraints" => tables
             .iter()
-            .filter(|t| !t.has_row_ids())
-            .map(|t| {
-                let mut row = named(t);
-                row.extend([
-                    ("constraint_catalog", "omen".into()),
-                    ("constraint_schema", "public".into()),
-                    ("constraint_name", format!("{}_pkey", t.name).into()),
-                    ("constraint_type", "PRIMARY KEY".into()),
-                    ("is_deferrable", "NO".into()),
-                    ("initially_deferred", "NO".into()),
-                    ("enforced", "YES".into()),
-                ]);
-                row
+            .flat_map(|t| {
+                key_constraints(t)
+                    .into_iter()
+                    .map(|(name, kind, _)| {
+                        let mut row = named(t);
+                        row.extend([
+                            ("constraint_catalog", "omen".into()),
+                            ("constraint_schema", "public".into()),
+                            ("constraint_name", name.into()),
+                            ("constraint_type", kind.into()),
+                            ("is_deferrable", "NO".into()),
+                            ("initially_deferred", "NO".into()),
+                            ("enforced", "YES".into()),
+                        ]);
+                        row
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect(),
         "key_column_usage" => {
             let mut rows = Vec::new();
-            for t in tables.iter().filter(|t| !t.has_row_ids()) {
-                for (n, i) in t.primary_key_indices().into_iter().enumerate() {
-                    let mut row = named(t);
-                    row.extend([
-                        ("constraint_catalog", "omen".into()),
-                        ("constraint_schema", "public".into()),
-                        ("constraint_name", format!("{}_pkey", t.name).into()),
-                        ("column_name", t.columns[i].name.clone().into()),
-                        ("ordinal_position", (n as i64 + 1).into()),
-                    ]);
-                    rows.push(row);
+            for t in tables.iter() {
+                for (name, _, columns) in key_constraints(t) {
+                    for (n, i) in columns.into_iter().enumerate() {
+                        let mut row = named(t);
+                        row.extend([
+                            ("constraint_catalog", "omen".into()),
+                            ("constraint_schema", "public".into()),
+                            ("constraint_name", name.clone().into()),
+                            ("column_name", t.columns[i].name.clone().into()),
+                            ("ordinal_position", (n as i64 + 1).into()),
+                        ]);
+                        rows.push(row);
+                    }
                 }
             }
             rows
         }
         _ => Vec::new(),
     }
+}
+
+/// A table's primary key and UNIQUE constraints: name, information_schema
+/// type and column positions.
+fn key_constraints(t: &Table) -> Vec<(String, &'static str, Vec<usize>)> {
+    let primary =
+        (!t.has_row_ids()).then(|| (t.primary_key_name(), "PRIMARY KEY", t.primary_key_indices()));
+    primary
+        .into_iter()
+        .chain(
+            t.indexes
+                .iter()
+                .filter(|i| i.constraint)
+                .map(|i| (i.name.clone(), "UNIQUE", t.index_columns(i))),
+        )
+        .collect()
 }
 
 /// The rows the sequences add to pg_class and pg_sequence.

@@ -256,6 +256,9 @@ pub fn functions(
             if let Some(s) = sequences.as_ref().and_then(|s| s.by_id(id)) {
                 return (!index).then(|| quote_ident(&s.def.name));
             }
+            if let Some((_, secondary)) = pg_catalog::secondary_index(&catalog, id) {
+                return (!index).then(|| quote_ident(&secondary.name));
+            }
             let table = catalog.tables().into_iter().find(|t| t.id == id)?;
             Some(if index {
                 format!("{}_pkey", table.name)
@@ -356,7 +359,7 @@ pub fn functions(
     functions.push(function("pg_get_expr", None, text, |args, _| {
         Ok(text_array(texts(args, 0)?))
     }));
-    let t = table_of.clone();
+    let (t, c) = (table_of.clone(), catalog.clone());
     functions.push(function("pg_get_indexdef", None, text, move |args, _| {
         // With a column number, only that column of the index.
         let columns = match args.len() {
@@ -368,13 +371,30 @@ pub fn functions(
                 .into_iter()
                 .zip(columns)
                 .map(|(o, column)| {
-                    let table = o.and_then(&t)?;
+                    let o = o?;
+                    let secondary = pg_catalog::relation_of(o)
+                        .filter(|(_, primary)| !primary)
+                        .and_then(|(id, _)| pg_catalog::secondary_index(&c, id));
+                    let (table, positions, definition) = match secondary {
+                        Some((table, index)) => {
+                            let definition = pg_catalog::secondary_index_definition(&table, &index);
+                            (table.clone(), table.index_columns(&index), definition)
+                        }
+                        None => {
+                            let table = t(o)?;
+                            (
+                                table.clone(),
+                                table.primary_key_indices(),
+                                index_definition(&table),
+                            )
+                        }
+                    };
                     Some(match column {
                         Some(n) if n > 0 => {
-                            let i = *table.primary_key_indices().get(n as usize - 1)?;
+                            let i = *positions.get(n as usize - 1)?;
                             quote_ident(&table.columns[i].name)
                         }
-                        _ => index_definition(&table),
+                        _ => definition,
                     })
                 })
                 .collect(),
@@ -391,8 +411,17 @@ pub fn functions(
                     .into_iter()
                     .map(|o| {
                         let o = o?;
-                        match pg_catalog::check_of(&c, o) {
-                            Some((table, n)) => Some(pg_catalog::check_definition(&table, n)),
+                        if let Some((table, n)) = pg_catalog::check_of(&c, o) {
+                            return Some(pg_catalog::check_definition(&table, n));
+                        }
+                        // A UNIQUE constraint's oid is its index's, plus one.
+                        let unique = pg_catalog::relation_of(o)
+                            .filter(|(_, plus_one)| *plus_one)
+                            .and_then(|(id, _)| pg_catalog::secondary_index(&c, id));
+                        match unique {
+                            Some((table, index)) => {
+                                Some(pg_catalog::unique_definition(&table, &index))
+                            }
                             None => t(o).map(|table| constraint_definition(&table)),
                         }
                     })
@@ -445,6 +474,10 @@ pub fn functions(
             }
             if let Some(s) = sequences.as_ref().and_then(|s| s.get(&name)) {
                 return Some(pg_catalog::table_oid(s.def.id));
+            }
+            if let Some(t) = c.index_owner(&name) {
+                let index = t.index(&name)?;
+                return Some(pg_catalog::table_oid(index.id));
             }
             c.table(&name).ok().map(|t| pg_catalog::table_oid(t.id))
         }),

@@ -33,8 +33,9 @@ use std::sync::atomic::AtomicU64;
 use super::scan::{ScanExec, ScanParts};
 
 use super::convert;
-use crate::engine::catalog::{Catalog, Table};
+use crate::engine::catalog::{Catalog, Index, Table};
 use crate::engine::directory::Directories;
+use crate::engine::encoding::keycode;
 use crate::engine::error::{Error, Result};
 use crate::engine::session::{successor, SharedTxn};
 use crate::engine::types::Value;
@@ -189,7 +190,8 @@ impl TableProvider for TableScan {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
-        let used = KeyRanges::plan(&self.table, filters).used;
+        let read_ts = self.txn.lock().read_ts();
+        let used = self.access(filters, read_ts).0.used;
         Ok(used
             .into_iter()
             .map(|u| {
@@ -210,7 +212,9 @@ impl TableProvider for TableScan {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
         let filters: Vec<&Expr> = filters.iter().collect();
-        let mut ranges = KeyRanges::plan(&self.table, &filters).ranges;
+        let read_ts = self.txn.lock().read_ts();
+        let (ranges, index) = self.access(&filters, read_ts);
+        let mut ranges = ranges.ranges;
         if let Some(keys) = &self.restrict {
             ranges = keys
                 .iter()
@@ -247,7 +251,20 @@ impl TableProvider for TableScan {
             txn: self.txn.clone(),
             with_keys: self.with_keys,
             scanned: self.scanned.clone(),
+            index: index.map(|i| i.name.clone()),
         })?))
+    }
+}
+
+impl TableScan {
+    /// How the scan reads the table for `filters`: the primary key when
+    /// it only re-reads given rows (see [`Tables::restrict`]), else the
+    /// best access [`KeyRanges::choose`] finds.
+    fn access(&self, filters: &[&Expr], read_ts: u64) -> (KeyRanges, Option<&Index>) {
+        if self.restrict.is_some() {
+            return (KeyRanges::plan(&self.table, filters), None);
+        }
+        KeyRanges::choose(&self.table, filters, read_ts)
     }
 }
 
@@ -264,14 +281,52 @@ pub struct KeyRanges {
 pub enum Read {
     Get(Vec<u8>),
     Scan(Vec<u8>, Vec<u8>),
+    /// A half-open range of a secondary index's entries, read with the rows
+    /// they name.
+    Index(Vec<u8>, Vec<u8>),
 }
 
 impl Read {
     fn contains(&self, key: &[u8]) -> bool {
         match self {
             Read::Get(k) => k == key,
-            Read::Scan(from, to) => from.as_slice() <= key && key < to.as_slice(),
+            Read::Scan(from, to) | Read::Index(from, to) => {
+                from.as_slice() <= key && key < to.as_slice()
+            }
         }
+    }
+}
+
+/// The keys a scan's filters are matched against: the primary key, or the
+/// columns of a secondary index.
+struct Layout<'a> {
+    table: &'a Table,
+    /// Positions of the key's columns in the table.
+    columns: Vec<usize>,
+    index: Option<&'a Index>,
+}
+
+impl Layout<'_> {
+    /// The first key of entries whose leading columns equal `values`.
+    fn encode(&self, values: &[Value]) -> Result<Vec<u8>> {
+        let Some(index) = self.index else {
+            return self.table.key_prefix_of(values);
+        };
+        let mut out = index.key_prefix();
+        for value in values {
+            keycode::encode_value(value, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn start(&self) -> Vec<u8> {
+        self.index
+            .map_or_else(|| self.table.key_prefix(), Index::key_prefix)
+    }
+
+    fn end(&self) -> Vec<u8> {
+        self.index
+            .map_or_else(|| self.table.key_end(), Index::key_end)
     }
 }
 
@@ -288,7 +343,66 @@ struct ColumnFilter {
 impl KeyRanges {
     /// The ranges for `filters` over `table`'s primary key.
     pub fn plan(table: &Table, filters: &[&Expr]) -> KeyRanges {
-        let key = table.primary_key_indices();
+        let layout = Layout {
+            table,
+            columns: table.primary_key_indices(),
+            index: None,
+        };
+        KeyRanges::plan_layout(&layout, filters)
+    }
+
+    /// The ranges for `filters` over the entries of `index` of `table`.
+    fn plan_index(table: &Table, index: &Index, filters: &[&Expr]) -> KeyRanges {
+        let layout = Layout {
+            table,
+            columns: table.index_columns(index),
+            index: Some(index),
+        };
+        let mut ranges = KeyRanges::plan_layout(&layout, filters);
+        for read in &mut ranges.ranges {
+            if let Read::Scan(from, to) = read {
+                *read = Read::Index(std::mem::take(from), std::mem::take(to));
+            }
+        }
+        ranges
+    }
+
+    /// How `table` is best read for `filters`: through its primary key when
+    /// a filter constrains it or no index helps, else through the index
+    /// whose leading columns the filters constrain most (a unique index
+    /// matched on every column first). Indexes built after the snapshot
+    /// `read_ts` are passed over: they lack the rows it sees.
+    pub fn choose<'a>(
+        table: &'a Table,
+        filters: &[&Expr],
+        read_ts: u64,
+    ) -> (KeyRanges, Option<&'a Index>) {
+        let primary = KeyRanges::plan(table, filters);
+        if primary.used.iter().any(|u| *u) {
+            return (primary, None);
+        }
+        let mut best: Option<(KeyRanges, &Index, (bool, usize))> = None;
+        for index in table.indexes.iter().filter(|i| i.visible_from <= read_ts) {
+            let ranges = KeyRanges::plan_index(table, index, filters);
+            let used = ranges.used.iter().filter(|u| **u).count();
+            if used == 0 {
+                continue;
+            }
+            let unique = index.unique && used >= index.columns.len();
+            let score = (unique, used);
+            if best.as_ref().is_none_or(|(_, _, s)| score > *s) {
+                best = Some((ranges, index, score));
+            }
+        }
+        match best {
+            Some((ranges, index, _)) => (ranges, Some(index)),
+            None => (primary, None),
+        }
+    }
+
+    fn plan_layout(layout: &Layout<'_>, filters: &[&Expr]) -> KeyRanges {
+        let table = layout.table;
+        let key = layout.columns.clone();
         let mut columns: Vec<ColumnFilter> = key.iter().map(|_| ColumnFilter::default()).collect();
         for (i, filter) in filters.iter().enumerate() {
             if let Some((position, constraint)) = key_constraint(table, &key, filter) {
@@ -326,19 +440,21 @@ impl KeyRanges {
             }
             break;
         }
-        let full_key = !key.is_empty() && prefixes.first().is_some_and(|p| p.len() == key.len());
+        let full_key = layout.index.is_none()
+            && !key.is_empty()
+            && prefixes.first().is_some_and(|p| p.len() == key.len());
         let mut ranges = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {
-            let Ok(start) = table.key_prefix_of(&prefix) else {
+            let Ok(start) = layout.encode(&prefix) else {
                 // A value the key encoding refuses: leave every filter to DataFusion.
-                return KeyRanges::everything(table, filters.len());
+                return KeyRanges::everything(layout, filters.len());
             };
             if full_key {
                 ranges.push(Read::Get(start));
                 continue;
             }
             let end = if prefix.is_empty() {
-                table.key_end()
+                layout.end()
             } else {
                 successor(start.clone())
             };
@@ -349,7 +465,7 @@ impl KeyRanges {
             let encode = |v: &Value| {
                 let mut k = prefix.clone();
                 k.push(v.clone());
-                table.key_prefix_of(&k)
+                layout.encode(&k)
             };
             let from = match lower {
                 Some(Bound::Included(v)) => encode(v),
@@ -359,20 +475,22 @@ impl KeyRanges {
             let to = match upper {
                 Some(Bound::Included(v)) => encode(v).map(successor),
                 Some(Bound::Excluded(v)) => encode(v),
+                // An index holds NULLs, which sort last and no range admits.
+                _ if layout.index.is_some() => encode(&Value::Null),
                 _ => Ok(end),
             };
             match (from, to) {
                 (Ok(from), Ok(to)) if from < to => ranges.push(Read::Scan(from, to)),
                 (Ok(_), Ok(_)) => {}
-                _ => return KeyRanges::everything(table, filters.len()),
+                _ => return KeyRanges::everything(layout, filters.len()),
             }
         }
         KeyRanges { ranges, used }
     }
 
-    fn everything(table: &Table, filters: usize) -> KeyRanges {
+    fn everything(layout: &Layout<'_>, filters: usize) -> KeyRanges {
         KeyRanges {
-            ranges: vec![Read::Scan(table.key_prefix(), table.key_end())],
+            ranges: vec![Read::Scan(layout.start(), layout.end())],
             used: vec![false; filters],
         }
     }

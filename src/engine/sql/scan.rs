@@ -66,6 +66,9 @@ pub struct ScanExec {
     with_keys: bool,
     /// Rows read by this session's scans.
     scanned: Arc<AtomicU64>,
+    /// The index the reads go through, when they do (rows then come in the
+    /// index's order, not the key's).
+    index: Option<String>,
     properties: Arc<PlanProperties>,
 }
 
@@ -87,6 +90,8 @@ pub struct ScanParts {
     pub with_keys: bool,
     /// The session's count of rows read.
     pub scanned: Arc<AtomicU64>,
+    /// The index `partitions` read through ([`Read::Index`]), by name.
+    pub index: Option<String>,
 }
 
 impl ScanExec {
@@ -96,7 +101,10 @@ impl ScanExec {
             Some(p) => Arc::new(parts.schema.project(p)?),
             None => parts.schema.clone(),
         };
-        let ordering = key_ordering(&parts.table, &projected);
+        let ordering = match parts.index {
+            None => key_ordering(&parts.table, &projected),
+            Some(_) => Vec::new(),
+        };
         let eq = EquivalenceProperties::new_with_orderings(projected, ordering);
         // The stream yields to tokio's budget itself (make_cooperative), so
         // DataFusion needs no wrapper above it (one that would also hide the
@@ -118,6 +126,7 @@ impl ScanExec {
             txn: parts.txn,
             with_keys: parts.with_keys,
             scanned: parts.scanned,
+            index: parts.index,
             properties: Arc::new(properties),
         })
     }
@@ -132,6 +141,7 @@ impl ScanExec {
             txn: self.txn.clone(),
             with_keys: self.with_keys,
             scanned: self.scanned.clone(),
+            index: self.index.clone(),
             properties: self.properties.clone(),
         }
     }
@@ -176,13 +186,13 @@ impl DisplayAs for ScanExec {
         let reads = self.partitions.iter().flat_map(|p| p.iter());
         let (gets, scans) = reads.fold((0, 0), |(g, s), r| match r {
             Read::Get(_) => (g + 1, s),
-            Read::Scan(..) => (g, s + 1),
+            Read::Scan(..) | Read::Index(..) => (g, s + 1),
         });
-        write!(
-            f,
-            "OmenScan: table={}, key_lookups={gets}, key_ranges={scans}",
-            self.table.name
-        )?;
+        write!(f, "OmenScan: table={}", self.table.name)?;
+        match &self.index {
+            Some(index) => write!(f, ", index={index}, index_ranges={scans}")?,
+            None => write!(f, ", key_lookups={gets}, key_ranges={scans}")?,
+        }
         if self.partitions.len() > 1 {
             write!(f, ", partitions={}", self.partitions.len())?;
         }
@@ -268,6 +278,7 @@ impl ExecutionPlan for ScanExec {
             txn: self.txn.clone(),
             with_keys: self.with_keys,
             scanned: self.scanned.clone(),
+            index: self.index.clone(),
             range: 0,
             resume: None,
             batch_rows: FIRST_BATCH_ROWS,
@@ -291,6 +302,8 @@ struct Chunks {
     txn: SharedTxn,
     with_keys: bool,
     scanned: Arc<AtomicU64>,
+    /// The index the reads go through, for messages.
+    index: Option<String>,
     /// The range being read.
     range: usize,
     /// Where the range being read goes on, when a batch ended inside it.
@@ -331,6 +344,31 @@ impl Chunks {
                         match raw.last() {
                             Some((key, _)) if full => self.resume = Some(successor(key.clone())),
                             _ => self.range += 1,
+                        }
+                    }
+                    Read::Index(from, to) => {
+                        // Entries first, then the rows they name, at the
+                        // same snapshot (the scan borrows the transaction).
+                        let start = self.resume.take().unwrap_or_else(|| from.clone());
+                        let room = want - raw.len();
+                        let entries = txn
+                            .scan(&start, Some(to))
+                            .take(room)
+                            .collect::<Result<Vec<_>>>()?;
+                        match entries.last() {
+                            Some((entry, _)) if entries.len() == room => {
+                                self.resume = Some(successor(entry.clone()))
+                            }
+                            _ => self.range += 1,
+                        }
+                        for (_, key) in entries {
+                            let Some(bytes) = txn.get(&key)? else {
+                                return Err(crate::engine::error::Error::Corruption(format!(
+                                    "an entry of index \"{}\" names a row that is not there",
+                                    self.index.as_deref().unwrap_or_default()
+                                )));
+                            };
+                            raw.push((key, bytes));
                         }
                     }
                 }

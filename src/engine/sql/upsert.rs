@@ -2,13 +2,16 @@
 //! is taken.
 //!
 //! ```text
-//!   ON CONFLICT [(pk columns) | ON CONSTRAINT t_pkey] DO NOTHING
-//!   ON CONFLICT (pk columns) DO UPDATE SET c = excluded.c + t.c [WHERE ...]
+//!   ON CONFLICT [(unique columns) | ON CONSTRAINT name] DO NOTHING
+//!   ON CONFLICT (unique columns) DO UPDATE SET c = excluded.c + t.c [WHERE ...]
 //! ```
 //!
-//! The primary key is omen's one unique constraint, so it is the only
-//! conflict target; any other fails with PostgreSQL's 42P10. A conflicting
-//! row is locked for update (waiting for a transaction that holds it). At
+//! The conflict target is the primary key or a unique index (named by its
+//! columns, or as a constraint); without one, DO NOTHING skips a conflict
+//! on any of them. A target that names neither fails with PostgreSQL's
+//! 42P10. A unique index's entry for the proposed values is locked before
+//! it is looked up, so two upserts of the same values run one after the
+//! other. A conflicting row is locked for update (waiting for a transaction that holds it). At
 //! READ COMMITTED the update applies to the newest version of the row, even
 //! one committed after the statement's snapshot; at REPEATABLE READ and
 //! SERIALIZABLE such a row fails the statement with 40001, as in PostgreSQL.
@@ -34,10 +37,12 @@ use super::provider::RETURNING_TABLE;
 use crate::engine::catalog::Table;
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
+use crate::engine::locks::Mode;
 use crate::engine::mvcc::IsolationLevel;
-use crate::engine::secondary::{write_row, Change};
+use crate::engine::mvcc::RowLock;
+use crate::engine::secondary::{unique_form, write_row, Change};
 use crate::engine::session::{
-    concurrent_update, insert_row, newest_row, try_insert_row, Inserted, Open,
+    concurrent_update, insert_row, lock_row, newest_row, try_insert_row, Inserted, Open,
 };
 use crate::engine::types::Value;
 
@@ -48,6 +53,10 @@ pub(super) struct OnConflict {
     update: Option<Update>,
     /// Keys this statement inserted or updated (DO UPDATE may not touch one again).
     touched: HashSet<Vec<u8>>,
+    /// The ids of the unique indexes whose conflicts the clause handles,
+    /// beside the primary key's (`key`).
+    indexes: Vec<u32>,
+    key: bool,
 }
 
 struct Update {
@@ -72,7 +81,8 @@ impl OnConflict {
         let OnInsert::OnConflict(on) = on else {
             return Err(Error::Unsupported("ON DUPLICATE KEY UPDATE".into()));
         };
-        match &on.conflict_target {
+        let unique = |i: &&crate::engine::catalog::Index| i.unique;
+        let (key, indexes) = match &on.conflict_target {
             None => {
                 if matches!(on.action, OnConflictAction::DoUpdate(_)) {
                     return Err(Error::invalid(
@@ -80,6 +90,9 @@ impl OnConflict {
                         "ON CONFLICT DO UPDATE requires inference specification or constraint name",
                     ));
                 }
+                // DO NOTHING on any unique constraint.
+                let all = table.indexes.iter().filter(unique).map(|i| i.id).collect();
+                (true, all)
             }
             Some(ConflictTarget::Columns(columns)) => {
                 let mut named: Vec<usize> = columns
@@ -88,13 +101,26 @@ impl OnConflict {
                     .collect::<Result<_>>()?;
                 named.sort_unstable();
                 named.dedup();
-                let mut key = table.primary_key_indices();
-                key.sort_unstable();
-                if table.has_row_ids() || named != key {
-                    return Err(Error::invalid(
-                        SqlState::INVALID_COLUMN_REFERENCE,
-                        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
-                    ));
+                let sorted = |mut columns: Vec<usize>| {
+                    columns.sort_unstable();
+                    columns
+                };
+                let index = table
+                    .indexes
+                    .iter()
+                    .filter(unique)
+                    .find(|i| sorted(table.index_columns(i)) == named);
+                match index {
+                    _ if !table.has_row_ids() && sorted(table.primary_key_indices()) == named => {
+                        (true, Vec::new())
+                    }
+                    Some(index) => (false, vec![index.id]),
+                    None => {
+                        return Err(Error::invalid(
+                            SqlState::INVALID_COLUMN_REFERENCE,
+                            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                        ))
+                    }
                 }
             }
             Some(ConflictTarget::OnConstraint(name)) => {
@@ -104,17 +130,27 @@ impl OnConflict {
                     .and_then(|p| p.as_ident())
                     .map(ident)
                     .unwrap_or_default();
-                if table.has_row_ids() || name != format!("{}_pkey", table.name) {
-                    return Err(Error::NotFound {
-                        code: SqlState::UNDEFINED_OBJECT,
-                        message: format!(
-                            "constraint \"{name}\" for table \"{}\" does not exist",
-                            table.name
-                        ),
-                    });
+                let index = table
+                    .indexes
+                    .iter()
+                    .find(|i| i.constraint && i.name == name);
+                match index {
+                    _ if !table.has_row_ids() && name == table.primary_key_name() => {
+                        (true, Vec::new())
+                    }
+                    Some(index) => (false, vec![index.id]),
+                    None => {
+                        return Err(Error::NotFound {
+                            code: SqlState::UNDEFINED_OBJECT,
+                            message: format!(
+                                "constraint \"{name}\" for table \"{}\" does not exist",
+                                table.name
+                            ),
+                        })
+                    }
                 }
             }
-        }
+        };
         let update = match &on.action {
             OnConflictAction::DoNothing => None,
             OnConflictAction::DoUpdate(update) => {
@@ -126,6 +162,8 @@ impl OnConflict {
         Ok(Some(OnConflict {
             update,
             touched: HashSet::new(),
+            indexes,
+            key,
         }))
     }
 
@@ -140,7 +178,18 @@ impl OnConflict {
         alias: &str,
         row: Vec<Value>,
     ) -> Result<Outcome> {
-        let (proposed, inserted) = try_insert_row(shared, open, table, row)?;
+        let (proposed, inserted) = match self.index_conflict(shared, open, table, &row)? {
+            Some(conflict) => conflict,
+            // A primary key the clause does not name fails as without it.
+            None if !self.key => {
+                let row = insert_row(shared, open, table, row)?;
+                let key = (!table.has_row_ids())
+                    .then(|| table.row_key(&row))
+                    .transpose()?;
+                (row, Inserted::Row { key })
+            }
+            None => try_insert_row(shared, open, table, row)?,
+        };
         let (key, visible, newer) = match inserted {
             Inserted::Row { key } => {
                 self.touched.extend(key);
@@ -197,7 +246,11 @@ impl OnConflict {
             })
             .collect::<Result<Vec<_>>>()?;
         let new = shared.checks.row(table, new)?;
-        let new_key = table.row_key(&new)?;
+        let new_key = if table.has_row_ids() {
+            key.clone()
+        } else {
+            table.row_key(&new)?
+        };
         if new_key != key {
             write_row(&shared.catalog, open, table, &key, Change::Delete)?;
             self.touched.insert(new_key);
@@ -205,6 +258,48 @@ impl OnConflict {
         }
         write_row(&shared.catalog, open, table, &key, Change::Update(&new))?;
         Ok(Outcome::Written(new))
+    }
+}
+
+impl OnConflict {
+    /// The row that holds `row`'s values in one of the clause's unique
+    /// indexes, as a conflict (its entry locked, so no other transaction
+    /// can take the values until this one ends); None when there is none.
+    fn index_conflict(
+        &self,
+        shared: &Shared,
+        open: &mut Open,
+        table: &Table,
+        row: &[Value],
+    ) -> Result<Option<(Vec<Value>, Inserted)>> {
+        if self.indexes.is_empty() {
+            return Ok(None);
+        }
+        let checked = shared.checks.row(table, row.to_vec())?;
+        for index in table
+            .indexes
+            .iter()
+            .filter(|i| self.indexes.contains(&i.id))
+        {
+            if !unique_form(table, index, &checked) {
+                continue;
+            }
+            let (entry, _) = table.index_entry(index, &checked, &table.key_prefix())?;
+            let (target, visible, newer) = match lock_row(open, &entry, Mode::Update, true)? {
+                RowLock::Changed { exists: false } => continue,
+                RowLock::Changed { exists: true } => (newest_row(open, &entry)?, false, true),
+                RowLock::Fresh | RowLock::Busy => (open.txn.lock().get(&entry)?, true, false),
+            };
+            if let Some(key) = target {
+                let conflict = Inserted::Conflict {
+                    key,
+                    visible,
+                    newer,
+                };
+                return Ok(Some((checked, conflict)));
+            }
+        }
+        Ok(None)
     }
 }
 
