@@ -10,6 +10,7 @@ mod crash;
 mod directory;
 mod engine;
 mod hostile;
+mod indexes;
 mod integrity;
 mod locks;
 mod scan;
@@ -98,6 +99,13 @@ fn main() {
     trials.extend(tests!(wire_values:
         extreme_values_over_the_wire,
         random_values_round_trip_over_the_wire,
+    ));
+    trials.extend(tests!(indexes:
+        concurrent_inserts_of_one_unique_value_wait_then_decide,
+        an_index_build_waits_for_writers_and_misses_no_row,
+        old_snapshots_do_not_read_a_newer_index,
+        indexes_survive_a_restart_and_ids_stay_apart,
+        index_reads_answer_as_full_scans_do,
     ));
     trials.extend(tests!(locks:
         advisory_locks_exclude_and_wait,

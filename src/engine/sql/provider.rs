@@ -190,16 +190,23 @@ impl TableProvider for TableScan {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
+        // Filters the primary key enforces are exact. Those an index serves
+        // are inexact (DataFusion filters the rows again): which index a
+        // scan reads depends on all of its filters, and DataFusion may ask
+        // about them a few at a time.
         let read_ts = self.txn.lock().read_ts();
-        let used = self.access(filters, read_ts).0.used;
-        Ok(used
+        let primary = KeyRanges::plan(&self.table, filters).used;
+        let indexed = match self.restrict {
+            Some(_) => vec![false; filters.len()],
+            None => KeyRanges::indexed(&self.table, filters, read_ts),
+        };
+        Ok(primary
             .into_iter()
-            .map(|u| {
-                if u {
-                    TableProviderFilterPushDown::Exact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
+            .zip(indexed)
+            .map(|(primary, indexed)| match (primary, indexed) {
+                (true, _) => TableProviderFilterPushDown::Exact,
+                (false, true) => TableProviderFilterPushDown::Inexact,
+                (false, false) => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
     }
@@ -367,11 +374,23 @@ impl KeyRanges {
         ranges
     }
 
+    /// For each filter, whether an index `read_ts` may read serves it.
+    fn indexed(table: &Table, filters: &[&Expr], read_ts: u64) -> Vec<bool> {
+        let mut indexed = vec![false; filters.len()];
+        for index in table.indexes.iter().filter(|i| i.visible_from <= read_ts) {
+            let used = KeyRanges::plan_index(table, index, filters).used;
+            for (any, used) in indexed.iter_mut().zip(used) {
+                *any |= used;
+            }
+        }
+        indexed
+    }
+
     /// How `table` is best read for `filters`: through its primary key when
     /// a filter constrains it or no index helps, else through the index
-    /// whose leading columns the filters constrain most (a unique index
-    /// matched on every column first). Indexes built after the snapshot
-    /// `read_ts` are passed over: they lack the rows it sees.
+    /// whose leading columns the most filters constrain (a unique one when
+    /// that ties). Indexes built after the snapshot `read_ts` are passed
+    /// over: they lack the rows it sees.
     pub fn choose<'a>(
         table: &'a Table,
         filters: &[&Expr],
@@ -381,15 +400,14 @@ impl KeyRanges {
         if primary.used.iter().any(|u| *u) {
             return (primary, None);
         }
-        let mut best: Option<(KeyRanges, &Index, (bool, usize))> = None;
+        let mut best: Option<(KeyRanges, &Index, (usize, bool))> = None;
         for index in table.indexes.iter().filter(|i| i.visible_from <= read_ts) {
             let ranges = KeyRanges::plan_index(table, index, filters);
             let used = ranges.used.iter().filter(|u| **u).count();
             if used == 0 {
                 continue;
             }
-            let unique = index.unique && used >= index.columns.len();
-            let score = (unique, used);
+            let score = (used, index.unique);
             if best.as_ref().is_none_or(|(_, _, s)| score > *s) {
                 best = Some((ranges, index, score));
             }
