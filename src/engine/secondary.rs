@@ -199,13 +199,7 @@ fn duplicate(table: &Table, index: &Index, row: &[Value], what: &str) -> Error {
 /// `index`) into the transaction of `open`: the build of a new index,
 /// under the exclusive table lock. 23505 when a unique index meets two
 /// rows with equal values. Returns the rows indexed.
-pub(super) fn build(open: &mut Open, table: &Table, index: &Index) -> Result<u64> {
-    let locker = open.txn.lock().locker();
-    if let Some(locker) = locker {
-        locker.lock_target(&Target::Table(table.id), Mode::Update, true)?;
-    }
-    // Every writer that held the table lock has ended: read what they wrote.
-    open.txn.lock().refresh_snapshot();
+fn build(open: &mut Open, table: &Table, index: &Index) -> Result<u64> {
     let (from, to) = (table.key_prefix(), table.key_end());
     let mut rows = 0;
     let mut resume = from;
@@ -273,12 +267,18 @@ impl Session {
         Ok(true)
     }
 
-    /// Saves `table`, whose definition adds `built` (indexes new to it),
-    /// with their entries for the rows there, in one commit under the
-    /// exclusive table lock.
+    /// Saves `table`, whose definition adds `built` (indexes new to it,
+    /// with their entries for the rows there) or drops indexes, in one
+    /// commit under the exclusive table lock.
     pub(super) fn save_with_indexes(&mut self, table: Table, built: Vec<Index>) -> Result<()> {
         let shared = self.shared.clone();
         self.statement(|open| {
+            let locker = open.txn.lock().locker();
+            if let Some(locker) = locker {
+                locker.lock_target(&Target::Table(table.id), Mode::Update, true)?;
+            }
+            // Every writer that held the table lock has ended: read what they wrote.
+            open.txn.lock().refresh_snapshot();
             for index in &built {
                 build(open, &table, index)?;
             }

@@ -768,10 +768,15 @@ impl Session {
                 }
             };
         }
-        if !built.is_empty() {
+        let indexes_dropped = self
+            .table(table)?
+            .indexes
+            .iter()
+            .any(|i| !altered.indexes.iter().any(|a| a.id == i.id));
+        if !built.is_empty() || indexes_dropped {
             if renamed.is_some() || !columns_renamed.is_empty() {
                 return Err(Error::Unsupported(
-                    "renaming and adding a UNIQUE constraint in one ALTER TABLE".into(),
+                    "renaming and adding or dropping an index in one ALTER TABLE".into(),
                 ));
             }
             return self.save_with_indexes(altered, built);

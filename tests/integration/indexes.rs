@@ -92,6 +92,23 @@ pub fn an_index_build_waits_for_writers_and_misses_no_row() {
     assert_sqlstate(s2.execute("CREATE UNIQUE INDEX t_v_key ON t (v)"), "23505");
     run(&mut s2, "INSERT INTO t VALUES (2000, 7)");
     assert_eq!(ints(&mut s2, "SELECT count(*) FROM t WHERE v = 7"), [13]);
+
+    // Dropping an index waits for writers too (they would write its entries).
+    run(&mut s1, "BEGIN; INSERT INTO t VALUES (3000, 8)");
+    let wait = blocked(s2, |s| s.execute("DROP INDEX t_v"));
+    run(&mut s1, "COMMIT");
+    let (mut s2, result) = wait.join();
+    result.expect("the drop ends after the writer");
+    run(
+        &mut s2,
+        "ALTER TABLE t ADD CONSTRAINT t_id_v UNIQUE (id, v)",
+    );
+    run(&mut s1, "BEGIN; INSERT INTO t VALUES (3001, 8)");
+    let wait = blocked(s2, |s| s.execute("ALTER TABLE t DROP CONSTRAINT t_id_v"));
+    run(&mut s1, "COMMIT");
+    let (mut s2, result) = wait.join();
+    result.expect("the constraint goes after the writer");
+    assert_eq!(ints(&mut s2, "SELECT count(*) FROM t WHERE v = 8"), [12]);
 }
 
 /// The plan column of an EXPLAIN, one line per row.
