@@ -916,6 +916,13 @@ impl Session {
         let name = table_name(&variable)
             .unwrap_or_else(|_| variable.to_string())
             .to_lowercase();
+        // SET name TO DEFAULT is RESET name (drivers send it to leave a mode).
+        if let [ast::Expr::Identifier(word)] = values.as_slice() {
+            if word.quote_style.is_none() && word.value.eq_ignore_ascii_case("default") {
+                self.reset_setting(&name)?;
+                return Ok(Output::command("SET"));
+            }
+        }
         let value = values
             .iter()
             .map(|v| match v {

@@ -45,7 +45,7 @@ impl Session {
     }
 
     /// One setting back to its value at session start.
-    fn reset_setting(&mut self, name: &str) -> Result<()> {
+    pub(super) fn reset_setting(&mut self, name: &str) -> Result<()> {
         if matches!(
             name,
             "transaction_isolation" | "default_transaction_isolation"
