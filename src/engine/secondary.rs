@@ -19,8 +19,8 @@
 use super::catalog::{Catalog, Index, IndexDef, Table};
 use super::error::{Error, Result, SqlState};
 use super::locks::{Mode, Target};
-use super::mvcc::{IsolationLevel, RowLock, WriteKind};
-use super::session::{lock_row, Open, Session};
+use super::mvcc::WriteKind;
+use super::session::{lock_for_insert, taken, Open, Session};
 use super::storage::WriteBatch;
 use super::types::Value;
 
@@ -95,9 +95,7 @@ pub(super) fn begin_write(catalog: &Catalog, open: &mut Open, table: &Table) -> 
     if open.tables.contains(&table.id) {
         return Ok(());
     }
-    let locker = open.txn.lock().locker();
-    if let Some(locker) = locker {
-        locker.lock_target(&Target::Table(table.id), Mode::KeyShare, true)?;
+    if lock_table(open, table.id, Mode::KeyShare)? {
         let current = catalog.table_by_id(table.id);
         let same = current.is_some_and(|current| {
             current
@@ -119,6 +117,19 @@ pub(super) fn begin_write(catalog: &Catalog, open: &mut Open, table: &Table) -> 
     Ok(())
 }
 
+/// Locks table `id` in `mode` until the transaction of `open` ends,
+/// waiting for conflicting holders; false for a transaction that takes no
+/// locks (outside a session).
+fn lock_table(open: &Open, id: u32, mode: Mode) -> Result<bool> {
+    let locker = open.txn.lock().locker();
+    match locker {
+        Some(locker) => locker
+            .lock_target(&Target::Table(id), mode, true)
+            .map(|_| true),
+        None => Ok(false),
+    }
+}
+
 /// Inserts the entry `entry` of `row` into `index`; for a unique entry,
 /// 23505 when another row holds its values.
 fn insert_entry(
@@ -133,24 +144,12 @@ fn insert_entry(
     if !index.unique || !unique_form(table, index, row) {
         return open.txn.lock().put(entry, target, WriteKind::Insert);
     }
-    // As a primary key insert: lock first, then a row committed after the
-    // snapshot counts as it is now.
-    let state = lock_row(open, entry, Mode::Update, true)?;
-    let mut txn = open.txn.lock();
-    let visible = txn.get(entry)?.is_some();
-    let exists = match state {
-        RowLock::Changed { exists } => exists,
-        RowLock::Fresh | RowLock::Busy => visible,
-    };
-    if exists {
-        if !visible && txn.isolation() == IsolationLevel::Serializable {
-            return Err(Error::SerializationConflict {
-                reason: "a concurrent insert of the same key".into(),
-            });
-        }
-        return Err(duplicate(table, index, row, "already exists"));
+    if let Some((visible, _)) = lock_for_insert(open, entry)? {
+        let columns = table.index_columns(index);
+        let duplicate = unique_violation(table, &index.name, &columns, row, false);
+        return Err(taken(open, visible, duplicate));
     }
-    txn.put(entry, target, WriteKind::Insert)
+    open.txn.lock().put(entry, target, WriteKind::Insert)
 }
 
 /// Whether `row`'s entry in unique `index` is keyed by its values alone.
@@ -162,10 +161,16 @@ pub(super) fn unique_form(table: &Table, index: &Index, row: &[Value]) -> bool {
             .all(|c| !row[c].is_null())
 }
 
-/// 23505 for `row`'s values in unique `index`: `what` they do ("already
-/// exists", or "is duplicated" when an index is built).
-fn duplicate(table: &Table, index: &Index, row: &[Value], what: &str) -> Error {
-    let columns = table.index_columns(index);
+/// 23505 for `row`'s values in the unique constraint or index `name` on
+/// `columns`: a write that meets another row's, or (`building`) a unique
+/// index built over rows with equal values.
+pub(super) fn unique_violation(
+    table: &Table,
+    name: &str,
+    columns: &[usize],
+    row: &[Value],
+    building: bool,
+) -> Error {
     let names: Vec<_> = columns
         .iter()
         .map(|c| table.columns[*c].name.as_str())
@@ -177,12 +182,15 @@ fn duplicate(table: &Table, index: &Index, row: &[Value], what: &str) -> Error {
             v => v.to_string(),
         })
         .collect();
-    let head = if what == "is duplicated" {
-        format!("could not create unique index \"{}\"", index.name)
+    let (head, what) = if building {
+        (
+            format!("could not create unique index \"{name}\""),
+            "is duplicated",
+        )
     } else {
-        format!(
-            "duplicate key value violates unique constraint \"{}\"",
-            index.name
+        (
+            format!("duplicate key value violates unique constraint \"{name}\""),
+            "already exists",
         )
     };
     Error::ConstraintViolation {
@@ -221,7 +229,8 @@ fn build(open: &mut Open, table: &Table, index: &Index) -> Result<u64> {
             let (entry, target) = table.index_entry(index, &row, &key)?;
             let mut txn = open.txn.lock();
             if index.unique && unique_form(table, index, &row) && txn.get(&entry)?.is_some() {
-                return Err(duplicate(table, index, &row, "is duplicated"));
+                let columns = table.index_columns(index);
+                return Err(unique_violation(table, &index.name, &columns, &row, true));
             }
             txn.put(&entry, target, WriteKind::Insert)?;
             rows += 1;
@@ -273,10 +282,7 @@ impl Session {
     pub(super) fn save_with_indexes(&mut self, table: Table, built: Vec<Index>) -> Result<()> {
         let shared = self.shared.clone();
         self.statement(|open| {
-            let locker = open.txn.lock().locker();
-            if let Some(locker) = locker {
-                locker.lock_target(&Target::Table(table.id), Mode::Update, true)?;
-            }
+            lock_table(open, table.id, Mode::Update)?;
             // Every writer that held the table lock has ended: read what they wrote.
             open.txn.lock().refresh_snapshot();
             for index in &built {
@@ -342,14 +348,11 @@ impl Session {
             return Ok(());
         }
         self.statement(|open| {
-            let locker = open.txn.lock().locker();
             let mut batch = WriteBatch::new();
             for table in &altered {
                 // Writers planned against the old definition would write
                 // entries of the dropped index: wait for them to end.
-                if let Some(locker) = &locker {
-                    locker.lock_target(&Target::Table(table.id), Mode::Update, true)?;
-                }
+                lock_table(open, table.id, Mode::Update)?;
                 batch.extend(shared.catalog.put_entries(table)?);
             }
             let catalog = shared.catalog.clone();

@@ -14,7 +14,7 @@ use super::catalog::{Catalog, ColumnDef, Table, TableChange};
 use super::database::Shared;
 use super::error::{Error, Result, SqlState};
 use super::mvcc::{IsolationLevel, RowLock, Transaction};
-use super::secondary::{begin_write, write_row, Change};
+use super::secondary::{begin_write, unique_violation, write_row, Change};
 use super::storage::{Cf, WriteBatch};
 use super::types::Value;
 
@@ -883,13 +883,14 @@ pub(super) fn insert_row(
     match try_insert_row(shared, open, table, row)? {
         (row, Inserted::Row { .. }) => Ok(row),
         (row, Inserted::Conflict { visible, .. }) => {
-            if !visible && open.txn.lock().isolation() == IsolationLevel::Serializable {
-                // Invisible to the snapshot: as PostgreSQL, a serialization failure.
-                return Err(Error::SerializationConflict {
-                    reason: "a concurrent insert of the same key".into(),
-                });
-            }
-            Err(duplicate_key(table, &row))
+            let duplicate = unique_violation(
+                table,
+                &table.primary_key_name(),
+                &table.primary_key_indices(),
+                &row,
+                false,
+            );
+            Err(taken(open, visible, duplicate))
         }
     }
 }
@@ -924,14 +925,6 @@ pub(super) fn try_insert_row(
     let key = (!table.has_row_ids())
         .then(|| table.row_key(&row))
         .transpose()?;
-    // The key is locked first: an insert of the same key by a transaction
-    // still open is waited for, then decides. A row committed after the
-    // snapshot counts as it is now (PostgreSQL's unique check reads the
-    // newest version, at every level).
-    let state = match &key {
-        Some(key) => lock_row(open, key, super::locks::Mode::Update, true)?,
-        None => RowLock::Fresh,
-    };
     let stored = match &key {
         None => {
             let id = shared
@@ -940,12 +933,7 @@ pub(super) fn try_insert_row(
             table.row_id_key(id)
         }
         Some(key) => {
-            let visible = open.txn.lock().get(key)?.is_some();
-            let (exists, newer) = match state {
-                RowLock::Changed { exists } => (exists, true),
-                RowLock::Fresh | RowLock::Busy => (visible, false),
-            };
-            if exists {
+            if let Some((visible, newer)) = lock_for_insert(open, key)? {
                 let conflict = Inserted::Conflict {
                     key: key.clone(),
                     visible,
@@ -958,6 +946,33 @@ pub(super) fn try_insert_row(
     };
     write_row(&shared.catalog, open, table, &stored, Change::Insert(&row))?;
     Ok((row, Inserted::Row { key }))
+}
+
+/// Locks `key` for an insert and says whether a row holds it: None when
+/// none does, else whether the statement's snapshot sees it and whether it
+/// changed after the snapshot. An insert of the same key by a transaction
+/// still open is waited for, then decides; a row committed after the
+/// snapshot counts as it is now (PostgreSQL's unique check reads the newest
+/// version, at every level). Primary keys and unique index entries alike.
+pub(super) fn lock_for_insert(open: &Open, key: &[u8]) -> Result<Option<(bool, bool)>> {
+    let state = lock_row(open, key, super::locks::Mode::Update, true)?;
+    let visible = open.txn.lock().get(key)?.is_some();
+    Ok(match state {
+        RowLock::Changed { exists } => exists.then_some((visible, true)),
+        RowLock::Fresh | RowLock::Busy => visible.then_some((visible, false)),
+    })
+}
+
+/// What an insert of values another row holds fails with: `duplicate`
+/// (23505), or, at SERIALIZABLE when the snapshot does not see that row, a
+/// serialization failure, as in PostgreSQL.
+pub(super) fn taken(open: &Open, visible: bool, duplicate: Error) -> Error {
+    if !visible && open.txn.lock().isolation() == IsolationLevel::Serializable {
+        return Error::SerializationConflict {
+            reason: "a concurrent insert of the same key".into(),
+        };
+    }
+    duplicate
 }
 
 /// Row `key` as it is now, for a READ COMMITTED statement that holds its
@@ -1072,24 +1087,6 @@ fn no_transaction() -> Error {
     Error::TransactionState {
         code: SqlState::NO_ACTIVE_SQL_TRANSACTION,
         message: "there is no transaction in progress".into(),
-    }
-}
-
-fn duplicate_key(table: &Table, row: &[Value]) -> Error {
-    let indices = table.primary_key_indices();
-    let names: Vec<_> = indices
-        .iter()
-        .map(|i| table.columns[*i].name.as_str())
-        .collect();
-    let values: Vec<_> = indices.iter().map(|i| row[*i].to_string()).collect();
-    Error::ConstraintViolation {
-        code: SqlState::UNIQUE_VIOLATION,
-        message: format!(
-            "duplicate key value violates unique constraint \"{}_pkey\": Key ({})=({}) already exists",
-            table.name,
-            names.join(", "),
-            values.join(", ")
-        ),
     }
 }
 

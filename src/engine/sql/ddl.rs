@@ -192,7 +192,7 @@ pub fn create_index(create: &ast::CreateIndex) -> Result<(String, IndexDef)> {
     }
     if let Some(using) = &create.using {
         let method = using.to_string().to_lowercase();
-        if method != "btree" && method != "hash" {
+        if method != "btree" {
             return Err(Error::Unsupported(format!(
                 "index access method \"{method}\""
             )));
@@ -201,8 +201,10 @@ pub fn create_index(create: &ast::CreateIndex) -> Result<(String, IndexDef)> {
     let name = create
         .name
         .as_ref()
+        // As in PostgreSQL, an index lives in its table's schema: its name
+        // takes none.
         .map(|n| match n.0.as_slice() {
-            [part] | [_, part] => part
+            [part] => part
                 .as_ident()
                 .map(ident)
                 .ok_or_else(|| Error::Unsupported(format!("the index name {n}"))),

@@ -37,12 +37,10 @@ use super::provider::RETURNING_TABLE;
 use crate::engine::catalog::Table;
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
-use crate::engine::locks::Mode;
 use crate::engine::mvcc::IsolationLevel;
-use crate::engine::mvcc::RowLock;
 use crate::engine::secondary::{unique_form, write_row, Change};
 use crate::engine::session::{
-    concurrent_update, insert_row, lock_row, newest_row, try_insert_row, Inserted, Open,
+    concurrent_update, insert_row, lock_for_insert, newest_row, try_insert_row, Inserted, Open,
 };
 use crate::engine::types::Value;
 
@@ -285,10 +283,13 @@ impl OnConflict {
                 continue;
             }
             let (entry, _) = table.index_entry(index, &checked, &table.key_prefix())?;
-            let (target, visible, newer) = match lock_row(open, &entry, Mode::Update, true)? {
-                RowLock::Changed { exists: false } => continue,
-                RowLock::Changed { exists: true } => (newest_row(open, &entry)?, false, true),
-                RowLock::Fresh | RowLock::Busy => (open.txn.lock().get(&entry)?, true, false),
+            let Some((visible, newer)) = lock_for_insert(open, &entry)? else {
+                continue;
+            };
+            let target = if newer {
+                newest_row(open, &entry)?
+            } else {
+                open.txn.lock().get(&entry)?
             };
             if let Some(key) = target {
                 let conflict = Inserted::Conflict {
