@@ -92,6 +92,9 @@ pub enum TableChange {
     AddCheck { check: CheckDef, validate: bool },
     /// ADD CONSTRAINT ... UNIQUE: a unique index, built over the rows there.
     AddUnique(IndexDef),
+    /// ADD CONSTRAINT ... FOREIGN KEY; `validate`: every row must have its
+    /// parent (not for NOT VALID).
+    AddForeignKey { def: ForeignKeyDef, validate: bool },
     /// DROP CONSTRAINT [IF EXISTS] name.
     DropConstraint { name: String, if_exists: bool },
     /// RENAME TO name.
@@ -130,6 +133,100 @@ pub struct IndexDef {
     pub nulls_not_distinct: bool,
     pub constraint: bool,
 }
+
+/// What a FOREIGN KEY constraint does to the rows that reference a parent
+/// row when that row is deleted or its referenced columns change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Fails if a row still references it at the end of the statement (or
+    /// at commit, for a deferred constraint).
+    NoAction,
+    /// Fails at once if a row references it.
+    Restrict,
+    /// Deletes the referencing rows, or changes their columns with the parent's.
+    Cascade,
+    /// Sets the referencing columns to NULL.
+    SetNull,
+    /// Sets the referencing columns to their defaults.
+    SetDefault,
+}
+
+impl Action {
+    /// The one-letter code of `pg_constraint.confupdtype` and `confdeltype`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Action::NoAction => "a",
+            Action::Restrict => "r",
+            Action::Cascade => "c",
+            Action::SetNull => "n",
+            Action::SetDefault => "d",
+        }
+    }
+
+    /// The words of the action in SQL.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Action::NoAction => "NO ACTION",
+            Action::Restrict => "RESTRICT",
+            Action::Cascade => "CASCADE",
+            Action::SetNull => "SET NULL",
+            Action::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+/// A FOREIGN KEY constraint as a statement declares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForeignKeyDef {
+    /// Its name, when the statement gives one.
+    pub name: Option<String>,
+    /// The referencing columns, by name.
+    pub columns: Vec<String>,
+    /// The referenced table.
+    pub parent: String,
+    /// The referenced columns, by name; empty for the parent's primary key.
+    pub parent_columns: Vec<String>,
+    pub on_delete: Action,
+    pub on_update: Action,
+    pub deferrable: bool,
+    pub initially_deferred: bool,
+}
+
+/// A FOREIGN KEY constraint of a table (the child): a row whose referencing
+/// columns are all non-NULL (MATCH SIMPLE) must have a row of the parent
+/// table with equal values in the referenced columns, which are the
+/// parent's primary key or a UNIQUE constraint's columns.
+///
+/// The child finds the rows that reference a parent row through its
+/// primary key, when the referencing columns lead it, or else through an
+/// index of its own that the constraint owns (`index`), which the catalogs
+/// do not show: checks never scan a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    pub name: String,
+    /// Ids of the referencing columns, in the constraint's order.
+    pub columns: Vec<u32>,
+    /// Id of the referenced table (this table's own id for a self-reference).
+    pub parent: u32,
+    /// Ids of the referenced columns, matching `columns` one for one.
+    pub parent_columns: Vec<u32>,
+    /// Id of the parent's unique index the referenced columns are, or None
+    /// for its primary key.
+    pub parent_index: Option<u32>,
+    pub on_delete: Action,
+    pub on_update: Action,
+    pub deferrable: bool,
+    pub initially_deferred: bool,
+    /// Whether every row was checked when the constraint was added (false
+    /// for NOT VALID).
+    pub validated: bool,
+    /// Id of the hidden index on `columns`, or None when the primary key
+    /// leads with them.
+    pub index: Option<u32>,
+}
+
+/// The most FOREIGN KEY constraints a table may have.
+pub const MAX_FOREIGN_KEYS: usize = 64;
 
 /// A CHECK constraint of a table: a row is written only if the condition is
 /// true or NULL for it.
@@ -240,6 +337,9 @@ pub struct Table {
     /// Secondary indexes, in the order they were created.
     #[serde(default)]
     pub indexes: Vec<Index>,
+    /// FOREIGN KEY constraints, in the order they were added.
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKey>,
 }
 
 /// A secondary index of a table: for every row, an entry in the rows
@@ -275,6 +375,10 @@ pub struct Index {
     /// dropped with DROP CONSTRAINT, not DROP INDEX).
     #[serde(default)]
     pub constraint: bool,
+    /// Whether a FOREIGN KEY constraint owns the index, to find the rows
+    /// that reference a parent row: no statement or catalog names it.
+    #[serde(default)]
+    pub hidden: bool,
     /// The commit that built the index: older snapshots cannot read it
     /// (they would miss the rows written before it). Zero once the
     /// database is reopened, when no older snapshot is left.
@@ -319,6 +423,7 @@ impl Table {
             next_column_id: 0,
             checks: Vec::new(),
             indexes: Vec::new(),
+            foreign_keys: Vec::new(),
         };
         for def in defs {
             table.push_column(def, Value::Null)?;
@@ -616,6 +721,9 @@ impl Table {
         // As in PostgreSQL, the constraints that read the column go with it.
         table.checks.retain(|c| !c.columns.contains(&id));
         table.indexes.retain(|i| !i.columns.contains(&id));
+        table.foreign_keys.retain(|f| !f.columns.contains(&id));
+        let kept: Vec<_> = table.foreign_keys.iter().filter_map(|f| f.index).collect();
+        table.indexes.retain(|i| !i.hidden || kept.contains(&i.id));
         table.new_version();
         Ok(table)
     }
@@ -721,29 +829,52 @@ impl Table {
             .expect("a free name")
     }
 
-    fn constraint_named(&self, name: &str) -> bool {
+    /// 42710 when the table has a constraint called `name`.
+    fn refuse_constraint_name(&self, name: &str) -> Result<()> {
+        if !self.constraint_named(name) {
+            return Ok(());
+        }
+        Err(Error::AlreadyExists {
+            code: SqlState::DUPLICATE_OBJECT,
+            message: format!(
+                "constraint \"{name}\" for relation \"{}\" already exists",
+                self.name
+            ),
+        })
+    }
+
+    pub(crate) fn constraint_named(&self, name: &str) -> bool {
         (!self.has_row_ids() && self.primary_key_name() == name)
             || self.checks.iter().any(|c| c.name == name)
             || self.indexes.iter().any(|i| i.constraint && i.name == name)
+            || self.foreign_keys.iter().any(|f| f.name == name)
     }
 
-    /// The index called `name`.
+    /// The index called `name` (never a hidden one).
     pub fn index(&self, name: &str) -> Option<&Index> {
-        self.indexes.iter().find(|i| i.name == name)
+        self.visible_indexes().find(|i| i.name == name)
     }
 
-    /// The positions of an index's columns.
-    pub fn index_columns(&self, index: &Index) -> Vec<usize> {
-        index
-            .columns
-            .iter()
+    /// The indexes statements and catalogs see: all but those foreign keys own.
+    pub fn visible_indexes(&self) -> impl Iterator<Item = &Index> {
+        self.indexes.iter().filter(|i| !i.hidden)
+    }
+
+    /// The positions of columns given by id.
+    pub fn positions(&self, ids: &[u32]) -> Vec<usize> {
+        ids.iter()
             .map(|id| {
                 self.columns
                     .iter()
                     .position(|c| c.id == *id)
-                    .expect("an index goes with its columns")
+                    .expect("a constraint goes with its columns")
             })
             .collect()
+    }
+
+    /// The positions of an index's columns.
+    pub fn index_columns(&self, index: &Index) -> Vec<usize> {
+        self.positions(&index.columns)
     }
 
     /// The entry of `row` (stored under `row_key`) in `index`: its key and value.
@@ -769,14 +900,8 @@ impl Table {
     /// its name and more than [`MAX_INDEXES`]; no new schema version (rows
     /// decode as before).
     pub fn push_index(&mut self, index: Index) -> Result<()> {
-        if index.constraint && self.constraint_named(&index.name) {
-            return Err(Error::AlreadyExists {
-                code: SqlState::DUPLICATE_OBJECT,
-                message: format!(
-                    "constraint \"{}\" for relation \"{}\" already exists",
-                    index.name, self.name
-                ),
-            });
+        if index.constraint {
+            self.refuse_constraint_name(&index.name)?;
         }
         if self.indexes.len() >= MAX_INDEXES {
             return Err(Error::LimitExceeded {
@@ -816,6 +941,7 @@ impl Table {
             unique: def.unique,
             nulls_not_distinct: def.nulls_not_distinct,
             constraint: def.constraint,
+            hidden: false,
             visible_from: 0,
         })
     }
@@ -851,15 +977,7 @@ impl Table {
     /// Adds CHECK constraint `check` to a table being defined (no new
     /// version: no row was written under the first).
     pub fn push_check(&mut self, check: Check) -> Result<()> {
-        if self.constraint_named(&check.name) {
-            return Err(Error::AlreadyExists {
-                code: SqlState::DUPLICATE_OBJECT,
-                message: format!(
-                    "constraint \"{}\" for relation \"{}\" already exists",
-                    check.name, self.name
-                ),
-            });
-        }
+        self.refuse_constraint_name(&check.name)?;
         if self.checks.len() >= MAX_CHECKS {
             return Err(Error::LimitExceeded {
                 code: SqlState::PROGRAM_LIMIT_EXCEEDED,
@@ -867,6 +985,24 @@ impl Table {
             });
         }
         self.checks.push(check);
+        Ok(())
+    }
+
+    /// Adds foreign key `fk` and the hidden index it owns, refusing a
+    /// second constraint of its name and more than [`MAX_FOREIGN_KEYS`]; no
+    /// new schema version (rows decode as before).
+    pub fn push_foreign_key(&mut self, fk: ForeignKey, index: Option<Index>) -> Result<()> {
+        self.refuse_constraint_name(&fk.name)?;
+        if self.foreign_keys.len() >= MAX_FOREIGN_KEYS {
+            return Err(Error::LimitExceeded {
+                code: SqlState::PROGRAM_LIMIT_EXCEEDED,
+                message: format!("a table has at most {MAX_FOREIGN_KEYS} foreign keys"),
+            });
+        }
+        if let Some(index) = index {
+            self.push_index(index)?;
+        }
+        self.foreign_keys.push(fk);
         Ok(())
     }
 
@@ -891,6 +1027,12 @@ impl Table {
         {
             let mut table = self.clone();
             table.indexes.remove(index);
+            return Ok(Some(table));
+        }
+        if let Some(position) = self.foreign_keys.iter().position(|f| f.name == name) {
+            let mut table = self.clone();
+            let fk = table.foreign_keys.remove(position);
+            table.indexes.retain(|i| Some(i.id) != fk.index);
             return Ok(Some(table));
         }
         let Some(index) = self.checks.iter().position(|c| c.name == name) else {
@@ -1031,6 +1173,25 @@ struct State {
     by_id: HashMap<u32, Arc<Table>>,
     next_table_id: u32,
     roles: BTreeMap<String, Arc<Role>>,
+    /// For each table that foreign keys reference, the tables that have them.
+    referencing: HashMap<u32, Vec<Arc<Table>>>,
+}
+
+impl State {
+    fn index_references(&mut self) {
+        self.referencing.clear();
+        for table in self.by_id.values() {
+            let mut parents: Vec<u32> = table.foreign_keys.iter().map(|f| f.parent).collect();
+            parents.sort_unstable();
+            parents.dedup();
+            for parent in parents {
+                self.referencing
+                    .entry(parent)
+                    .or_default()
+                    .push(table.clone());
+            }
+        }
+    }
 }
 
 impl Catalog {
@@ -1073,6 +1234,7 @@ impl Catalog {
         for role in load_all::<Role>(storage, ROLE_KEY_PREFIX, "role")? {
             state.roles.insert(role.name.clone(), Arc::new(role));
         }
+        state.index_references();
         if let Some(bytes) = storage.get(Cf::Meta, NEXT_TABLE_ID_KEY)? {
             let stored = u32::from_be_bytes(
                 bytes
@@ -1202,6 +1364,14 @@ impl Catalog {
         let table = Arc::new(table);
         state.by_id.insert(table.id, table.clone());
         state.by_name.insert(table.name.clone(), table);
+        state.index_references();
+    }
+
+    /// The tables with foreign keys that reference table `id` (itself too,
+    /// for a self-reference).
+    pub fn referencing(&self, id: u32) -> Vec<Arc<Table>> {
+        let state = self.state.read();
+        state.referencing.get(&id).cloned().unwrap_or_default()
     }
 
     /// Changes with every table definition installed or removed.
@@ -1260,6 +1430,7 @@ impl Catalog {
         if let Some(old) = state.by_id.remove(&id) {
             state.by_name.remove(&old.name);
         }
+        state.index_references();
     }
 }
 

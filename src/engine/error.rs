@@ -37,6 +37,12 @@ impl SqlState {
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
     /// 23505: a second row with the same primary key.
     pub const UNIQUE_VIOLATION: SqlState = SqlState("23505");
+    /// 23503: a row whose parent is missing, or a parent row still referenced.
+    pub const FOREIGN_KEY_VIOLATION: SqlState = SqlState("23503");
+    /// 42809: an object of the wrong kind for the statement.
+    pub const WRONG_OBJECT_TYPE: SqlState = SqlState("42809");
+    /// 42830: a foreign key whose referenced columns are no key of the parent.
+    pub const INVALID_FOREIGN_KEY: SqlState = SqlState("42830");
     /// 23514: a row that fails a CHECK constraint.
     pub const CHECK_VIOLATION: SqlState = SqlState("23514");
     /// 23502: NULL in a NOT NULL column.

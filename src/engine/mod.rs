@@ -12,6 +12,7 @@ mod database;
 mod directory;
 pub mod encoding;
 mod error;
+mod foreign_keys;
 pub mod index;
 pub mod locks;
 pub mod memory;

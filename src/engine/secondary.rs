@@ -16,8 +16,10 @@
 //! before the build fails with 40001 rather than write rows the new index
 //! would miss.
 
-use super::catalog::{Catalog, Index, IndexDef, Table};
+use super::catalog::{Catalog, ForeignKey, Index, IndexDef, Table};
+use super::database::Shared;
 use super::error::{Error, Result, SqlState};
+use super::foreign_keys::{self, RowChange};
 use super::locks::{Mode, Target};
 use super::mvcc::WriteKind;
 use super::session::{lock_for_insert, taken, Open, Session};
@@ -32,33 +34,63 @@ pub(super) enum Change<'a> {
     Update(&'a [Value]),
     /// Deletes the row.
     Delete,
+    /// Deletes the row, the old key of an UPDATE that gives it a new one:
+    /// these are its values after (inserted under the new key next).
+    MoveOut(&'a [Value]),
 }
 
-/// Writes row `key` of `table` and the index entries that change with it.
+/// Writes row `key` of `table` and the index entries that change with it,
+/// and does what its foreign keys and those referencing it ask (see
+/// `foreign_keys`).
 pub(super) fn write_row(
-    catalog: &Catalog,
+    shared: &Shared,
     open: &mut Open,
     table: &Table,
     key: &[u8],
     change: Change<'_>,
 ) -> Result<()> {
+    let catalog = &shared.catalog;
     begin_write(catalog, open, table)?;
-    let old = match (&change, table.indexes.is_empty()) {
+    let keys = foreign_keys::involved(catalog, table);
+    let old = match (&change, table.indexes.is_empty() && !keys) {
         (Change::Insert(_), _) | (_, true) => None,
         _ => {
             let bytes = open.txn.lock().get(key)?;
             bytes.map(|b| table.decode_row(&b)).transpose()?
         }
     };
-    let (new, kind) = match change {
-        Change::Insert(row) => (Some(row), WriteKind::Insert),
-        Change::Update(row) => (Some(row), WriteKind::Update),
-        Change::Delete => (None, WriteKind::Update),
+    let (new, kind, moved) = match change {
+        Change::Insert(row) => (Some(row), WriteKind::Insert, None),
+        Change::Update(row) => (Some(row), WriteKind::Update, None),
+        Change::Delete => (None, WriteKind::Update, None),
+        Change::MoveOut(row) => (None, WriteKind::Update, Some(row)),
     };
+    write_entries(open, table, key, old.as_deref(), new, kind)?;
+    if keys {
+        let change = RowChange {
+            key,
+            old: old.as_deref(),
+            new: new.or(moved),
+            moved: moved.is_some(),
+        };
+        foreign_keys::on_write(shared, open, table, change)?;
+    }
+    Ok(())
+}
+
+/// Writes row `key` (`new`, or a delete) and the index entries that change
+/// from `old` to it.
+fn write_entries(
+    open: &mut Open,
+    table: &Table,
+    key: &[u8],
+    old: Option<&[Value]>,
+    new: Option<&[Value]>,
+    kind: WriteKind,
+) -> Result<()> {
     let value = new.map(|row| table.encode_row(row)).transpose()?;
     for index in &table.indexes {
         let before = old
-            .as_deref()
             .map(|row| table.index_entry(index, row, key))
             .transpose()?;
         let after = new
@@ -103,11 +135,12 @@ pub(super) fn begin_write(catalog: &Catalog, open: &mut Open, table: &Table) -> 
                 .iter()
                 .map(|i| i.id)
                 .eq(table.indexes.iter().map(|i| i.id))
+                && current.foreign_keys == table.foreign_keys
         });
         if !same {
             return Err(Error::SerializationConflict {
                 reason: format!(
-                    "the indexes of table \"{}\" changed while the statement ran",
+                    "the indexes or foreign keys of table \"{}\" changed while the statement ran",
                     table.name
                 ),
             });
@@ -208,11 +241,31 @@ pub(super) fn unique_violation(
 /// under the exclusive table lock. 23505 when a unique index meets two
 /// rows with equal values. Returns the rows indexed.
 fn build(open: &mut Open, table: &Table, index: &Index) -> Result<u64> {
-    let (from, to) = (table.key_prefix(), table.key_end());
     let mut rows = 0;
-    let mut resume = from;
-    // The rows are read in chunks, so the scan never borrows the
-    // transaction while entries are written into it.
+    for_each_stored(open, table, |open, key, bytes| {
+        let row = table.decode_row(&bytes)?;
+        let (entry, target) = table.index_entry(index, &row, &key)?;
+        let mut txn = open.txn.lock();
+        if index.unique && unique_form(table, index, &row) && txn.get(&entry)?.is_some() {
+            let columns = table.index_columns(index);
+            return Err(unique_violation(table, &index.name, &columns, &row, true));
+        }
+        txn.put(&entry, target, WriteKind::Insert)?;
+        rows += 1;
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Runs `f` over the stored rows of `table` (key and bytes) as the
+/// transaction of `open` sees them, in key order. The rows are read in
+/// chunks, so the scan never borrows the transaction while `f` writes into it.
+pub(super) fn for_each_stored(
+    open: &mut Open,
+    table: &Table,
+    mut f: impl FnMut(&mut Open, Vec<u8>, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let (mut resume, to) = (table.key_prefix(), table.key_end());
     loop {
         let chunk: Vec<(Vec<u8>, Vec<u8>)> = {
             let mut txn = open.txn.lock();
@@ -221,22 +274,13 @@ fn build(open: &mut Open, table: &Table, index: &Index) -> Result<u64> {
                 .collect::<Result<_>>()?
         };
         let Some((last, _)) = chunk.last() else {
-            break;
+            return Ok(());
         };
         resume = super::session::successor(last.clone());
         for (key, bytes) in chunk {
-            let row = table.decode_row(&bytes)?;
-            let (entry, target) = table.index_entry(index, &row, &key)?;
-            let mut txn = open.txn.lock();
-            if index.unique && unique_form(table, index, &row) && txn.get(&entry)?.is_some() {
-                let columns = table.index_columns(index);
-                return Err(unique_violation(table, &index.name, &columns, &row, true));
-            }
-            txn.put(&entry, target, WriteKind::Insert)?;
-            rows += 1;
+            f(open, key, bytes)?;
         }
     }
-    Ok(rows)
 }
 
 impl Session {
@@ -272,21 +316,38 @@ impl Session {
         let index = table.define_index(&def, shared.catalog.next_table_id(), name)?;
         let mut altered = (*table).clone();
         altered.push_index(index.clone())?;
-        self.save_with_indexes(altered, vec![index])?;
+        self.save_with_indexes(altered, vec![index], Vec::new())?;
         Ok(true)
     }
 
     /// Saves `table`, whose definition adds `built` (indexes new to it,
-    /// with their entries for the rows there) or drops indexes, in one
-    /// commit under the exclusive table lock.
-    pub(super) fn save_with_indexes(&mut self, table: Table, built: Vec<Index>) -> Result<()> {
+    /// with their entries for the rows there) or drops indexes, and adds
+    /// foreign keys `keys` that its rows must satisfy, in one commit under
+    /// the exclusive locks of the table and of the keys' parents.
+    pub(super) fn save_with_indexes(
+        &mut self,
+        table: Table,
+        built: Vec<Index>,
+        keys: Vec<ForeignKey>,
+    ) -> Result<()> {
         let shared = self.shared.clone();
         self.statement(|open| {
             lock_table(open, table.id, Mode::Update)?;
+            for fk in &keys {
+                lock_table(open, fk.parent, Mode::Update)?;
+            }
             // Every writer that held the table lock has ended: read what they wrote.
             open.txn.lock().refresh_snapshot();
             for index in &built {
                 build(open, &table, index)?;
+            }
+            for fk in &keys {
+                let parent = match fk.parent == table.id {
+                    true => None,
+                    false => shared.catalog.table_by_id(fk.parent),
+                };
+                let parent = parent.as_deref().unwrap_or(&table);
+                foreign_keys::validate(open, &table, parent, fk)?;
             }
             let batch = shared.catalog.put_entries(&table)?;
             let catalog = shared.catalog.clone();
@@ -341,6 +402,9 @@ impl Session {
                         table.name, table.name
                     ),
                 });
+            }
+            if let Some(original) = shared.catalog.table_by_id(table.id) {
+                foreign_keys::refuse_dependents(&shared.catalog, &original, Some(&table), &[])?;
             }
             altered.push(table);
         }

@@ -106,6 +106,8 @@ pub(super) struct Open {
     pub savepoints: Vec<(String, crate::engine::mvcc::Mark)>,
     /// Cursors the transaction declared; they end with it.
     pub cursors: super::sql::Cursors,
+    /// Foreign key checks owed at the end of the statement or at COMMIT.
+    pub constraints: super::foreign_keys::Pending,
 }
 
 impl Open {
@@ -117,6 +119,7 @@ impl Open {
             statements: 0,
             savepoints: Vec::new(),
             cursors: Default::default(),
+            constraints: Default::default(),
         }
     }
 
@@ -325,6 +328,7 @@ impl Session {
     pub(super) fn abort_statement(&mut self) {
         if let Some(open) = &mut self.txn {
             open.txn.lock().rollback_statement();
+            open.constraints.forget_immediate();
             open.aborted = true;
         }
     }
@@ -379,7 +383,7 @@ impl Session {
             .into_iter()
             .filter(|(_, cursor)| cursor.is_held())
             .collect();
-        commit(&self.shared.catalog, open)?;
+        commit(&self.shared, open)?;
         self.held_cursors.extend(held);
         Ok(())
     }
@@ -398,7 +402,12 @@ impl Session {
         match &mut self.txn {
             Some(open) => {
                 open.begin_statement()?;
-                let result = f(open);
+                let mut result = f(open);
+                if result.is_ok() && open.constraints.has_immediate() {
+                    if let Err(e) = super::foreign_keys::verify(&self.shared, open, false) {
+                        result = Err(e);
+                    }
+                }
                 if result.is_err() {
                     // A failed statement leaves nothing behind, and the
                     // transaction refuses everything until it ends.
@@ -411,7 +420,7 @@ impl Session {
             None => {
                 let mut open = Open::new(self.begin_transaction(self.default_isolation));
                 let value = f(&mut open)?;
-                commit(&self.shared.catalog, open)?;
+                commit(&self.shared, open)?;
                 Ok(value)
             }
         }
@@ -494,7 +503,7 @@ impl Session {
             if locked_row(open, &key, super::locks::Mode::NoKeyUpdate)?.is_none() {
                 return Ok(false);
             }
-            write_row(&shared.catalog, open, &table, &key, Change::Update(&row))?;
+            write_row(&shared, open, &table, &key, Change::Update(&row))?;
             Ok(true)
         })
     }
@@ -508,7 +517,7 @@ impl Session {
             if locked_row(open, &key, super::locks::Mode::Update)?.is_none() {
                 return Ok(false);
             }
-            write_row(&shared.catalog, open, &table, &key, Change::Delete)?;
+            write_row(&shared, open, &table, &key, Change::Delete)?;
             Ok(true)
         })
     }
@@ -553,8 +562,10 @@ impl Session {
             serials,
             checks,
             uniques,
+            foreign_keys,
         } = def;
-        if serials.is_empty() && checks.is_empty() && uniques.is_empty() {
+        if serials.is_empty() && checks.is_empty() && uniques.is_empty() && foreign_keys.is_empty()
+        {
             return self.create_table(&name, columns, &primary_key, if_not_exists);
         }
         self.refuse_in_transaction("CREATE TABLE")?;
@@ -582,6 +593,11 @@ impl Session {
             let index = table.define_index(def, id, index_name)?;
             table.push_index(index)?;
         }
+        for def in &foreign_keys {
+            let id = table.id + 1 + table.indexes.len() as u32;
+            let (fk, index) = self.define_foreign_key(&table, def, id)?;
+            table.push_foreign_key(fk, index)?;
+        }
         if serials.is_empty() {
             self.save_table(table)?;
             return Ok(true);
@@ -599,12 +615,19 @@ impl Session {
 
     /// Drops a table and its rows; with `if_exists`, a missing one returns false.
     pub fn drop_table(&mut self, name: &str, if_exists: bool) -> Result<bool> {
-        Ok(self.drop_tables(&[name.to_string()], if_exists)? == 1)
+        Ok(self.drop_tables(&[name.to_string()], if_exists, false)? == 1)
     }
 
     /// Drops tables and their rows in one change: all of them or, when one is
-    /// missing (and not `if_exists`), none. Returns how many were dropped.
-    pub fn drop_tables(&mut self, names: &[String], if_exists: bool) -> Result<usize> {
+    /// missing (and not `if_exists`), none. A table that foreign keys of
+    /// other tables reference is refused (2BP01) unless `cascade`, which
+    /// drops those constraints. Returns how many were dropped.
+    pub fn drop_tables(
+        &mut self,
+        names: &[String],
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<usize> {
         self.refuse_in_transaction("DROP TABLE")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
@@ -638,10 +661,47 @@ impl Session {
         if ids.is_empty() {
             return Ok(0);
         }
+        // Foreign keys of other tables that reference the dropped ones.
+        let mut children: Vec<Table> = Vec::new();
+        for id in &ids {
+            let Some(table) = shared.catalog.table_by_id(*id) else {
+                continue;
+            };
+            if !cascade {
+                super::foreign_keys::refuse_dependents(&shared.catalog, &table, None, &ids)?;
+                continue;
+            }
+            for child in shared.catalog.referencing(*id) {
+                if ids.contains(&child.id) {
+                    continue;
+                }
+                let position = children.iter().position(|c| c.id == child.id);
+                let mut altered = match position {
+                    Some(p) => children.remove(p),
+                    None => (*child).clone(),
+                };
+                for fk in child.foreign_keys.iter().filter(|f| f.parent == *id) {
+                    self.notice(format!(
+                        "drop cascades to constraint {} on table {}",
+                        fk.name, child.name
+                    ));
+                    altered = altered
+                        .without_constraint(&fk.name, true)?
+                        .expect("the constraint is there");
+                }
+                children.push(altered);
+            }
+        }
+        for child in &children {
+            batch.extend(shared.catalog.put_entries(child)?);
+        }
         let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
         let sequences = self.shared.sequences.clone();
         let count = ids.len();
         let apply = move |_| {
+            for child in children {
+                catalog.install(child);
+            }
             for id in ids {
                 catalog.uninstall(id);
                 directories.remove_table(id);
@@ -677,8 +737,20 @@ impl Session {
         let mut renamed = None;
         let mut columns_renamed = Vec::new();
         let mut built = Vec::new();
+        let mut keys = Vec::new();
         for change in changes {
             altered = match change {
+                TableChange::AddForeignKey { def, validate } => {
+                    let id = shared.catalog.next_table_id() + built.len() as u32;
+                    let (mut fk, index) = self.define_foreign_key(&altered, &def, id)?;
+                    fk.validated = validate;
+                    built.extend(index.clone());
+                    altered.push_foreign_key(fk.clone(), index)?;
+                    if validate {
+                        keys.push(fk);
+                    }
+                    altered
+                }
                 TableChange::AddUnique(def) => {
                     let name = match &def.name {
                         Some(n) => {
@@ -768,18 +840,20 @@ impl Session {
                 }
             };
         }
-        let indexes_dropped = self
-            .table(table)?
+        let original = self.table(table)?;
+        super::foreign_keys::refuse_dependents(&shared.catalog, &original, Some(&altered), &[])?;
+        let indexes_dropped = original
             .indexes
             .iter()
             .any(|i| !altered.indexes.iter().any(|a| a.id == i.id));
-        if !built.is_empty() || indexes_dropped {
+        if !built.is_empty() || indexes_dropped || !keys.is_empty() {
             if renamed.is_some() || !columns_renamed.is_empty() {
                 return Err(Error::Unsupported(
-                    "renaming and adding or dropping an index in one ALTER TABLE".into(),
+                    "renaming and adding or dropping an index or foreign key in one ALTER TABLE"
+                        .into(),
                 ));
             }
-            return self.save_with_indexes(altered, built);
+            return self.save_with_indexes(altered, built, keys);
         }
         if renamed.is_none() && columns_renamed.is_empty() {
             return self.save_table(altered);
@@ -944,7 +1018,7 @@ pub(super) fn try_insert_row(
             key.clone()
         }
     };
-    write_row(&shared.catalog, open, table, &stored, Change::Insert(&row))?;
+    write_row(shared, open, table, &stored, Change::Insert(&row))?;
     Ok((row, Inserted::Row { key }))
 }
 
@@ -1052,9 +1126,12 @@ pub(crate) fn concurrent_update() -> Error {
     }
 }
 
-/// Commits a transaction after checking, in commit order, that the tables it
-/// wrote still exist.
-pub(super) fn commit(catalog: &Arc<Catalog>, mut open: Open) -> Result<()> {
+/// Commits a transaction after running the foreign key checks it owes and
+/// checking, in commit order, that the tables it wrote still exist. A
+/// failed check rolls it back.
+pub(super) fn commit(shared: &Shared, mut open: Open) -> Result<()> {
+    super::foreign_keys::verify(shared, &mut open, true)?;
+    let catalog = &shared.catalog;
     let tables = std::mem::take(&mut open.tables);
     let mut txn = open.into_transaction();
     if !tables.is_empty() {

@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod directory;
 mod engine;
+mod foreign_keys;
 mod hostile;
 mod indexes;
 mod integrity;
@@ -99,6 +100,12 @@ fn main() {
     trials.extend(tests!(wire_values:
         extreme_values_over_the_wire,
         random_values_round_trip_over_the_wire,
+    ));
+    trials.extend(tests!(foreign_keys:
+        a_child_insert_waits_for_a_parent_delete_then_decides,
+        a_parent_delete_waits_for_a_child_insert_then_decides,
+        concurrent_children_and_parent_deletes_keep_every_reference,
+        foreign_keys_survive_a_restart,
     ));
     trials.extend(tests!(indexes:
         concurrent_inserts_of_one_unique_value_wait_then_decide,

@@ -163,9 +163,13 @@ impl Session {
             )
         })?;
         match copy.implicit {
-            Some(open) => commit(&self.shared.catalog, open)?,
+            Some(open) => commit(&self.shared, open)?,
             None => {
-                if let Some(open) = &self.txn {
+                if let Some(open) = &mut self.txn {
+                    if let Err(e) = crate::engine::foreign_keys::verify(&self.shared, open, false) {
+                        self.abort_statement();
+                        return Err(e);
+                    }
                     open.txn.lock().end_statement();
                 }
             }
@@ -186,13 +190,39 @@ impl Session {
 
     /// TRUNCATE: deletes every row of each table, in the current transaction.
     pub(super) fn truncate_sql(&mut self, truncate: ast::Truncate) -> Result<Output> {
-        let names = truncate
+        let mut names = truncate
             .table_names
             .iter()
             .map(|t| table_name(&t.name))
             .collect::<Result<Vec<_>>>()?;
+        let mut ids = Vec::new();
         for name in &names {
-            self.table(name)?;
+            ids.push(self.table(name)?.id);
+        }
+        // A table that foreign keys reference goes only with the tables that
+        // reference it (CASCADE adds them); no foreign key action runs.
+        let cascade = matches!(truncate.cascade, Some(ast::CascadeOption::Cascade));
+        let mut i = 0;
+        while i < ids.len() {
+            for child in self.shared.catalog.referencing(ids[i]) {
+                if ids.contains(&child.id) {
+                    continue;
+                }
+                if !cascade {
+                    let parent = &names[i];
+                    return Err(Error::invalid(
+                        SqlState::FEATURE_NOT_SUPPORTED,
+                        format!(
+                            "cannot truncate a table referenced in a foreign key constraint: Table \"{}\" references \"{parent}\". Truncate table \"{}\" at the same time, or use TRUNCATE ... CASCADE.",
+                            child.name, child.name
+                        ),
+                    ));
+                }
+                self.notice(format!("truncate cascades to table \"{}\"", child.name));
+                ids.push(child.id);
+                names.push(child.name.clone());
+            }
+            i += 1;
         }
         // RESTART IDENTITY sets the tables' own sequences back to their
         // start. PostgreSQL undoes that with a transaction that rolls back;
@@ -218,19 +248,27 @@ impl Session {
             Statement::Delete(delete) => session.delete_sql(delete).map(|_| ()),
             _ => unreachable!("parsed from DELETE text"),
         };
-        if self.in_transaction() {
-            for delete in deletes {
-                run_delete(self, delete)?;
+        let suspend = |session: &mut Session, on: bool| {
+            if let Some(open) = &mut session.txn {
+                open.constraints.suspended = on;
             }
+        };
+        if self.in_transaction() {
+            suspend(self, true);
+            let deleted = deletes.into_iter().try_for_each(|d| run_delete(self, d));
+            suspend(self, false);
+            deleted?;
         } else {
             // Every table or none.
             self.begin()?;
+            suspend(self, true);
             for delete in deletes {
                 if let Err(e) = run_delete(self, delete) {
                     self.rollback()?;
                     return Err(e);
                 }
             }
+            suspend(self, false);
             self.commit()?;
         }
         if restart {

@@ -12,8 +12,13 @@ use datafusion::sql::sqlparser::ast::{
     TableConstraint, TimezoneInfo,
 };
 
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace};
+
 use super::execute::{ident, table_name};
-use crate::engine::catalog::{CheckDef, ColumnDef, Identity, IndexDef, Table, TableChange};
+use crate::engine::catalog::{
+    Action, CheckDef, ColumnDef, ForeignKeyDef, Identity, IndexDef, Table, TableChange,
+};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::types::{DataType, Value};
 
@@ -29,6 +34,8 @@ pub struct TableDef {
     pub checks: Vec<CheckDef>,
     /// Its UNIQUE constraints.
     pub uniques: Vec<IndexDef>,
+    /// Its FOREIGN KEY constraints.
+    pub foreign_keys: Vec<ForeignKeyDef>,
 }
 
 /// The definition a CREATE TABLE statement gives.
@@ -52,10 +59,12 @@ pub fn create_table(
     let mut serials = Vec::new();
     let mut checks = Vec::new();
     let mut uniques = Vec::new();
+    let mut foreign_keys = Vec::new();
     for def in &create.columns {
         let (mut column, primary, column_checks) = column_definition(def, &mut constant)?;
         checks.extend(column_checks);
         uniques.extend(column_uniques(def)?);
+        foreign_keys.extend(column_foreign_keys(def)?);
         if let Some(data_type) = owns_sequence(def)? {
             // PostgreSQL's name for it, cut to the identifier limit.
             let mut sequence = format!("{name}_{}_seq", column.name);
@@ -96,6 +105,7 @@ pub fn create_table(
             }
             TableConstraint::Check(check) => checks.push(check_definition(check, None)),
             TableConstraint::Unique(unique) => uniques.push(unique_definition(unique, None)?),
+            TableConstraint::ForeignKey(fk) => foreign_keys.push(foreign_key_definition(fk, None)?),
             other => return Err(Error::Unsupported(format!("the constraint {other}"))),
         }
     }
@@ -109,6 +119,65 @@ pub fn create_table(
         serials,
         checks,
         uniques,
+        foreign_keys,
+    })
+}
+
+/// The FOREIGN KEY constraints a column definition declares (`REFERENCES`).
+fn column_foreign_keys(def: &ast::ColumnDef) -> Result<Vec<ForeignKeyDef>> {
+    let mut keys = Vec::new();
+    for option in &def.options {
+        if let ColumnOption::ForeignKey(fk) = &option.option {
+            let mut fk = foreign_key_definition(fk, option.name.as_ref())?;
+            fk.columns = vec![ident(&def.name)];
+            keys.push(fk);
+        }
+    }
+    Ok(keys)
+}
+
+/// The constraint a FOREIGN KEY clause declares, named by the statement or
+/// by `name` (`CONSTRAINT name` before a column constraint). MATCH FULL and
+/// PARTIAL are refused: omen checks MATCH SIMPLE, PostgreSQL's default.
+fn foreign_key_definition(
+    fk: &ast::ForeignKeyConstraint,
+    name: Option<&ast::Ident>,
+) -> Result<ForeignKeyDef> {
+    if matches!(
+        fk.match_kind,
+        Some(ast::ConstraintReferenceMatchKind::Full | ast::ConstraintReferenceMatchKind::Partial)
+    ) {
+        return Err(Error::Unsupported(
+            "MATCH FULL and MATCH PARTIAL foreign keys".into(),
+        ));
+    }
+    if fk.index_name.is_some() || fk.characteristics.is_some_and(|c| c.enforced.is_some()) {
+        return Err(Error::Unsupported(format!("the constraint {fk}")));
+    }
+    let action = |a: Option<ast::ReferentialAction>| match a {
+        None | Some(ast::ReferentialAction::NoAction) => Action::NoAction,
+        Some(ast::ReferentialAction::Restrict) => Action::Restrict,
+        Some(ast::ReferentialAction::Cascade) => Action::Cascade,
+        Some(ast::ReferentialAction::SetNull) => Action::SetNull,
+        Some(ast::ReferentialAction::SetDefault) => Action::SetDefault,
+    };
+    let characteristics = fk.characteristics.unwrap_or_default();
+    let initially_deferred = characteristics.initially == Some(ast::DeferrableInitial::Deferred);
+    if initially_deferred && characteristics.deferrable == Some(false) {
+        return Err(Error::invalid(
+            SqlState::SYNTAX_ERROR,
+            "constraint declared INITIALLY DEFERRED must be DEFERRABLE",
+        ));
+    }
+    Ok(ForeignKeyDef {
+        name: fk.name.as_ref().or(name).map(ident),
+        columns: fk.columns.iter().map(ident).collect(),
+        parent: table_name(&fk.foreign_table)?,
+        parent_columns: fk.referred_columns.iter().map(ident).collect(),
+        on_delete: action(fk.on_delete),
+        on_update: action(fk.on_update),
+        deferrable: characteristics.deferrable == Some(true) || initially_deferred,
+        initially_deferred,
     })
 }
 
@@ -361,9 +430,16 @@ pub fn alter(
             let uniques = column_uniques(column_def)?
                 .into_iter()
                 .map(TableChange::AddUnique);
+            let foreign_keys = column_foreign_keys(column_def)?.into_iter().map(|def| {
+                TableChange::AddForeignKey {
+                    def,
+                    validate: true,
+                }
+            });
             Ok(std::iter::once(TableChange::AddColumn(column))
                 .chain(checks)
                 .chain(uniques)
+                .chain(foreign_keys)
                 .collect())
         }
         AlterTableOperation::DropColumn { column_names, .. } if column_names.len() == 1 => {
@@ -382,6 +458,13 @@ pub fn alter(
         } => Ok(vec![TableChange::AddUnique(unique_definition(
             unique, None,
         )?)]),
+        AlterTableOperation::AddConstraint {
+            constraint: TableConstraint::ForeignKey(fk),
+            not_valid,
+        } => Ok(vec![TableChange::AddForeignKey {
+            def: foreign_key_definition(fk, None)?,
+            validate: !not_valid,
+        }]),
         AlterTableOperation::DropConstraint {
             if_exists, name, ..
         } => Ok(vec![TableChange::DropConstraint {
@@ -537,8 +620,8 @@ fn column_definition(
             ColumnOption::Check(check) => {
                 checks.push(check_definition(check, option.name.as_ref()))
             }
-            // Read by `column_uniques`.
-            ColumnOption::Unique(_) => {}
+            // Read by `column_uniques` and `column_foreign_keys`.
+            ColumnOption::Unique(_) | ColumnOption::ForeignKey(_) => {}
             other => return Err(Error::Unsupported(format!("the column option {other}"))),
         }
     }
@@ -608,4 +691,99 @@ pub fn data_type(t: &ast::DataType) -> Result<DataType> {
         S::Interval { .. } => DataType::Interval,
         other => return Err(Error::Unsupported(format!("the type {other}"))),
     })
+}
+
+/// The setting name SET CONSTRAINTS is rewritten to (see [`set_constraints`]).
+pub const SET_CONSTRAINTS: &str = "omen.set_constraints";
+
+/// Rewrites `SET CONSTRAINTS {ALL | name, ...} {DEFERRED | IMMEDIATE}`,
+/// which the parser does not know, as `SET "omen.set_constraints" TO
+/// 'DEFERRED' [, 'name' ...]` (no names: ALL), which the session turns back
+/// into the statement.
+pub(super) fn set_constraints(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let word = |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+    let solid = |t: &&TokenWithSpan| !matches!(t.token, Token::Whitespace(_));
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut rest = tokens.as_slice();
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|t| t.token == Token::SemiColon)
+            .map_or(rest.len(), |p| p + 1);
+        let (statement, after) = rest.split_at(end);
+        rest = after;
+        let words: Vec<&TokenWithSpan> = statement
+            .iter()
+            .filter(solid)
+            .filter(|t| t.token != Token::SemiColon)
+            .collect();
+        let rewrite = match words.as_slice() {
+            [set, constraints, targets @ .., mode]
+                if word(set, Keyword::SET)
+                    && matches!(&constraints.token, Token::Word(w)
+                        if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("constraints"))
+                    && (word(mode, Keyword::DEFERRED) || word(mode, Keyword::IMMEDIATE)) =>
+            {
+                let mut values = vec![Token::SingleQuotedString(
+                    mode.token.to_string().to_uppercase(),
+                )];
+                if !matches!(targets, [all] if word(all, Keyword::ALL)) {
+                    let mut names = Vec::new();
+                    for target in targets.iter() {
+                        match &target.token {
+                            Token::Word(w) => names.push(match w.quote_style {
+                                Some(_) => w.value.clone(),
+                                None => w.value.to_lowercase(),
+                            }),
+                            // schema.name: the schema is always public.
+                            Token::Period => {
+                                names.pop();
+                            }
+                            Token::Comma => {}
+                            _ => {
+                                names.clear();
+                                break;
+                            }
+                        }
+                    }
+                    if names.is_empty() {
+                        None
+                    } else {
+                        values.extend(names.into_iter().map(Token::SingleQuotedString));
+                        Some(values)
+                    }
+                } else {
+                    Some(values)
+                }
+            }
+            _ => None,
+        };
+        let Some(values) = rewrite else {
+            out.extend_from_slice(statement);
+            continue;
+        };
+        let space = || TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space));
+        out.push(TokenWithSpan::wrap(Token::make_keyword("SET")));
+        out.push(space());
+        out.push(TokenWithSpan::wrap(Token::make_word(
+            SET_CONSTRAINTS,
+            Some('"'),
+        )));
+        out.push(space());
+        out.push(TokenWithSpan::wrap(Token::make_keyword("TO")));
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                out.push(TokenWithSpan::wrap(Token::Comma));
+            }
+            out.push(space());
+            out.push(TokenWithSpan::wrap(value));
+        }
+        if statement
+            .last()
+            .is_some_and(|t| t.token == Token::SemiColon)
+        {
+            out.push(TokenWithSpan::wrap(Token::SemiColon));
+        }
+    }
+    out
 }

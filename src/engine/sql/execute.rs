@@ -102,6 +102,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .map_err(ParserError::from)
         .map(|mut tokens| {
             truncate_identifiers(&mut tokens);
+            let tokens = super::ddl::set_constraints(tokens);
             super::cursors::complete_fetch(super::row_locks::mark_weak_locks(tokens))
         });
     let parsed = tokens.and_then(|t| {
@@ -319,10 +320,11 @@ impl Session {
                 object_type: ast::ObjectType::Table,
                 if_exists,
                 names,
+                cascade,
                 ..
             } => {
                 let names = names.iter().map(table_name).collect::<Result<Vec<_>>>()?;
-                self.drop_tables(&names, if_exists)?;
+                self.drop_tables(&names, if_exists, cascade)?;
                 Ok(Output::command("DROP TABLE"))
             }
             Statement::AlterTable(alter) => {
@@ -527,7 +529,7 @@ impl Session {
             }),
             Ok(other) => Ok(other),
             Err(e) => {
-                let _ = self.drop_tables(std::slice::from_ref(&name), true);
+                let _ = self.drop_tables(std::slice::from_ref(&name), true, false);
                 Err(e)
             }
         }
@@ -916,6 +918,20 @@ impl Session {
         let name = table_name(&variable)
             .unwrap_or_else(|_| variable.to_string())
             .to_lowercase();
+        if variable.to_string() == format!("\"{}\"", super::ddl::SET_CONSTRAINTS) {
+            let mut words = values.iter().map(|v| match v {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                other => other.to_string(),
+            });
+            let deferred = words.next().is_some_and(|mode| mode == "DEFERRED");
+            let names: Vec<String> = words.collect();
+            let names = (!names.is_empty()).then_some(names);
+            self.set_constraints(names, deferred)?;
+            return Ok(Output::command("SET CONSTRAINTS"));
+        }
         // SET name TO DEFAULT is RESET name (drivers send it to leave a mode).
         if let [ast::Expr::Identifier(word)] = values.as_slice() {
             if word.quote_style.is_none() && word.value.eq_ignore_ascii_case("default") {
@@ -991,11 +1007,11 @@ fn update_rows(
                 returned.push(row.clone());
             }
             if old == new {
-                write_row(&shared.catalog, open, table, &new, Change::Update(&row))?;
+                write_row(shared, open, table, &new, Change::Update(&row))?;
             } else {
                 // A changed key: delete every old key before writing
                 // the new ones, so keys may shift within the statement.
-                write_row(&shared.catalog, open, table, &old, Change::Delete)?;
+                write_row(shared, open, table, &old, Change::MoveOut(&row))?;
                 moved.push(row);
             }
             count += 1;
@@ -1031,7 +1047,7 @@ fn delete_rows(
                     .collect::<Result<Vec<_>>>()?;
                 returned.push(row);
             }
-            write_row(&shared.catalog, open, table, &key, Change::Delete)?;
+            write_row(shared, open, table, &key, Change::Delete)?;
             count += 1;
         }
     }

@@ -279,7 +279,7 @@ impl Session {
                 };
             }
             let row = shared.checks.row(&table, row)?;
-            write_row(&shared.catalog, open, &table, &key, Change::Update(&row))?;
+            write_row(&shared, open, &table, &key, Change::Update(&row))?;
             Ok(Some(1))
         })?;
         Ok(count.map(|count| Output::Command {
@@ -307,7 +307,7 @@ impl Session {
             if locked_row(open, &key, Mode::Update)?.is_none() {
                 return Ok(0);
             }
-            write_row(&shared.catalog, open, &table, &key, Change::Delete)?;
+            write_row(&shared, open, &table, &key, Change::Delete)?;
             Ok(1)
         })?;
         Ok(Some(Output::Command {

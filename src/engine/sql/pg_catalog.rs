@@ -67,14 +67,86 @@ pub fn check_oid(id: u32, n: usize) -> u32 {
 
 /// The table and CHECK constraint of a constraint oid made by [`check_oid`].
 pub fn check_of(catalog: &Catalog, oid: u32) -> Option<(Arc<Table>, usize)> {
-    let offset = oid.checked_sub(FIRST_CHECK_OID)?;
-    let per_table = crate::engine::catalog::MAX_CHECKS as u32;
-    let (id, n) = (offset / per_table, (offset % per_table) as usize);
+    let per_table = crate::engine::catalog::MAX_CHECKS;
+    numbered_of(catalog, oid, FIRST_CHECK_OID, per_table, |t| t.checks.len())
+}
+
+/// The table and number of the constraint with oid `oid`, among oids from
+/// `first` on, `per_table` for each table, of which a table has `count`.
+fn numbered_of(
+    catalog: &Catalog,
+    oid: u32,
+    first: u32,
+    per_table: usize,
+    count: impl Fn(&Table) -> usize,
+) -> Option<(Arc<Table>, usize)> {
+    let offset = oid.checked_sub(first)?;
+    let (id, n) = (offset / per_table as u32, offset as usize % per_table);
+    if id >= CHECK_OID_TABLES {
+        return None;
+    }
     let table = catalog
         .tables()
         .into_iter()
-        .find(|t| t.id % CHECK_OID_TABLES == id && n < t.checks.len())?;
+        .find(|t| t.id % CHECK_OID_TABLES == id && n < count(t))?;
     Some((table, n))
+}
+
+/// Oids of FOREIGN KEY constraints: past the CHECK constraints', 64 for each table.
+const FIRST_FOREIGN_KEY_OID: u32 =
+    FIRST_CHECK_OID + CHECK_OID_TABLES * crate::engine::catalog::MAX_CHECKS as u32;
+
+/// The oid of FOREIGN KEY constraint `n` (from 0) of the table with id `id`.
+pub fn foreign_key_oid(id: u32, n: usize) -> u32 {
+    FIRST_FOREIGN_KEY_OID
+        + (id % CHECK_OID_TABLES) * crate::engine::catalog::MAX_FOREIGN_KEYS as u32
+        + n as u32
+}
+
+/// The table and FOREIGN KEY constraint of an oid made by [`foreign_key_oid`].
+pub fn foreign_key_of(catalog: &Catalog, oid: u32) -> Option<(Arc<Table>, usize)> {
+    let per_table = crate::engine::catalog::MAX_FOREIGN_KEYS;
+    numbered_of(catalog, oid, FIRST_FOREIGN_KEY_OID, per_table, |t| {
+        t.foreign_keys.len()
+    })
+}
+
+/// The definition pg_get_constraintdef gives a FOREIGN KEY constraint, in
+/// PostgreSQL's words and order (which ORMs parse).
+pub fn foreign_key_definition(catalog: &Catalog, table: &Table, n: usize) -> String {
+    let fk = &table.foreign_keys[n];
+    let names = |t: &Table, ids: &[u32]| {
+        t.positions(ids)
+            .into_iter()
+            .map(|p| quote_ident(&t.columns[p].name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let parent = catalog.table_by_id(fk.parent);
+    let (parent_name, parent_columns) = match &parent {
+        Some(parent) => (quote_ident(&parent.name), names(parent, &fk.parent_columns)),
+        None => (String::new(), String::new()),
+    };
+    let mut text = format!(
+        "FOREIGN KEY ({}) REFERENCES {parent_name}({parent_columns})",
+        names(table, &fk.columns)
+    );
+    if fk.on_update != crate::engine::catalog::Action::NoAction {
+        text.push_str(&format!(" ON UPDATE {}", fk.on_update.sql()));
+    }
+    if fk.on_delete != crate::engine::catalog::Action::NoAction {
+        text.push_str(&format!(" ON DELETE {}", fk.on_delete.sql()));
+    }
+    if fk.deferrable {
+        text.push_str(" DEFERRABLE");
+    }
+    if fk.initially_deferred {
+        text.push_str(" INITIALLY DEFERRED");
+    }
+    if !fk.validated {
+        text.push_str(" NOT VALID");
+    }
+    text
 }
 
 /// The definition pg_get_constraintdef gives a CHECK constraint.
@@ -348,7 +420,7 @@ pub fn index_definition(table: &Table) -> String {
 /// The table whose secondary index has id `id`, with the index.
 pub fn secondary_index(catalog: &Catalog, id: u32) -> Option<(Arc<Table>, Index)> {
     catalog.tables().into_iter().find_map(|t| {
-        let index = t.indexes.iter().find(|i| i.id == id)?.clone();
+        let index = t.visible_indexes().find(|i| i.id == id)?.clone();
         Some((t, index))
     })
 }
@@ -1013,9 +1085,17 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     ("relowner", oid(OWNER_OID)),
                     ("relam", oid(HEAP_AM)),
                     ("relfilenode", oid(table_oid(t.id))),
-                    ("relhasindex", (keyed || !t.indexes.is_empty()).into()),
+                    (
+                        "relhasindex",
+                        (keyed || t.visible_indexes().next().is_some()).into(),
+                    ),
                     ("relpersistence", "p".into()),
                     ("relkind", "r".into()),
+                    (
+                        "relhastriggers",
+                        (!t.foreign_keys.is_empty() || !catalog.referencing(t.id).is_empty())
+                            .into(),
+                    ),
                     ("relnatts", (t.columns.len() as i64).into()),
                     ("relispopulated", true.into()),
                     ("relreplident", "d".into()),
@@ -1037,7 +1117,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ("reltuples", (-1).into()),
                     ]);
                 }
-                for index in &t.indexes {
+                for index in t.visible_indexes() {
                     rows.push(vec![
                         ("oid", oid(table_oid(index.id))),
                         ("relname", index.name.clone().into()),
@@ -1097,8 +1177,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     .then(|| (index_oid(t.id), t.primary_key_indices()))
                     .into_iter()
                     .chain(
-                        t.indexes
-                            .iter()
+                        t.visible_indexes()
                             .map(|i| (table_oid(i.id), t.index_columns(i))),
                     );
                 for (relation, columns) in keys {
@@ -1189,7 +1268,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                 ]
             })
             .chain(tables.iter().flat_map(|t| {
-                t.indexes.iter().map(|index| {
+                t.visible_indexes().map(|index| {
                     let key = index_attnums(t, index);
                     vec![
                         ("indexrelid", oid(table_oid(index.id))),
@@ -1270,6 +1349,45 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ("connoinherit", true.into()),
                         ("conkey", Cell::I16List(index_attnums(t, index))),
                     ]
+                })
+            }))
+            .chain(tables.iter().flat_map(|t| {
+                t.foreign_keys.iter().enumerate().filter_map(|(n, fk)| {
+                    let parent = catalog.table_by_id(fk.parent)?;
+                    let attnums = |table: &Table, ids: &[u32]| {
+                        table
+                            .positions(ids)
+                            .into_iter()
+                            .map(|p| p as i16 + 1)
+                            .collect()
+                    };
+                    let index = match fk.parent_index {
+                        None => index_oid(parent.id),
+                        Some(id) => table_oid(id),
+                    };
+                    Some(vec![
+                        ("oid", oid(foreign_key_oid(t.id, n))),
+                        ("conname", fk.name.clone().into()),
+                        ("connamespace", oid(PUBLIC_OID)),
+                        ("contype", "f".into()),
+                        ("condeferrable", fk.deferrable.into()),
+                        ("condeferred", fk.initially_deferred.into()),
+                        ("convalidated", fk.validated.into()),
+                        ("conrelid", oid(table_oid(t.id))),
+                        ("conindid", oid(index)),
+                        ("confrelid", oid(table_oid(parent.id))),
+                        ("conparentid", oid(0)),
+                        ("confupdtype", fk.on_update.code().into()),
+                        ("confdeltype", fk.on_delete.code().into()),
+                        ("confmatchtype", "s".into()),
+                        ("conislocal", true.into()),
+                        ("connoinherit", true.into()),
+                        ("conkey", Cell::I16List(attnums(t, &fk.columns))),
+                        (
+                            "confkey",
+                            Cell::I16List(attnums(&parent, &fk.parent_columns)),
+                        ),
+                    ])
                 })
             }))
             .collect(),
@@ -1363,7 +1481,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     ("tableowner", owner.clone().into()),
                     (
                         "hasindexes",
-                        (!t.has_row_ids() || !t.indexes.is_empty()).into(),
+                        (!t.has_row_ids() || t.visible_indexes().next().is_some()).into(),
                     ),
                 ]
             })
@@ -1374,8 +1492,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                 let primary =
                     (!t.has_row_ids()).then(|| (t.primary_key_name(), index_definition(t)));
                 let secondary = t
-                    .indexes
-                    .iter()
+                    .visible_indexes()
                     .map(|i| (i.name.clone(), secondary_index_definition(t, i)));
                 primary
                     .into_iter()
@@ -1461,6 +1578,17 @@ const IS_KEY_COLUMN_USAGE: Columns = &[
     ("ordinal_position", I32),
     ("position_in_unique_constraint", I32),
 ];
+const IS_REFERENTIAL_CONSTRAINTS: Columns = &[
+    ("constraint_catalog", Text),
+    ("constraint_schema", Text),
+    ("constraint_name", Text),
+    ("unique_constraint_catalog", Text),
+    ("unique_constraint_schema", Text),
+    ("unique_constraint_name", Text),
+    ("match_option", Text),
+    ("update_rule", Text),
+    ("delete_rule", Text),
+];
 const IS_VIEWS: Columns = &[
     ("table_catalog", Text),
     ("table_schema", Text),
@@ -1472,6 +1600,7 @@ const IS_VIEWS: Columns = &[
 const INFORMATION_SCHEMA: &[(&str, Columns)] = &[
     ("columns", IS_COLUMNS),
     ("key_column_usage", IS_KEY_COLUMN_USAGE),
+    ("referential_constraints", IS_REFERENTIAL_CONSTRAINTS),
     ("schemata", IS_SCHEMATA),
     ("table_constraints", IS_TABLE_CONSTRAINTS),
     ("tables", IS_TABLES),
@@ -1573,17 +1702,18 @@ fn information_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
         "table_constraints" => tables
             .iter()
             .flat_map(|t| {
-                key_constraints(t)
+                key_constraints(catalog, t)
                     .into_iter()
-                    .map(|(name, kind, _)| {
+                    .map(|key| {
+                        let yes_no = |b: bool| if b { "YES" } else { "NO" };
                         let mut row = named(t);
                         row.extend([
                             ("constraint_catalog", "omen".into()),
                             ("constraint_schema", "public".into()),
-                            ("constraint_name", name.into()),
-                            ("constraint_type", kind.into()),
-                            ("is_deferrable", "NO".into()),
-                            ("initially_deferred", "NO".into()),
+                            ("constraint_name", key.name.into()),
+                            ("constraint_type", key.kind.into()),
+                            ("is_deferrable", yes_no(key.deferrable).into()),
+                            ("initially_deferred", yes_no(key.deferred).into()),
                             ("enforced", "YES".into()),
                         ]);
                         row
@@ -1591,19 +1721,45 @@ fn information_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     .collect::<Vec<_>>()
             })
             .collect(),
+        "referential_constraints" => tables
+            .iter()
+            .flat_map(|t| {
+                t.foreign_keys.iter().filter_map(|fk| {
+                    let parent = catalog.table_by_id(fk.parent)?;
+                    let unique = match fk.parent_index {
+                        None => parent.primary_key_name(),
+                        Some(id) => parent.indexes.iter().find(|i| i.id == id)?.name.clone(),
+                    };
+                    Some(vec![
+                        ("constraint_catalog", "omen".into()),
+                        ("constraint_schema", "public".into()),
+                        ("constraint_name", fk.name.clone().into()),
+                        ("unique_constraint_catalog", "omen".into()),
+                        ("unique_constraint_schema", "public".into()),
+                        ("unique_constraint_name", unique.into()),
+                        ("match_option", "NONE".into()),
+                        ("update_rule", fk.on_update.sql().into()),
+                        ("delete_rule", fk.on_delete.sql().into()),
+                    ])
+                })
+            })
+            .collect(),
         "key_column_usage" => {
             let mut rows = Vec::new();
             for t in tables.iter() {
-                for (name, _, columns) in key_constraints(t) {
-                    for (n, i) in columns.into_iter().enumerate() {
+                for key in key_constraints(catalog, t) {
+                    for (n, i) in key.columns.into_iter().enumerate() {
                         let mut row = named(t);
                         row.extend([
                             ("constraint_catalog", "omen".into()),
                             ("constraint_schema", "public".into()),
-                            ("constraint_name", name.clone().into()),
+                            ("constraint_name", key.name.clone().into()),
                             ("column_name", t.columns[i].name.clone().into()),
                             ("ordinal_position", (n as i64 + 1).into()),
                         ]);
+                        if let Some(position) = key.referenced.get(n) {
+                            row.push(("position_in_unique_constraint", (*position).into()));
+                        }
                         rows.push(row);
                     }
                 }
@@ -1614,20 +1770,67 @@ fn information_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
     }
 }
 
-/// A table's primary key and UNIQUE constraints: name, information_schema
-/// type and column positions.
-fn key_constraints(t: &Table) -> Vec<(String, &'static str, Vec<usize>)> {
-    let primary =
-        (!t.has_row_ids()).then(|| (t.primary_key_name(), "PRIMARY KEY", t.primary_key_indices()));
-    primary
-        .into_iter()
-        .chain(
-            t.indexes
-                .iter()
-                .filter(|i| i.constraint)
-                .map(|i| (i.name.clone(), "UNIQUE", t.index_columns(i))),
-        )
-        .collect()
+/// A key constraint as information_schema shows it.
+struct KeyConstraint {
+    name: String,
+    /// PRIMARY KEY, UNIQUE or FOREIGN KEY.
+    kind: &'static str,
+    /// Column positions.
+    columns: Vec<usize>,
+    deferrable: bool,
+    deferred: bool,
+    /// For a foreign key, each column's referenced column's position (from
+    /// 1) in the parent's key.
+    referenced: Vec<i64>,
+}
+
+/// A table's primary key, UNIQUE and FOREIGN KEY constraints.
+fn key_constraints(catalog: &Catalog, t: &Table) -> Vec<KeyConstraint> {
+    let key = |name: String, kind, columns| KeyConstraint {
+        name,
+        kind,
+        columns,
+        deferrable: false,
+        deferred: false,
+        referenced: Vec::new(),
+    };
+    let primary = (!t.has_row_ids())
+        .then(|| key(t.primary_key_name(), "PRIMARY KEY", t.primary_key_indices()));
+    let uniques = t
+        .indexes
+        .iter()
+        .filter(|i| i.constraint)
+        .map(|i| key(i.name.clone(), "UNIQUE", t.index_columns(i)));
+    let foreign = t.foreign_keys.iter().map(|fk| {
+        let parent_key = catalog
+            .table_by_id(fk.parent)
+            .map(|parent| match fk.parent_index {
+                None => parent.primary_key.clone(),
+                Some(id) => parent
+                    .indexes
+                    .iter()
+                    .find(|i| i.id == id)
+                    .map(|i| i.columns.clone())
+                    .unwrap_or_default(),
+            });
+        let referenced = fk
+            .parent_columns
+            .iter()
+            .map(|c| {
+                parent_key
+                    .as_ref()
+                    .and_then(|k| k.iter().position(|k| k == c))
+                    .map_or(0, |p| p as i64 + 1)
+            })
+            .collect();
+        KeyConstraint {
+            deferrable: fk.deferrable,
+            deferred: fk.initially_deferred,
+            referenced,
+            ..key(fk.name.clone(), "FOREIGN KEY", t.positions(&fk.columns))
+        }
+    });
+    primary.into_iter().chain(uniques).chain(foreign).collect()
 }
 
 /// The rows the sequences add to pg_class and pg_sequence.

@@ -414,6 +414,9 @@ pub fn functions(
                         if let Some((table, n)) = pg_catalog::check_of(&c, o) {
                             return Some(pg_catalog::check_definition(&table, n));
                         }
+                        if let Some((table, n)) = pg_catalog::foreign_key_of(&c, o) {
+                            return Some(pg_catalog::foreign_key_definition(&c, &table, n));
+                        }
                         // A UNIQUE constraint's oid is its index's, plus one.
                         let unique = pg_catalog::relation_of(o)
                             .filter(|(_, plus_one)| *plus_one)
@@ -445,9 +448,11 @@ pub fn functions(
         "pg_get_function_result",
         "pg_get_function_arguments",
         "pg_get_function_identity_arguments",
+        "pg_get_triggerdef",
     ] {
-        // omen keeps no comments, extended statistics or SQL functions
-        // (pg_proc is empty): NULL, as PostgreSQL gives for an unknown oid.
+        // omen keeps no comments, extended statistics, SQL functions or
+        // triggers (pg_proc and pg_trigger are empty): NULL, as PostgreSQL
+        // gives for an unknown oid.
         functions.push(function(name, None, text, |_, rows| {
             Ok(text_array(vec![None; rows]))
         }));
@@ -549,6 +554,20 @@ pub fn functions(
             message: format!("{what} \"{text}\" does not exist"),
         };
         let l = lookup.clone();
+        if cast_name == "omen_regclass" {
+            // A relation's partition ancestors, itself first: omen has no
+            // partitions, so just itself (psql's \d asks, for foreign keys).
+            let l = lookup.clone();
+            functions.push(function(
+                "pg_partition_ancestors",
+                Some(1),
+                oid,
+                move |args, _| {
+                    let text = [cast(&args[0], &ArrowType::Utf8)?];
+                    reg_cast(&text, &*l, &|_| None, Some(&missing))
+                },
+            ));
+        }
         functions.push(function(cast_name, Some(1), oid_or_name, move |args, _| {
             reg_cast(args, &*l, &*name, Some(&missing))
         }));

@@ -250,11 +250,11 @@ impl OnConflict {
             table.row_key(&new)?
         };
         if new_key != key {
-            write_row(&shared.catalog, open, table, &key, Change::Delete)?;
+            write_row(shared, open, table, &key, Change::MoveOut(&new))?;
             self.touched.insert(new_key);
             return Ok(Outcome::Written(insert_row(shared, open, table, new)?));
         }
-        write_row(&shared.catalog, open, table, &key, Change::Update(&new))?;
+        write_row(shared, open, table, &key, Change::Update(&new))?;
         Ok(Outcome::Written(new))
     }
 }
