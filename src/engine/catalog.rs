@@ -1159,6 +1159,68 @@ pub struct Role {
 }
 
 /// Every table, by name and id, and every role.
+/// The table definitions a transaction block changed and has not committed
+/// (transactional DDL): by id, the new definition, or None for a dropped
+/// table. While a session runs a statement of that transaction, its thread
+/// reads the catalog through it ([`Overlay::enter`]); every other session
+/// reads the committed catalog until the transaction commits and installs
+/// its definitions.
+#[derive(Clone, Default)]
+pub struct Overlay(Arc<parking_lot::Mutex<HashMap<u32, Option<Arc<Table>>>>>);
+
+/// What an [`Overlay`] held at a savepoint.
+pub type OverlaySnapshot = HashMap<u32, Option<Arc<Table>>>;
+
+thread_local! {
+    static OVERLAY: std::cell::RefCell<Option<Overlay>> = const { std::cell::RefCell::new(None) };
+}
+
+/// This thread's overlay, until dropped (then the one before it).
+pub struct OverlayScope(Option<Overlay>);
+
+impl Drop for OverlayScope {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        OVERLAY.with(|o| *o.borrow_mut() = previous);
+    }
+}
+
+impl Overlay {
+    /// Makes the calling thread read the catalog through this overlay.
+    pub fn enter(&self) -> OverlayScope {
+        OverlayScope(OVERLAY.with(|o| o.borrow_mut().replace(self.clone())))
+    }
+
+    /// Whether the transaction changed no definition.
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().is_empty()
+    }
+
+    /// Records table `id`'s uncommitted definition (None: dropped).
+    pub fn put(&self, id: u32, table: Option<Table>) {
+        self.0.lock().insert(id, table.map(Arc::new));
+    }
+
+    /// What it holds now, for a savepoint.
+    pub fn snapshot(&self) -> OverlaySnapshot {
+        self.0.lock().clone()
+    }
+
+    /// Goes back to what it held at a savepoint.
+    pub fn restore(&self, snapshot: OverlaySnapshot) {
+        *self.0.lock() = snapshot;
+    }
+}
+
+/// The calling thread's overlay's view: None when it has none (or an empty one).
+fn overlaid() -> Option<OverlaySnapshot> {
+    OVERLAY.with(|o| {
+        let o = o.borrow();
+        let overlay = o.as_ref()?.0.lock();
+        (!overlay.is_empty()).then(|| overlay.clone())
+    })
+}
+
 #[derive(Default)]
 pub struct Catalog {
     state: RwLock<State>,
@@ -1251,10 +1313,20 @@ impl Catalog {
 
     /// The table called `name`, or 42P01 with a close name when there is one.
     pub fn table(&self, name: &str) -> Result<Arc<Table>> {
+        if let Some(overlay) = overlaid() {
+            let found = self
+                .tables_with(&overlay)
+                .into_iter()
+                .find(|t| t.name == name);
+            if let Some(table) = found {
+                return Ok(table);
+            }
+        }
         let state = self.state.read();
         state
             .by_name
             .get(name)
+            .filter(|_| overlaid().is_none())
             .cloned()
             .ok_or_else(|| Error::NotFound {
                 code: SqlState::UNDEFINED_TABLE,
@@ -1267,6 +1339,9 @@ impl Catalog {
 
     /// The table that has the index called `name`.
     pub fn index_owner(&self, name: &str) -> Option<Arc<Table>> {
+        if overlaid().is_some() {
+            return self.tables().into_iter().find(|t| t.index(name).is_some());
+        }
         let state = self.state.read();
         state
             .by_id
@@ -1277,19 +1352,49 @@ impl Catalog {
 
     /// The table with id `id`, if it exists now.
     pub fn table_by_id(&self, id: u32) -> Option<Arc<Table>> {
+        if let Some(overlay) = overlaid() {
+            if let Some(table) = overlay.get(&id) {
+                return table.clone();
+            }
+        }
         self.state.read().by_id.get(&id).cloned()
     }
 
-    /// Whether a table with this id exists now.
+    /// Whether a committed table has this id (never read through an
+    /// overlay: commit checks run on whichever thread commits).
     pub fn contains_id(&self, id: u32) -> bool {
         self.state.read().by_id.contains_key(&id)
     }
 
     /// Every table, ordered by name.
     pub fn tables(&self) -> Vec<Arc<Table>> {
-        let mut tables: Vec<_> = self.state.read().by_name.values().cloned().collect();
+        match overlaid() {
+            Some(overlay) => self.tables_with(&overlay),
+            None => {
+                let mut tables: Vec<_> = self.state.read().by_name.values().cloned().collect();
+                tables.sort_by(|a, b| a.name.cmp(&b.name));
+                tables
+            }
+        }
+    }
+
+    /// Every table as `overlay` changes them, ordered by name.
+    fn tables_with(&self, overlay: &OverlaySnapshot) -> Vec<Arc<Table>> {
+        let state = self.state.read();
+        let mut tables: Vec<_> = state
+            .by_id
+            .values()
+            .filter(|t| !overlay.contains_key(&t.id))
+            .cloned()
+            .chain(overlay.values().flatten().cloned())
+            .collect();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         tables
+    }
+
+    /// The id of the committed table called `name`.
+    pub fn committed_id(&self, name: &str) -> Option<u32> {
+        self.state.read().by_name.get(name).map(|t| t.id)
     }
 
     /// The id the next new table gets.
@@ -1370,6 +1475,13 @@ impl Catalog {
     /// The tables with foreign keys that reference table `id` (itself too,
     /// for a self-reference).
     pub fn referencing(&self, id: u32) -> Vec<Arc<Table>> {
+        if overlaid().is_some() {
+            return self
+                .tables()
+                .into_iter()
+                .filter(|t| t.foreign_keys.iter().any(|f| f.parent == id))
+                .collect();
+        }
         let state = self.state.read();
         state.referencing.get(&id).cloned().unwrap_or_default()
     }
@@ -1379,7 +1491,9 @@ impl Catalog {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn bump(&self) {
+    /// Tells prepared statements that a definition changed (an uncommitted
+    /// one a transaction made, too).
+    pub fn bump(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }

@@ -153,7 +153,7 @@ pub(super) fn begin_write(catalog: &Catalog, open: &mut Open, table: &Table) -> 
 /// Locks table `id` in `mode` until the transaction of `open` ends,
 /// waiting for conflicting holders; false for a transaction that takes no
 /// locks (outside a session).
-fn lock_table(open: &Open, id: u32, mode: Mode) -> Result<bool> {
+pub(super) fn lock_table(open: &Open, id: u32, mode: Mode) -> Result<bool> {
     let locker = open.txn.lock().locker();
     match locker {
         Some(locker) => locker
@@ -293,7 +293,6 @@ impl Session {
         def: IndexDef,
         if_not_exists: bool,
     ) -> Result<bool> {
-        self.refuse_in_transaction("CREATE INDEX")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
         let table = self.table(table)?;
@@ -331,6 +330,7 @@ impl Session {
         keys: Vec<ForeignKey>,
     ) -> Result<()> {
         let shared = self.shared.clone();
+        let explicit = self.in_transaction();
         self.statement(|open| {
             lock_table(open, table.id, Mode::Update)?;
             for fk in &keys {
@@ -350,6 +350,11 @@ impl Session {
                 foreign_keys::validate(open, &table, parent, fk)?;
             }
             let batch = shared.catalog.put_entries(&table)?;
+            if explicit {
+                // The transaction's own statements see the new definition
+                // now (with indexes they may read: they see its entries).
+                open.overlay.put(table.id, Some(table.clone()));
+            }
             let catalog = shared.catalog.clone();
             let ids: Vec<u32> = built.iter().map(|i| i.id).collect();
             let apply = move |ts| {
@@ -365,13 +370,16 @@ impl Session {
                 .lock()
                 .add_unversioned(batch, None, Some(Box::new(apply)));
             Ok(())
-        })
+        })?;
+        if explicit {
+            shared.catalog.bump();
+        }
+        Ok(())
     }
 
     /// DROP INDEX: every index named, in one change, or none when one is
     /// missing (42704, unless `if_exists`) or backs a constraint (2BP01).
     pub fn drop_indexes(&mut self, names: &[String], if_exists: bool) -> Result<()> {
-        self.refuse_in_transaction("DROP INDEX")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
         let mut altered: Vec<Table> = Vec::new();
@@ -411,6 +419,7 @@ impl Session {
         if altered.is_empty() {
             return Ok(());
         }
+        let explicit = self.in_transaction();
         self.statement(|open| {
             let mut batch = WriteBatch::new();
             for table in &altered {
@@ -418,6 +427,9 @@ impl Session {
                 // entries of the dropped index: wait for them to end.
                 lock_table(open, table.id, Mode::Update)?;
                 batch.extend(shared.catalog.put_entries(table)?);
+                if explicit {
+                    open.overlay.put(table.id, Some(table.clone()));
+                }
             }
             let catalog = shared.catalog.clone();
             let apply = move |_| altered.into_iter().for_each(|t| catalog.install(t));

@@ -430,7 +430,7 @@ impl super::Session {
     /// (`columns`: from, to, in order), and the sequences it owns under
     /// their new owner, as one change.
     pub(super) fn save_renamed_table(
-        &self,
+        &mut self,
         table: super::catalog::Table,
         old_name: &str,
         columns: &[(String, String)],
@@ -452,16 +452,14 @@ impl super::Session {
             defs.push(def);
         }
         let (catalog, sequences) = (shared.catalog.clone(), shared.sequences.clone());
+        let tables = vec![(table.id, Some(table.clone()))];
         let apply = move |_| {
             catalog.install(table);
             for def in defs {
                 sequences.redefine(def);
             }
         };
-        shared
-            .mvcc
-            .commit_unversioned(batch, None, Some(Box::new(apply)))?;
-        Ok(())
+        self.commit_catalog(batch, tables, Box::new(apply), super::session::Undo::none())
     }
 
     pub(super) fn refuse_taken(&self, name: &str) -> Result<()> {
@@ -481,7 +479,7 @@ impl super::Session {
     /// the DDL lock the caller holds: the table takes the next id, the
     /// sequences the ones after it.
     pub(super) fn create_relations(
-        &self,
+        &mut self,
         table: Option<super::catalog::Table>,
         mut defs: Vec<SequenceDef>,
     ) -> Result<()> {
@@ -500,25 +498,33 @@ impl super::Session {
         }
         let next = first + defs.len() as u32;
         batch.extend(super::catalog::Catalog::counter_entry(next));
-        let (catalog, directories, sequences) = (
-            shared.catalog.clone(),
-            shared.directories.clone(),
-            shared.sequences.clone(),
-        );
+        // The new table's key directory and the sequences are there before
+        // the commit (a transaction block's statements use them), and go
+        // again if it never comes.
+        let mut undo = super::session::Undo::none();
+        if let Some(table) = &table {
+            undo = self.add_directory(table);
+        }
+        let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+        for def in defs {
+            shared.sequences.install(def);
+        }
+        let sequences = shared.sequences.clone();
+        undo = undo.and(super::session::Undo::new(move || {
+            for name in names {
+                sequences.uninstall(&name);
+            }
+        }));
+        let catalog = shared.catalog.clone();
+        let tables = table.iter().map(|t| (t.id, Some(t.clone()))).collect();
         let apply = move |_| {
             if let Some(table) = table {
-                directories.add_table(&table);
                 catalog.install(table);
-            }
-            for def in defs {
-                sequences.install(def);
             }
             catalog.advance_next_id(next);
         };
-        shared
-            .mvcc
-            .commit_unversioned(batch, None, Some(Box::new(apply)))?;
-        Ok(())
+        shared.catalog.advance_next_id(next);
+        self.commit_catalog(batch, tables, Box::new(apply), undo)
     }
 
     /// Drops sequences in one change: all or, when one is missing (and not

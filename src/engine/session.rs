@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::catalog::{Catalog, ColumnDef, Table, TableChange};
 use super::database::Shared;
 use super::error::{Error, Result, SqlState};
-use super::mvcc::{IsolationLevel, RowLock, Transaction};
+use super::mvcc::{CommitApply, IsolationLevel, RowLock, Transaction};
 use super::secondary::{begin_write, unique_violation, write_row, Change};
 use super::storage::{Cf, WriteBatch};
 use super::types::Value;
@@ -103,11 +103,17 @@ pub(super) struct Open {
     /// Statements run in the transaction so far.
     pub statements: u32,
     /// Savepoints, oldest first: name and the changes when it was set.
-    pub savepoints: Vec<(String, crate::engine::mvcc::Mark)>,
+    pub savepoints: Vec<(
+        String,
+        crate::engine::mvcc::Mark,
+        super::catalog::OverlaySnapshot,
+    )>,
     /// Cursors the transaction declared; they end with it.
     pub cursors: super::sql::Cursors,
     /// Foreign key checks owed at the end of the statement or at COMMIT.
     pub constraints: super::foreign_keys::Pending,
+    /// Table definitions its DDL changed, visible to it alone until COMMIT.
+    pub overlay: super::catalog::Overlay,
 }
 
 impl Open {
@@ -120,6 +126,7 @@ impl Open {
             savepoints: Vec::new(),
             cursors: Default::default(),
             constraints: Default::default(),
+            overlay: Default::default(),
         }
     }
 
@@ -428,6 +435,7 @@ impl Session {
 
     /// The table called `name`.
     pub fn table(&self, name: &str) -> Result<Arc<Table>> {
+        let _scope = self.catalog_scope();
         self.shared.catalog.table(name)
     }
 
@@ -531,8 +539,8 @@ impl Session {
         primary_key: &[String],
         if_not_exists: bool,
     ) -> Result<bool> {
-        self.refuse_in_transaction("CREATE TABLE")?;
-        let _ddl = self.shared.ddl.lock();
+        let shared = self.shared.clone();
+        let _ddl = shared.ddl.lock();
         match self.refuse_taken(name) {
             Err(_) if if_not_exists => return Ok(false),
             result => result?,
@@ -568,7 +576,6 @@ impl Session {
         {
             return self.create_table(&name, columns, &primary_key, if_not_exists);
         }
-        self.refuse_in_transaction("CREATE TABLE")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
         match self.refuse_taken(&name) {
@@ -628,7 +635,6 @@ impl Session {
         if_exists: bool,
         cascade: bool,
     ) -> Result<usize> {
-        self.refuse_in_transaction("DROP TABLE")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
         let mut ids = Vec::new();
@@ -698,6 +704,11 @@ impl Session {
         let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
         let sequences = self.shared.sequences.clone();
         let count = ids.len();
+        let tables = ids
+            .iter()
+            .map(|id| (*id, None))
+            .chain(children.iter().map(|c| (c.id, Some(c.clone()))))
+            .collect();
         let apply = move |_| {
             for child in children {
                 catalog.install(child);
@@ -710,9 +721,7 @@ impl Session {
                 sequences.uninstall(&name);
             }
         };
-        self.shared
-            .mvcc
-            .commit_unversioned(batch, None, Some(Box::new(apply)))?;
+        self.commit_catalog(batch, tables, Box::new(apply), Undo::none())?;
         Ok(count)
     }
 
@@ -729,7 +738,6 @@ impl Session {
 
     /// Makes every change of one ALTER TABLE, committed together or not at all.
     pub fn alter_table(&mut self, table: &str, changes: Vec<TableChange>) -> Result<()> {
-        self.refuse_in_transaction("ALTER TABLE")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
         let mut altered = (*self.table(table)?).clone();
@@ -919,19 +927,116 @@ impl Session {
         })
     }
 
-    fn save_table(&self, table: Table) -> Result<()> {
+    fn save_table(&mut self, table: Table) -> Result<()> {
         let batch = self.shared.catalog.put_entries(&table)?;
-        let (catalog, directories) = (self.shared.catalog.clone(), self.shared.directories.clone());
-        let new = !self.shared.catalog.contains_id(table.id);
-        let apply = move |_| {
-            if new {
-                directories.add_table(&table);
-            }
-            catalog.install(table);
+        let undo = match self.shared.catalog.table_by_id(table.id) {
+            None => self.add_directory(&table),
+            Some(_) => Undo::none(),
         };
-        self.shared
+        let catalog = self.shared.catalog.clone();
+        let installed = table.clone();
+        let apply = move |_| catalog.install(installed);
+        self.commit_catalog(batch, vec![(table.id, Some(table))], Box::new(apply), undo)
+    }
+
+    /// Starts the key directory of new table `table` now, so that the
+    /// commit that creates it (which may write its first rows too) fills
+    /// it; undone if that commit never comes.
+    pub(super) fn add_directory(&self, table: &Table) -> Undo {
+        let directories = self.shared.directories.clone();
+        directories.add_table(table);
+        let id = table.id;
+        Undo::new(move || directories.remove_table(id))
+    }
+
+    /// Reads the catalog as the open transaction sees it (with the table
+    /// definitions its DDL changed) on this thread until the guard drops.
+    pub(super) fn catalog_scope(&self) -> Option<super::catalog::OverlayScope> {
+        self.txn.as_ref().map(|open| open.overlay.enter())
+    }
+
+    /// Commits a catalog change: `batch`, and `apply` to install it in
+    /// memory once durable. Outside a transaction block it commits at once.
+    /// Inside one it commits with the transaction (transactional DDL):
+    /// `tables` (id, new definition or None when dropped) are what the
+    /// transaction's statements see until then; tables that exist are
+    /// locked against writers and other DDL until it ends; a new table's
+    /// name that another transaction committed first fails the COMMIT
+    /// (42P07). `undo` reverts what was done in memory ahead of the commit
+    /// if it never comes (a rollback).
+    pub(super) fn commit_catalog(
+        &mut self,
+        batch: WriteBatch,
+        tables: Vec<(u32, Option<Table>)>,
+        apply: CommitApply,
+        undo: Undo,
+    ) -> Result<()> {
+        let shared = self.shared.clone();
+        let apply: CommitApply = Box::new(move |ts| {
+            undo.disarm();
+            apply(ts)
+        });
+        if self.txn.is_none() {
+            return shared
+                .mvcc
+                .commit_unversioned(batch, None, Some(apply))
+                .map(|_| ());
+        }
+        // Ids used now are reserved durably, so a rolled-back one is never
+        // handed out again (a sequence's reserved values stay with its id).
+        let highest = tables
+            .iter()
+            .flat_map(|(id, t)| {
+                let indexes = t.iter().flat_map(|t| t.indexes.iter().map(|i| i.id));
+                std::iter::once(*id).chain(indexes)
+            })
+            .max();
+        let next = highest
+            .map(|h| h.saturating_add(1))
+            .unwrap_or(0)
+            .max(shared.catalog.next_table_id());
+        shared
             .mvcc
-            .commit_unversioned(batch, None, Some(Box::new(apply)))?;
+            .commit_unversioned(Catalog::counter_entry(next), None, None)?;
+        shared.catalog.advance_next_id(next);
+        let catalog = shared.catalog.clone();
+        let names: Vec<(u32, String)> = tables
+            .iter()
+            .filter_map(|(id, t)| t.as_ref().map(|t| (*id, t.name.clone())))
+            .collect();
+        let overlay = self.txn.as_ref().map(|open| open.overlay.clone());
+        // At COMMIT: a name another table holds, unless this transaction
+        // dropped that table.
+        let check: super::mvcc::CommitCheck = Box::new(move || {
+            let defined = overlay.map(|o| o.snapshot()).unwrap_or_default();
+            let taken = |(id, name): &&(u32, String)| {
+                catalog
+                    .committed_id(name)
+                    .is_some_and(|other| other != *id && !matches!(defined.get(&other), Some(None)))
+            };
+            match names.iter().find(taken) {
+                Some((_, name)) => Err(Error::AlreadyExists {
+                    code: SqlState::DUPLICATE_TABLE,
+                    message: format!("relation \"{name}\" already exists"),
+                }),
+                None => Ok(()),
+            }
+        });
+        self.statement(|open| {
+            for (id, _) in &tables {
+                if shared.catalog.contains_id(*id) {
+                    super::secondary::lock_table(open, *id, super::locks::Mode::Update)?;
+                }
+            }
+            open.txn
+                .lock()
+                .add_unversioned(batch, Some(check), Some(apply));
+            for (id, table) in tables {
+                open.overlay.put(id, table);
+            }
+            Ok(())
+        })?;
+        shared.catalog.bump();
         Ok(())
     }
 
@@ -1132,7 +1237,10 @@ pub(crate) fn concurrent_update() -> Error {
 pub(super) fn commit(shared: &Shared, mut open: Open) -> Result<()> {
     super::foreign_keys::verify(shared, &mut open, true)?;
     let catalog = &shared.catalog;
-    let tables = std::mem::take(&mut open.tables);
+    let mut tables = std::mem::take(&mut open.tables);
+    // Tables the transaction created itself are committed with it.
+    let defined = open.overlay.snapshot();
+    tables.retain(|id| !matches!(defined.get(id), Some(Some(_))) || catalog.contains_id(*id));
     let mut txn = open.into_transaction();
     if !tables.is_empty() {
         let catalog = catalog.clone();
@@ -1178,4 +1286,44 @@ pub(super) fn successor(mut key: Vec<u8>) -> Vec<u8> {
     }
     // Only reachable for a key of all 0xff bytes: nothing sorts after it.
     vec![0xff; 9]
+}
+
+/// What a transaction block's DDL did in memory ahead of its commit (a new
+/// table's key directory, new sequences), undone when dropped unless
+/// disarmed: it rides inside the commit's apply, which disarms it, so a
+/// rollback (which drops the apply unrun) undoes it.
+pub(super) struct Undo(Option<Box<dyn FnOnce() + Send>>);
+
+impl Undo {
+    pub(super) fn new(undo: impl FnOnce() + Send + 'static) -> Undo {
+        Undo(Some(Box::new(undo)))
+    }
+
+    pub(super) fn none() -> Undo {
+        Undo(None)
+    }
+
+    /// Both undone together.
+    pub(super) fn and(mut self, mut other: Undo) -> Undo {
+        match (self.0.take(), other.0.take()) {
+            (Some(a), Some(b)) => Undo::new(move || {
+                a();
+                b()
+            }),
+            (a, b) => Undo(a.or(b)),
+        }
+    }
+
+    /// The commit came: nothing to undo.
+    pub(super) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(undo) = self.0.take() {
+            undo();
+        }
+    }
 }

@@ -359,9 +359,12 @@ pub fn ddl_errors() {
     assert!(err.to_string().contains("did you mean \"test\""), "{err}");
     assert_sqlstate(s.drop_table("nope", false), "42P01");
     assert!(!s.drop_table("nope", true).unwrap());
+    // DROP TABLE is transactional: a rollback brings the table back.
     s.begin().unwrap();
-    assert_sqlstate(s.drop_table("test", false), "25001");
+    assert!(s.drop_table("test", false).unwrap());
+    assert_sqlstate(s.get("test", &[Value::Int32(1)]), "42P01");
     s.rollback().unwrap();
+    assert!(s.get("test", &[Value::Int32(1)]).unwrap().is_some());
     assert!(s.drop_table("test", false).unwrap());
     assert_sqlstate(s.get("test", &[Value::Int32(1)]), "42P01");
     // A new table of the same name starts empty: dropped rows are gone.

@@ -21,6 +21,7 @@ mod slt;
 mod sql;
 mod stress;
 mod support;
+mod transactional_ddl;
 mod transfer;
 mod wire_values;
 
@@ -106,6 +107,12 @@ fn main() {
         a_parent_delete_waits_for_a_child_insert_then_decides,
         concurrent_children_and_parent_deletes_keep_every_reference,
         foreign_keys_survive_a_restart,
+    ));
+    trials.extend(tests!(transactional_ddl:
+        uncommitted_ddl_is_invisible_to_other_sessions,
+        writers_wait_for_a_transaction_that_altered_their_table,
+        two_transactions_creating_one_name_commit_once,
+        committed_ddl_survives_a_restart,
     ));
     trials.extend(tests!(indexes:
         concurrent_inserts_of_one_unique_value_wait_then_decide,

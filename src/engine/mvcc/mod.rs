@@ -47,7 +47,7 @@ mod store;
 mod transaction;
 mod version;
 
-pub use commit::{put_last_ts, stored_last_ts};
+pub use commit::{put_last_ts, stored_last_ts, CommitApply, CommitCheck};
 pub use horizon::{now_micros, Horizon};
 pub use store::{
     DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions, DIRECTORY_SCAN_LIMIT,

@@ -75,6 +75,7 @@ impl Session {
     /// finishes and a failing batch or [`copy_abort`](Session::copy_abort)
     /// undoes whole. Returns the number of fields each row has.
     pub fn copy_begin(&mut self, table: &str, columns: &[String]) -> Result<usize> {
+        let _scope = self.catalog_scope();
         self.copy_abort();
         let (table, targets) = self.copy_targets(table, columns)?;
         let implicit = match &mut self.txn {
@@ -97,6 +98,7 @@ impl Session {
     /// Inserts a batch of the running COPY's rows. A failure undoes the whole
     /// COPY (and aborts an explicit transaction).
     pub fn copy_rows(&mut self, rows: &[Vec<Option<String>>]) -> Result<u64> {
+        let _scope = self.catalog_scope();
         let result = self.copy_batch(rows);
         if result.is_err() {
             self.copy_abort();
@@ -156,6 +158,7 @@ impl Session {
     /// Finishes the running COPY: commits its own transaction, or ends its
     /// statement in the open one. Returns the rows it wrote.
     pub fn copy_end(&mut self) -> Result<u64> {
+        let _scope = self.catalog_scope();
         let copy = self.copy.take().ok_or_else(|| {
             Error::invalid(
                 SqlState::PROTOCOL_VIOLATION,

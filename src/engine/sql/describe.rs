@@ -105,6 +105,7 @@ impl Session {
     /// Describes `statement`: the types its placeholders take from context
     /// and the columns it returns.
     pub fn describe(&mut self, statement: &Statement) -> Result<Description> {
+        let _scope = self.catalog_scope();
         let mut bound = statement.clone();
         self.bind_settings(&mut bound)?;
         let statement = &bound;

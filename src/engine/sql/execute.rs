@@ -145,7 +145,7 @@ fn savepoint_index(open: &crate::engine::session::Open, name: &ast::Ident) -> Re
     let name = ident(name);
     open.savepoints
         .iter()
-        .rposition(|(n, _)| *n == name)
+        .rposition(|(n, _, _)| *n == name)
         .ok_or_else(|| Error::TransactionState {
             code: SqlState::INVALID_SAVEPOINT,
             message: format!("savepoint \"{name}\" does not exist"),
@@ -211,6 +211,7 @@ impl Session {
         self.canceller.reset();
         self.copy_abort();
         self.report_state(true);
+        let _scope = self.catalog_scope();
         let mut text = String::new();
         let run = std::panic::AssertUnwindSafe(|| self.dispatch(statement, &mut text));
         let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
@@ -389,7 +390,8 @@ impl Session {
             Statement::Savepoint { name } => {
                 let open = self.savepoint_transaction("SAVEPOINT")?;
                 let mark = open.txn.lock().mark();
-                open.savepoints.push((ident(&name), mark));
+                let overlay = open.overlay.snapshot();
+                open.savepoints.push((ident(&name), mark, overlay));
                 Ok(Output::command("SAVEPOINT"))
             }
             Statement::Rollback {
@@ -400,6 +402,7 @@ impl Session {
                 let i = savepoint_index(open, &name)?;
                 open.savepoints.truncate(i + 1);
                 open.txn.lock().rollback_to(&open.savepoints[i].1);
+                open.overlay.restore(open.savepoints[i].2.clone());
                 open.aborted = false;
                 Ok(Output::command("ROLLBACK"))
             }
