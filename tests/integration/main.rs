@@ -179,6 +179,7 @@ fn main() {
     trials.extend(tests!(stress: serializable_transfers_keep_the_total));
     trials.extend(tests!(crash: acknowledged_commits_survive_sigkill));
     trials.extend(tests!(sql:
+        definitions_omen_cannot_keep_are_refused,
         fast_path_gives_the_general_paths_results_and_errors,
         key_filters_are_pushed_down_exactly,
         several_statements_in_one_text,

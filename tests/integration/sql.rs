@@ -320,3 +320,23 @@ pub fn set_returning_functions_name_their_column() {
         render(&s.execute("SELECT value FROM generate_series(1, 2) g")).starts_with("ERROR 42703")
     );
 }
+
+pub fn definitions_omen_cannot_keep_are_refused() {
+    // Bug: partitioning, storage parameters and ADD COLUMN ... SERIAL were
+    // accepted and silently dropped; they fail with 0A000 and change nothing.
+    let mut s = session();
+    s.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .expect("create");
+    for sql in [
+        "CREATE TABLE p (id int) PARTITION BY RANGE (id)",
+        "CREATE TABLE w (id int PRIMARY KEY) WITH (fillfactor = 70)",
+        "ALTER TABLE t ADD COLUMN n serial",
+        "ALTER TABLE t ADD COLUMN n int GENERATED ALWAYS AS IDENTITY",
+    ] {
+        let error = s.execute(sql).expect_err(sql);
+        assert_eq!(error.sqlstate().code(), "0A000", "{sql}: {error}");
+    }
+    let columns = "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'";
+    assert_eq!(crate::support::ints(&mut s, columns), [1]);
+    assert!(s.execute("SELECT * FROM p").is_err());
+}

@@ -53,6 +53,15 @@ pub fn create_table(
             "CREATE TABLE AS, LIKE or INHERITS".into(),
         ));
     }
+    if create.partition_by.is_some() || create.partition_of.is_some() {
+        return Err(Error::Unsupported("partitioned tables".into()));
+    }
+    if !matches!(create.table_options, ast::CreateTableOptions::None) || create.on_commit.is_some()
+    {
+        return Err(Error::Unsupported(
+            "table storage parameters, TABLESPACE and ON COMMIT".into(),
+        ));
+    }
     let name = table_name(&create.name)?;
     let mut columns = Vec::with_capacity(create.columns.len());
     let mut key = Vec::new();
@@ -419,6 +428,12 @@ pub fn alter(
             Ok(vec![change])
         }
         AlterTableOperation::AddColumn { column_def, .. } => {
+            if owns_sequence(column_def)?.is_some() {
+                // PostgreSQL gives each row a value of a new sequence.
+                return Err(Error::Unsupported(
+                    "adding a SERIAL or identity column to a table".into(),
+                ));
+            }
             let (column, primary, checks) = column_definition(column_def, &mut constant)?;
             if primary {
                 return Err(Error::Unsupported("adding a primary key column".into()));
