@@ -331,6 +331,9 @@ impl Session {
     ) -> Result<()> {
         let shared = self.shared.clone();
         let explicit = self.in_transaction();
+        if explicit {
+            self.reserve_ids(built.iter().map(|i| i.id).max())?;
+        }
         self.statement(|open| {
             lock_table(open, table.id, Mode::Update)?;
             for fk in &keys {

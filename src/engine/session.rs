@@ -949,6 +949,24 @@ impl Session {
         Undo::new(move || directories.remove_table(id))
     }
 
+    /// Moves the table id counter past `highest` (and past ids taken in
+    /// memory, such as a new table's sequences'), durably at once: DDL in a
+    /// transaction block installs its definitions only at COMMIT, and until
+    /// then the ids it used must not be handed out again, nor after a
+    /// rollback (a sequence's reserved values stay under its id).
+    pub(super) fn reserve_ids(&self, highest: Option<u32>) -> Result<()> {
+        let catalog = &self.shared.catalog;
+        let next = highest
+            .map(|h| h.saturating_add(1))
+            .unwrap_or(0)
+            .max(catalog.next_table_id());
+        self.shared
+            .mvcc
+            .commit_unversioned(Catalog::counter_entry(next), None, None)?;
+        catalog.advance_next_id(next);
+        Ok(())
+    }
+
     /// Reads the catalog as the open transaction sees it (with the table
     /// definitions its DDL changed) on this thread until the guard drops.
     pub(super) fn catalog_scope(&self) -> Option<super::catalog::OverlayScope> {
@@ -991,14 +1009,7 @@ impl Session {
                 std::iter::once(*id).chain(indexes)
             })
             .max();
-        let next = highest
-            .map(|h| h.saturating_add(1))
-            .unwrap_or(0)
-            .max(shared.catalog.next_table_id());
-        shared
-            .mvcc
-            .commit_unversioned(Catalog::counter_entry(next), None, None)?;
-        shared.catalog.advance_next_id(next);
+        self.reserve_ids(highest)?;
         let catalog = shared.catalog.clone();
         let names: Vec<(u32, String)> = tables
             .iter()

@@ -113,6 +113,7 @@ fn main() {
         writers_wait_for_a_transaction_that_altered_their_table,
         two_transactions_creating_one_name_commit_once,
         committed_ddl_survives_a_restart,
+        relations_made_in_one_block_get_distinct_ids,
     ));
     trials.extend(tests!(indexes:
         concurrent_inserts_of_one_unique_value_wait_then_decide,
@@ -221,6 +222,7 @@ fn main() {
         tpcb_clients_never_fail_at_read_committed,
         cancel_request_stops_a_running_query,
         psycopg_driver,
+        sqlalchemy_and_alembic,
         idle_transactions_time_out,
     ));
     trials.extend(slt::trials());

@@ -993,11 +993,28 @@ pub fn idle_transactions_time_out() {
 
 pub fn psycopg_driver() {
     let server = Server::start();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/psycopg_client.py");
-    // Debian's Python, where scripts/setup installs psycopg 3.
+    python_client(&server, "psycopg_client.py", server.conninfo("py", None));
+}
+
+pub fn sqlalchemy_and_alembic() {
+    // An ORM application and a migration tool, unchanged: SQLAlchemy 2's
+    // create_all, sessions, errors and reflection, and Alembic migrations
+    // in transactions, one of which fails and must leave nothing behind.
+    let server = Server::start();
+    let url = format!("postgresql://app@127.0.0.1:{}/omen", server.port);
+    python_client(&server, "sqlalchemy_app.py", url);
+}
+
+/// Runs `tests/python/<script>` against `server` with `target` as its one
+/// argument, under Debian's Python (where scripts/setup installs psycopg 3,
+/// SQLAlchemy and Alembic); fails with its output and the server's log.
+fn python_client(server: &Server, script: &str, target: String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let out = Command::new("/usr/bin/python3")
         .arg(script)
-        .arg(server.conninfo("py", None))
+        .arg(target)
         .output()
         .expect("python3 runs (scripts/setup installs it)");
     assert!(

@@ -246,6 +246,10 @@ impl VisitorMut for Rewriter<'_> {
                         function.name = ObjectName::from(vec![Ident::new(name)]);
                     }
                 }
+                if let Some(subscripts) = subscripts_of(function) {
+                    *expr = subscripts;
+                    return ControlFlow::Continue(());
+                }
                 if parts.len() == 1 && parts[0] == "array" {
                     if let FunctionArguments::Subquery(query) = &mut function.args {
                         let mut query = std::mem::replace(query.as_mut(), empty_query());
@@ -492,6 +496,54 @@ pub fn call(name: &str, args: Vec<Expr>) -> Expr {
         over: None,
         within_group: vec![],
     })
+}
+
+/// `generate_subscripts(a, d)` in a select list, as what DataFusion plans:
+/// `unnest(generate_series(1, array_length(a, d)))`, so it lines up with an
+/// `unnest(a)` beside it (SQLAlchemy reads index columns so). None for any
+/// other call.
+fn subscripts_of(function: &ast::Function) -> Option<Expr> {
+    if names(&function.name).last().map(String::as_str) != Some("generate_subscripts") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array)), FunctionArg::Unnamed(FunctionArgExpr::Expr(dimension))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    // omen's arrays have one dimension, numbered from 1 (pg_index's
+    // int2vector and oidvector columns from 0, as in PostgreSQL): any other
+    // dimension has no length, so no subscripts.
+    let vector = matches!(
+        last_ident(array).as_deref(),
+        Some("indkey" | "indclass" | "indoption" | "indcollation")
+    );
+    let number = |n: &str| Expr::Value(ast::Value::Number(n.into(), false).into());
+    let length = Expr::Cast {
+        kind: ast::CastKind::Cast,
+        expr: Box::new(call("array_length", vec![array.clone(), dimension.clone()])),
+        data_type: SqlType::BigInt(None),
+        array: false,
+        format: None,
+    };
+    let (first, last) = match vector {
+        true => (
+            number("0"),
+            Expr::BinaryOp {
+                left: Box::new(length),
+                op: BinaryOperator::Minus,
+                right: Box::new(number("1")),
+            },
+        ),
+        false => (number("1"), length),
+    };
+    Some(call(
+        "unnest",
+        vec![call("generate_series", vec![first, last])],
+    ))
 }
 
 /// The operator `OPERATOR(pg_catalog.op)` names.

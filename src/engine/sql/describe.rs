@@ -178,6 +178,18 @@ impl Session {
             }
             _ => None,
         };
+        if let Some(returning) = returning_query(statement)? {
+            // A write's RETURNING columns are those of its items over the
+            // written table (the server describes them before it runs).
+            let planner = self.planner()?;
+            let shared = self.shared.clone();
+            let (_, columns) = self.statement(|open| {
+                shared
+                    .runtime
+                    .block_on(planner.describe(&open.txn, returning, None))
+            })?;
+            description.columns = Some(columns);
+        }
         let Some((query, keyed)) = query else {
             return Ok(description);
         };
@@ -202,4 +214,47 @@ impl Session {
         }
         Ok(description)
     }
+}
+
+/// `SELECT <items> FROM <table> [AS alias]` for a write with RETURNING
+/// items: the query whose columns are the write's result.
+fn returning_query(statement: &Statement) -> Result<Option<Statement>> {
+    let (name, alias, items) = match statement {
+        Statement::Insert(insert) => {
+            let (ast::TableObject::TableName(name), Some(items)) =
+                (&insert.table, &insert.returning)
+            else {
+                return Ok(None);
+            };
+            (
+                name.clone(),
+                insert.table_alias.as_ref().map(|a| a.alias.clone()),
+                items,
+            )
+        }
+        Statement::Update(update) => {
+            let (ast::TableFactor::Table { name, alias, .. }, Some(items)) =
+                (&update.table.relation, &update.returning)
+            else {
+                return Ok(None);
+            };
+            (name.clone(), alias.as_ref().map(|a| a.name.clone()), items)
+        }
+        Statement::Delete(delete) => {
+            let (ast::FromTable::WithFromKeyword(from) | ast::FromTable::WithoutKeyword(from)) =
+                &delete.from;
+            let (Some(target), Some(items)) = (from.first(), &delete.returning) else {
+                return Ok(None);
+            };
+            let ast::TableFactor::Table { name, alias, .. } = &target.relation else {
+                return Ok(None);
+            };
+            (name.clone(), alias.as_ref().map(|a| a.name.clone()), items)
+        }
+        _ => return Ok(None),
+    };
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+    let alias = alias.map(|a| format!(" AS {a}")).unwrap_or_default();
+    let sql = format!("SELECT {} FROM {name}{alias} WHERE false", items.join(", "));
+    Ok(Some(super::execute::parse(&sql)?.remove(0)))
 }

@@ -694,6 +694,9 @@ const PG_INDEX: Columns = &[
     ("indislive", Bool),
     ("indisreplident", Bool),
     ("indkey", I16List),
+    ("indclass", I16List),
+    // An int2vector, which clients read in its text form ("0 0").
+    ("indoption", Text),
     ("indexprs", Text),
     ("indpred", Text),
 ];
@@ -847,6 +850,17 @@ const PG_PUBLICATION_REL: Columns = &[
     ("prattrs", I16List),
 ];
 const PG_PUBLICATION_NAMESPACE: Columns = &[("oid", Oid), ("pnpubid", Oid), ("pnnspid", Oid)];
+const PG_OPCLASS: Columns = &[
+    ("oid", Oid),
+    ("opcmethod", Oid),
+    ("opcname", Text),
+    ("opcnamespace", Oid),
+    ("opcowner", Oid),
+    ("opcfamily", Oid),
+    ("opcintype", Oid),
+    ("opcdefault", Bool),
+    ("opckeytype", Oid),
+];
 const PG_TRIGGER: Columns = &[
     ("oid", Oid),
     ("tgrelid", Oid),
@@ -1014,6 +1028,7 @@ const PG_CATALOG: &[(&str, Columns)] = &[
     ("pg_indexes", PG_INDEXES),
     ("pg_tables", PG_TABLES),
     ("pg_tablespace", PG_TABLESPACE),
+    ("pg_opclass", PG_OPCLASS),
     ("pg_trigger", PG_TRIGGER),
     ("pg_type", PG_TYPE),
     ("pg_user", PG_USER),
@@ -1023,6 +1038,9 @@ const PG_CATALOG: &[(&str, Columns)] = &[
 /// The relations of `pg_catalog` that omen has nothing to put in.
 const ALWAYS_EMPTY: &[&str] = &[
     "pg_auth_members",
+    // Only the default operator classes exist, and pg_opclass holds no row
+    // for them here: clients look up the non-default ones.
+    "pg_opclass",
     "pg_description",
     "pg_enum",
     "pg_event_trigger",
@@ -1264,6 +1282,8 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                     ("indisvalid", true.into()),
                     ("indisready", true.into()),
                     ("indislive", true.into()),
+                    ("indclass", Cell::I16List(vec![0; key.len()])),
+                    ("indoption", vec!["0"; key.len()].join(" ").into()),
                     ("indkey", Cell::I16List(key)),
                 ]
             })
@@ -1282,6 +1302,8 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                         ("indisvalid", true.into()),
                         ("indisready", true.into()),
                         ("indislive", true.into()),
+                        ("indclass", Cell::I16List(vec![0; key.len()])),
+                        ("indoption", vec!["0"; key.len()].join(" ").into()),
                         ("indkey", Cell::I16List(key)),
                     ]
                 })

@@ -203,6 +203,33 @@ fn reg_cast(
     ))
 }
 
+/// The oids PostgreSQL gives its system catalogs, for `'pg_catalog.x'::regclass`
+/// (clients compare `classoid` of pg_description and pg_depend rows with them).
+const SYSTEM_RELATIONS: &[(&str, u32)] = &[
+    ("pg_attrdef", 2604),
+    ("pg_attribute", 1249),
+    ("pg_class", 1259),
+    ("pg_collation", 3456),
+    ("pg_constraint", 2606),
+    ("pg_database", 1262),
+    ("pg_depend", 2608),
+    ("pg_description", 2609),
+    ("pg_index", 2610),
+    ("pg_namespace", 2615),
+    ("pg_proc", 1255),
+    ("pg_sequence", 2224),
+    ("pg_trigger", 2620),
+    ("pg_type", 1247),
+];
+
+fn system_relation_oid(name: &str) -> Option<u32> {
+    let name = name.strip_prefix("pg_catalog.")?;
+    SYSTEM_RELATIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, oid)| *oid)
+}
+
 fn unquote(name: &str) -> String {
     let name = name.strip_prefix("public.").unwrap_or(name);
     match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
@@ -308,8 +335,9 @@ pub fn functions(
         "pg_table_is_visible",
         "pg_type_is_visible",
         "pg_function_is_visible",
+        "pg_collation_is_visible",
     ] {
-        // Every relation and type is in a schema of the search path.
+        // Every relation, type and collation is in a schema of the search path.
         functions.push(function(name, Some(1), boolean, |_, rows| {
             Ok(constant_bool(true, rows))
         }));
@@ -457,6 +485,7 @@ pub fn functions(
             Ok(text_array(vec![None; rows]))
         }));
     }
+    functions.push(function("json_build_object", None, text, json_build_object));
     functions.push(function("quote_ident", Some(1), text, |args, _| {
         Ok(text_array(
             texts(args, 0)?
@@ -469,6 +498,9 @@ pub fn functions(
     let c = catalog.clone();
     let regclass: (Lookup, Name) = (
         Arc::new(move |name: &str| {
+            if let Some(oid) = system_relation_oid(name) {
+                return Some(oid);
+            }
             let name = unquote(name);
             if let Some(table) = name.strip_suffix("_pkey") {
                 if let Ok(t) = c.table(table) {
@@ -860,4 +892,53 @@ fn lock_keys(name: &str, args: &[ArrayRef]) -> Result<Vec<Option<i128>>> {
             message: format!("function {name} takes one bigint or two integers, not {n} arguments"),
         }))),
     }
+}
+
+/// `json_build_object(key, value, ...)`: a JSON object of the pairs, in
+/// their order, as PostgreSQL writes it (`{"a" : 1, "b" : null}`): booleans
+/// and numbers bare, everything else as a JSON string of its text. 22023
+/// for an odd number of arguments or a NULL key, as in PostgreSQL.
+fn json_build_object(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    if args.len() % 2 == 1 {
+        return Err(DataFusionError::External(Box::new(Error::invalid(
+            SqlState::INVALID_PARAMETER_VALUE,
+            "argument list must have even number of elements",
+        ))));
+    }
+    let texts = (0..args.len())
+        .map(|i| texts(args, i))
+        .collect::<Result<Vec<_>>>()?;
+    let mut objects = vec![String::from("{"); rows];
+    for pair in 0..args.len() / 2 {
+        let (k, v) = (2 * pair, 2 * pair + 1);
+        let bare = args[v].data_type().is_numeric() || args[v].data_type() == &ArrowType::Boolean;
+        for (object, (key, value)) in objects.iter_mut().zip(texts[k].iter().zip(&texts[v])) {
+            let Some(key) = key else {
+                return Err(DataFusionError::External(Box::new(Error::invalid(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    "null value not allowed for object key",
+                ))));
+            };
+            if pair > 0 {
+                object.push_str(", ");
+            }
+            object.push_str(&serde_json::Value::from(key.as_str()).to_string());
+            object.push_str(" : ");
+            match value {
+                None => object.push_str("null"),
+                Some(value) if bare => object.push_str(value),
+                Some(value) => {
+                    object.push_str(&serde_json::Value::from(value.as_str()).to_string())
+                }
+            }
+        }
+    }
+    let out = objects
+        .into_iter()
+        .map(|mut object| {
+            object.push('}');
+            Some(object)
+        })
+        .collect();
+    Ok(text_array(out))
 }
