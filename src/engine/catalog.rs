@@ -778,6 +778,17 @@ impl Table {
         Ok(table)
     }
 
+    /// The table with column `name` of type `data_type`, at a new schema
+    /// version; the caller rewrites every row (old rows keep their old
+    /// type's bytes under their version until then).
+    pub fn with_column_type(&self, name: &str, data_type: DataType) -> Result<Table> {
+        let index = self.column_index(name)?;
+        let mut table = self.clone();
+        table.columns[index].data_type = data_type;
+        table.new_version();
+        Ok(table)
+    }
+
     /// The table with column `name` NOT NULL or not. Making it NOT NULL is
     /// for the caller to check against the rows there.
     pub fn with_not_null(&self, name: &str, not_null: bool) -> Result<Table> {

@@ -332,6 +332,8 @@ pub fn definitions_omen_cannot_keep_are_refused() {
         "CREATE TABLE w (id int PRIMARY KEY) WITH (fillfactor = 70)",
         "ALTER TABLE t ADD COLUMN n serial",
         "ALTER TABLE t ADD COLUMN n int GENERATED ALWAYS AS IDENTITY",
+        // A key column's type: its rows would need new keys.
+        "ALTER TABLE t ALTER COLUMN id TYPE bigint",
     ] {
         let error = s.execute(sql).expect_err(sql);
         assert_eq!(error.sqlstate().code(), "0A000", "{sql}: {error}");

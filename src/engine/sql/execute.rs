@@ -330,6 +330,27 @@ impl Session {
             }
             Statement::AlterTable(alter) => {
                 let name = table_name(&alter.name)?;
+                let retype = alter
+                    .operations
+                    .iter()
+                    .find_map(|operation| match operation {
+                        ast::AlterTableOperation::AlterColumn {
+                            column_name,
+                            op:
+                                ast::AlterColumnOperation::SetDataType {
+                                    data_type, using, ..
+                                },
+                        } => Some((column_name, data_type, using.as_ref())),
+                        _ => None,
+                    });
+                if let Some((column, data_type, using)) = retype {
+                    if alter.operations.len() > 1 {
+                        return Err(Error::Unsupported(
+                            "ALTER COLUMN TYPE beside other actions in one ALTER TABLE".into(),
+                        ));
+                    }
+                    return self.alter_column_type(&name, column, data_type, using);
+                }
                 let table = self.table(&name)?;
                 let planner = self.planner()?;
                 let changes = alter

@@ -12,6 +12,7 @@
 //!        statement's transaction, key filters pushed down (planner.rs, provider.rs)
 //! ```
 
+mod alter_type;
 mod arithmetic;
 mod bulk;
 mod checks;
