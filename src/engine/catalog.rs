@@ -97,6 +97,9 @@ pub enum TableChange {
     AddForeignKey { def: ForeignKeyDef, validate: bool },
     /// DROP CONSTRAINT [IF EXISTS] name.
     DropConstraint { name: String, if_exists: bool },
+    /// VALIDATE CONSTRAINT name: a CHECK or FOREIGN KEY added NOT VALID is
+    /// checked against every row, and valid from then on.
+    ValidateConstraint(String),
     /// RENAME TO name.
     RenameTable(String),
     /// RENAME COLUMN from TO to.

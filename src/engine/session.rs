@@ -835,6 +835,46 @@ impl Session {
                     }
                     with
                 }
+                TableChange::ValidateConstraint(name) => {
+                    let mut table = altered;
+                    let check = table.checks.iter().position(|c| c.name == name);
+                    let key = table.foreign_keys.iter().position(|f| f.name == name);
+                    match (check, key) {
+                        (Some(i), _) => {
+                            if !table.checks[i].validated {
+                                let check = table.checks[i].clone();
+                                self.validate_check(&table, &check)?;
+                                table.checks[i].validated = true;
+                            }
+                        }
+                        (None, Some(i)) => {
+                            // Checked with the table and its parent locked, below.
+                            if !table.foreign_keys[i].validated {
+                                table.foreign_keys[i].validated = true;
+                                keys.push(table.foreign_keys[i].clone());
+                            }
+                        }
+                        (None, None) if table.constraint_named(&name) => {
+                            return Err(Error::invalid(
+                                SqlState::WRONG_OBJECT_TYPE,
+                                format!(
+                                    "constraint \"{name}\" of relation \"{}\" is not a foreign key or check constraint",
+                                    table.name
+                                ),
+                            ));
+                        }
+                        (None, None) => {
+                            return Err(Error::NotFound {
+                                code: SqlState::UNDEFINED_OBJECT,
+                                message: format!(
+                                    "constraint \"{name}\" of relation \"{}\" does not exist",
+                                    table.name
+                                ),
+                            });
+                        }
+                    }
+                    table
+                }
                 TableChange::DropConstraint { name, if_exists } => {
                     match altered.without_constraint(&name, if_exists)? {
                         Some(without) => without,

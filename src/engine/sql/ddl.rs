@@ -480,6 +480,9 @@ pub fn alter(
             def: foreign_key_definition(fk, None)?,
             validate: !not_valid,
         }]),
+        AlterTableOperation::ValidateConstraint { name } => {
+            Ok(vec![TableChange::ValidateConstraint(ident(name))])
+        }
         AlterTableOperation::DropConstraint {
             if_exists, name, ..
         } => Ok(vec![TableChange::DropConstraint {
