@@ -1,7 +1,8 @@
-//! ALTER TABLE ... ALTER COLUMN c [SET DATA] TYPE t [USING expr]: every row
-//! is rewritten with the column's value converted (or the USING expression
-//! evaluated over the row as it was), under a new schema version, in one
-//! change under the exclusive table lock.
+//! ALTER TABLE changes that rewrite every row under a new schema version,
+//! in one change under the exclusive table lock: ALTER COLUMN c [SET DATA]
+//! TYPE t [USING expr] (the column's value converted, or the USING
+//! expression evaluated over the row as it was), and ADD COLUMN with a
+//! volatile default (evaluated for each row).
 //!
 //! Without USING, only the conversions PostgreSQL makes by assignment are
 //! taken (numbers among themselves, anything to text, text lengths, times
@@ -15,7 +16,7 @@ use datafusion::sql::sqlparser::ast;
 
 use super::execute::{assign, ident, quote, stored_key, Output};
 use super::provider::KEY_COLUMN;
-use crate::engine::catalog::Table;
+use crate::engine::catalog::{ColumnDef, Table};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::locks::Mode;
 use crate::engine::secondary::{lock_table, write_row, Change};
@@ -50,6 +51,40 @@ impl Session {
         }
         let altered = table.with_column_type(&column, new_type)?;
         let value = using.map_or_else(|| quote(&column), ToString::to_string);
+        self.rewrite_rows(&table, altered, position, &value)?;
+        Ok(Output::command("ALTER TABLE"))
+    }
+
+    /// ALTER TABLE `name` ADD COLUMN `column` whose default is volatile
+    /// (`random()`, `nextval(...)`): each row there gets its own value, as
+    /// in PostgreSQL.
+    pub(super) fn add_column_filled(&mut self, name: &str, column: ColumnDef) -> Result<Output> {
+        let shared = self.shared.clone();
+        let _ddl = shared.ddl.lock();
+        let table = self.table(name)?;
+        let expr = column
+            .default_expr
+            .clone()
+            .expect("the caller checked the column has a volatile default");
+        let altered = table.with_column(column)?;
+        let position = altered.columns.len() - 1;
+        self.rewrite_rows(&table, altered, position, &expr)?;
+        Ok(Output::command("ALTER TABLE"))
+    }
+
+    /// Rewrites every row of `table` as `altered` (a new definition of it),
+    /// column `position` of `altered` set to `value` (SQL over the row as
+    /// `table` has it, evaluated for each row), and saves `altered`: one
+    /// change under the exclusive table lock, inside a transaction block too.
+    fn rewrite_rows(
+        &mut self,
+        table: &Table,
+        altered: Table,
+        position: usize,
+        value: &str,
+    ) -> Result<()> {
+        let shared = self.shared.clone();
+        let column = altered.columns[position].clone();
         let query = super::execute::parse(&format!(
             "SELECT {}, {value} FROM {}",
             quote(KEY_COLUMN),
@@ -67,13 +102,13 @@ impl Session {
                 .runtime
                 .block_on(planner.query_keyed(&open.txn, query, table.id))?;
             for batch in &rows.batches {
-                let values = assign(batch.column(1), new_type, &column)?;
+                let values = assign(batch.column(1), column.data_type, &column.name)?;
                 for r in 0..batch.num_rows() {
                     let key = stored_key(batch.column(0), r)?;
                     let Some(bytes) = open.txn.lock().get(&key)? else {
                         continue;
                     };
-                    let mut row = table.decode_row(&bytes)?;
+                    let mut row = altered.decode_row(&bytes)?;
                     row[position] = super::convert::value_at(values.as_ref(), r)?;
                     let row = shared.checks.row(&altered, row)?;
                     write_row(&shared, open, &altered, &key, Change::Update(&row))?;
@@ -84,18 +119,17 @@ impl Session {
                 open.overlay.put(altered.id, Some(altered.clone()));
             }
             let catalog = shared.catalog.clone();
-            let installed = altered.clone();
             open.txn.lock().add_unversioned(
                 batch,
                 None,
-                Some(Box::new(move |_| catalog.install(installed))),
+                Some(Box::new(move |_| catalog.install(altered))),
             );
             Ok(())
         })?;
         if explicit {
             shared.catalog.bump();
         }
-        Ok(Output::command("ALTER TABLE"))
+        Ok(())
     }
 }
 

@@ -27,7 +27,7 @@ use super::ddl;
 use super::planner::{Planner, Rows};
 use super::provider::KEY_COLUMN;
 use super::upsert::Outcome;
-use crate::engine::catalog::Table;
+use crate::engine::catalog::{Table, TableChange};
 use crate::engine::database::Shared;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::locks::Mode;
@@ -364,7 +364,17 @@ impl Session {
                     .collect::<Result<Vec<_>>>()?
                     .into_iter()
                     .flatten()
-                    .collect();
+                    .collect::<Vec<_>>();
+                // A volatile default gives each row there its own value.
+                if let [TableChange::AddColumn(column)] = changes.as_slice() {
+                    let volatile = column
+                        .default_expr
+                        .as_deref()
+                        .is_some_and(ddl::is_volatile_default);
+                    if volatile {
+                        return self.add_column_filled(&name, column.clone());
+                    }
+                }
                 self.alter_table(&name, changes)?;
                 Ok(Output::command("ALTER TABLE"))
             }
