@@ -219,6 +219,7 @@ fn main() {
         shutdown_is_clean_and_data_survives,
         connection_limit,
         row_locks_over_the_wire,
+        foreign_keys_and_ddl_over_the_wire,
         tpcb_clients_never_fail_at_read_committed,
         cancel_request_stops_a_running_query,
         psycopg_driver,

@@ -1252,3 +1252,64 @@ pub fn tpcb_clients_never_fail_at_read_committed() {
         assert_eq!(row[4].as_deref(), Some(total.to_string().as_str()));
     });
 }
+
+pub fn foreign_keys_and_ddl_over_the_wire() {
+    // A child inserted (with a prepared statement) while another connection
+    // deletes its parent waits, then fails with 23503; a migration in a
+    // transaction block rolls back whole.
+    let server = Server::start();
+    runtime().block_on(async {
+        let a = connect(&server.conninfo("a", None)).await.expect("a");
+        let b = connect(&server.conninfo("b", None)).await.expect("b");
+        a.batch_execute(
+            "CREATE TABLE p (id int PRIMARY KEY); \
+             CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p); \
+             INSERT INTO p VALUES (1)",
+        )
+        .await
+        .expect("setup");
+        a.batch_execute("BEGIN; DELETE FROM p WHERE id = 1")
+            .await
+            .expect("a deletes the parent");
+        let insert = b
+            .prepare("INSERT INTO c VALUES ($1, $2)")
+            .await
+            .expect("prepare");
+        let waiting = tokio::spawn(async move {
+            let result = b.execute(&insert, &[&1i32, &1i32]).await;
+            (b, result)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the child did not wait for its parent"
+        );
+        a.batch_execute("COMMIT").await.expect("a commits");
+        let (b, result) = waiting.await.expect("b's task");
+        assert_eq!(code(&result.unwrap_err()), "23503");
+
+        b.batch_execute(
+            "BEGIN; CREATE TABLE m (id int PRIMARY KEY); ALTER TABLE c ADD COLUMN note text; \
+             INSERT INTO m VALUES (1)",
+        )
+        .await
+        .expect("the migration runs in a transaction block");
+        let hidden = simple_rows(
+            &a,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'm'",
+        )
+        .await;
+        assert_eq!(
+            hidden,
+            vec![vec![Some("0".into())]],
+            "another connection saw it"
+        );
+        b.batch_execute("ROLLBACK").await.expect("rollback");
+        let columns = simple_rows(
+            &a,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'c'",
+        )
+        .await;
+        assert_eq!(columns, vec![vec![Some("2".into())]]);
+    });
+}
