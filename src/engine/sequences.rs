@@ -409,7 +409,6 @@ impl super::Session {
         mut defs: Vec<SequenceDef>,
         if_not_exists: bool,
     ) -> Result<bool> {
-        self.refuse_in_transaction("CREATE SEQUENCE")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
         for def in &defs {
@@ -535,7 +534,6 @@ impl super::Session {
         names: &[String],
         if_exists: bool,
     ) -> Result<Vec<String>> {
-        self.refuse_in_transaction("DROP SEQUENCE")?;
         let shared = self.shared.clone();
         let _ddl = shared.ddl.lock();
         let mut batch = WriteBatch::new();
@@ -572,9 +570,13 @@ impl super::Session {
                 sequences.uninstall(&name);
             }
         };
-        shared
-            .mvcc
-            .commit_unversioned(batch, None, Some(Box::new(apply)))?;
+        // In a transaction block the sequence goes at COMMIT.
+        self.commit_catalog(
+            batch,
+            Vec::new(),
+            Box::new(apply),
+            super::session::Undo::none(),
+        )?;
         Ok(missing)
     }
 }
