@@ -97,6 +97,12 @@ pub enum TableChange {
     AddForeignKey { def: ForeignKeyDef, validate: bool },
     /// DROP CONSTRAINT [IF EXISTS] name.
     DropConstraint { name: String, if_exists: bool },
+    /// ADD [CONSTRAINT name] PRIMARY KEY (columns) to a table keyed by
+    /// hidden row ids: its rows are stored again under their keys.
+    AddPrimaryKey {
+        name: Option<String>,
+        columns: Vec<String>,
+    },
     /// VALIDATE CONSTRAINT name: a CHECK or FOREIGN KEY added NOT VALID is
     /// checked against every row, and valid from then on.
     ValidateConstraint(String),
@@ -343,6 +349,10 @@ pub struct Table {
     /// FOREIGN KEY constraints, in the order they were added.
     #[serde(default)]
     pub foreign_keys: Vec<ForeignKey>,
+    /// The primary key constraint's name when a statement gave it one
+    /// (otherwise `<table>_pkey`).
+    #[serde(default)]
+    pub key_name: Option<String>,
 }
 
 /// A secondary index of a table: for every row, an entry in the rows
@@ -427,6 +437,7 @@ impl Table {
             checks: Vec::new(),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            key_name: None,
         };
         for def in defs {
             table.push_column(def, Value::Null)?;
@@ -781,6 +792,41 @@ impl Table {
         Ok(table)
     }
 
+    /// The table keyed by `columns` (it had hidden row ids), at a new
+    /// schema version; the columns become NOT NULL.
+    pub fn with_primary_key(&self, columns: &[String]) -> Result<Table> {
+        if !self.has_row_ids() {
+            return Err(Error::invalid(
+                SqlState::INVALID_TABLE_DEFINITION,
+                format!(
+                    "multiple primary keys for table \"{}\" are not allowed",
+                    self.name
+                ),
+            ));
+        }
+        let mut table = self.clone();
+        for name in columns {
+            let index = table.column_index(name)?;
+            let column = &mut table.columns[index];
+            if !column.data_type.is_key_type() {
+                return Err(Error::Unsupported(format!(
+                    "a {} column in a primary key",
+                    column.data_type
+                )));
+            }
+            if table.primary_key.contains(&column.id) {
+                return Err(Error::invalid(
+                    SqlState::INVALID_TABLE_DEFINITION,
+                    format!("column \"{name}\" appears twice in the primary key"),
+                ));
+            }
+            column.nullable = false;
+            table.primary_key.push(column.id);
+        }
+        table.new_version();
+        Ok(table)
+    }
+
     /// The table with column `name` of type `data_type`, at a new schema
     /// version; the caller rewrites every row (old rows keep their old
     /// type's bytes under their version until then).
@@ -823,9 +869,33 @@ impl Table {
         )
     }
 
-    /// The name of the primary key constraint.
+    /// The name of the primary key constraint (and of its index).
     pub fn primary_key_name(&self) -> String {
-        format!("{}_pkey", self.name)
+        self.key_name
+            .clone()
+            .unwrap_or_else(|| format!("{}_pkey", self.name))
+    }
+
+    /// The table with its primary key named `name` (None: `<table>_pkey`);
+    /// 42710 for a name another constraint of the table has.
+    pub fn with_key_name(mut self, name: Option<String>) -> Result<Table> {
+        let Some(name) = name.filter(|n| *n != format!("{}_pkey", self.name)) else {
+            return Ok(self);
+        };
+        if self.checks.iter().any(|c| c.name == name)
+            || self.indexes.iter().any(|i| i.name == name)
+            || self.foreign_keys.iter().any(|f| f.name == name)
+        {
+            return Err(Error::AlreadyExists {
+                code: SqlState::DUPLICATE_OBJECT,
+                message: format!(
+                    "constraint \"{name}\" for relation \"{}\" already exists",
+                    self.name
+                ),
+            });
+        }
+        self.key_name = Some(name);
+        Ok(self)
     }
 
     /// A name for a new CHECK constraint, as PostgreSQL chooses it: the

@@ -17,6 +17,7 @@ pub mod index;
 pub mod locks;
 pub mod memory;
 pub mod mvcc;
+mod primary_key;
 pub mod scram;
 mod secondary;
 pub mod sequences;

@@ -571,8 +571,13 @@ impl Session {
             checks,
             uniques,
             foreign_keys,
+            key_name,
         } = def;
-        if serials.is_empty() && checks.is_empty() && uniques.is_empty() && foreign_keys.is_empty()
+        if serials.is_empty()
+            && checks.is_empty()
+            && uniques.is_empty()
+            && foreign_keys.is_empty()
+            && key_name.is_none()
         {
             return self.create_table(&name, columns, &primary_key, if_not_exists);
         }
@@ -582,7 +587,8 @@ impl Session {
             Err(_) if if_not_exists => return Ok(false),
             result => result?,
         }
-        let mut table = Table::new(shared.catalog.next_table_id(), &name, columns, &primary_key)?;
+        let mut table = Table::new(shared.catalog.next_table_id(), &name, columns, &primary_key)?
+            .with_key_name(key_name)?;
         for def in &checks {
             // Each is named with the ones before it in place.
             let check = shared.checks.define(&table, def)?;
@@ -746,8 +752,17 @@ impl Session {
         let mut columns_renamed = Vec::new();
         let mut built = Vec::new();
         let mut keys = Vec::new();
+        if let [TableChange::AddPrimaryKey { name, columns }] = changes.as_slice() {
+            let (name, columns) = (name.clone(), columns.clone());
+            return self.add_primary_key(altered, name, &columns);
+        }
         for change in changes {
             altered = match change {
+                TableChange::AddPrimaryKey { .. } => {
+                    return Err(Error::Unsupported(
+                        "ADD PRIMARY KEY beside other actions in one ALTER TABLE".into(),
+                    ))
+                }
                 TableChange::AddForeignKey { def, validate } => {
                     let id = shared.catalog.next_table_id() + built.len() as u32;
                     let (mut fk, index) = self.define_foreign_key(&altered, &def, id)?;

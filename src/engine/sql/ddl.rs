@@ -36,6 +36,8 @@ pub struct TableDef {
     pub uniques: Vec<IndexDef>,
     /// Its FOREIGN KEY constraints.
     pub foreign_keys: Vec<ForeignKeyDef>,
+    /// The primary key constraint's name, when the statement gives one.
+    pub key_name: Option<String>,
 }
 
 /// The definition a CREATE TABLE statement gives.
@@ -69,6 +71,7 @@ pub fn create_table(
     let mut checks = Vec::new();
     let mut uniques = Vec::new();
     let mut foreign_keys = Vec::new();
+    let mut key_name = None;
     for def in &create.columns {
         let (mut column, primary, column_checks) = column_definition(def, &mut constant)?;
         checks.extend(column_checks);
@@ -93,6 +96,11 @@ pub fn create_table(
         }
         if primary {
             key.push(column.name.clone());
+            let named = def.options.iter().find_map(|o| match &o.option {
+                ColumnOption::PrimaryKey(_) => o.name.as_ref(),
+                _ => None,
+            });
+            key_name = key_name.or(named.map(ident));
         }
         columns.push(column);
     }
@@ -102,6 +110,8 @@ pub fn create_table(
                 if !key.is_empty() {
                     return Err(multiple_keys(&name));
                 }
+                refuse_key_options(pk)?;
+                key_name = pk.name.as_ref().map(ident);
                 for column in &pk.columns {
                     let ast::Expr::Identifier(id) = &column.column.expr else {
                         return Err(Error::Unsupported(format!(
@@ -129,7 +139,21 @@ pub fn create_table(
         checks,
         uniques,
         foreign_keys,
+        key_name,
     })
+}
+
+/// 0A000 for what omen cannot keep of a primary key: DEFERRABLE, index
+/// options.
+fn refuse_key_options(pk: &ast::PrimaryKeyConstraint) -> Result<()> {
+    if pk.index_name.is_some()
+        || pk.index_type.is_some()
+        || !pk.index_options.is_empty()
+        || pk.characteristics.is_some()
+    {
+        return Err(Error::Unsupported(format!("the constraint {pk}")));
+    }
+    Ok(())
 }
 
 /// The FOREIGN KEY constraints a column definition declares (`REFERENCES`).
@@ -480,6 +504,16 @@ pub fn alter(
             def: foreign_key_definition(fk, None)?,
             validate: !not_valid,
         }]),
+        AlterTableOperation::AddConstraint {
+            constraint: TableConstraint::PrimaryKey(pk),
+            not_valid: false,
+        } => {
+            refuse_key_options(pk)?;
+            Ok(vec![TableChange::AddPrimaryKey {
+                name: pk.name.as_ref().map(ident),
+                columns: index_columns(&pk.columns)?,
+            }])
+        }
         AlterTableOperation::ValidateConstraint { name } => {
             Ok(vec![TableChange::ValidateConstraint(ident(name))])
         }

@@ -281,6 +281,7 @@ impl Session {
             }
             Statement::CreateIndex(create) => {
                 if create.concurrently {
+                    self.refuse_in_transaction("CREATE INDEX CONCURRENTLY")?;
                     self.notice("CREATE INDEX CONCURRENTLY builds the index as CREATE INDEX does");
                 }
                 let (table, def) = ddl::create_index(&create)?;

@@ -410,8 +410,8 @@ pub fn type_name(oid: u32) -> Option<String> {
 /// The definition pg_get_indexdef gives a table's primary key index.
 pub fn index_definition(table: &Table) -> String {
     format!(
-        "CREATE UNIQUE INDEX {}_pkey ON public.{} USING btree ({})",
-        table.name,
+        "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+        quote_ident(&table.primary_key_name()),
         quote_ident(&table.name),
         key_columns(table).join(", ")
     )
@@ -1122,7 +1122,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                 if keyed {
                     rows.push(vec![
                         ("oid", oid(index_oid(t.id))),
-                        ("relname", format!("{}_pkey", t.name).into()),
+                        ("relname", t.primary_key_name().into()),
                         ("relnamespace", oid(PUBLIC_OID)),
                         ("relowner", oid(OWNER_OID)),
                         ("relam", oid(BTREE_AM)),
@@ -1340,7 +1340,7 @@ fn pg_rows(name: &str, catalog: &Catalog, user: &str) -> Vec<Row> {
                 let key = key_attnums(t);
                 vec![
                     ("oid", oid(index_oid(t.id))),
-                    ("conname", format!("{}_pkey", t.name).into()),
+                    ("conname", t.primary_key_name().into()),
                     ("connamespace", oid(PUBLIC_OID)),
                     ("contype", "p".into()),
                     ("convalidated", true.into()),

@@ -288,7 +288,7 @@ pub fn functions(
             }
             let table = catalog.tables().into_iter().find(|t| t.id == id)?;
             Some(if index {
-                format!("{}_pkey", table.name)
+                quote_ident(&table.primary_key_name())
             } else {
                 quote_ident(&table.name)
             })
@@ -502,12 +502,12 @@ pub fn functions(
                 return Some(oid);
             }
             let name = unquote(name);
-            if let Some(table) = name.strip_suffix("_pkey") {
-                if let Ok(t) = c.table(table) {
-                    if !t.has_row_ids() {
-                        return Some(pg_catalog::index_oid(t.id));
-                    }
-                }
+            let key = c
+                .tables()
+                .into_iter()
+                .find(|t| !t.has_row_ids() && t.primary_key_name() == name);
+            if let Some(t) = key {
+                return Some(pg_catalog::index_oid(t.id));
             }
             if let Some(s) = sequences.as_ref().and_then(|s| s.get(&name)) {
                 return Some(pg_catalog::table_oid(s.def.id));
