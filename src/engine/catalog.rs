@@ -443,25 +443,31 @@ impl Table {
             table.push_column(def, Value::Null)?;
         }
         for key in primary_key {
-            let index = table.column_index(key)?;
-            let column = &mut table.columns[index];
-            if !column.data_type.is_key_type() {
-                return Err(Error::Unsupported(format!(
-                    "a {} column in a primary key",
-                    column.data_type
-                )));
-            }
-            if table.primary_key.contains(&column.id) {
-                return Err(Error::invalid(
-                    SqlState::INVALID_TABLE_DEFINITION,
-                    format!("column \"{key}\" appears twice in the primary key"),
-                ));
-            }
-            column.nullable = false;
-            table.primary_key.push(column.id);
+            table.push_key_column(key)?;
         }
         table.new_version();
         Ok(table)
+    }
+
+    /// Adds column `name` to the primary key, NOT NULL from then on.
+    fn push_key_column(&mut self, name: &str) -> Result<()> {
+        let index = self.column_index(name)?;
+        let column = &mut self.columns[index];
+        if !column.data_type.is_key_type() {
+            return Err(Error::Unsupported(format!(
+                "a {} column in a primary key",
+                column.data_type
+            )));
+        }
+        if self.primary_key.contains(&column.id) {
+            return Err(Error::invalid(
+                SqlState::INVALID_TABLE_DEFINITION,
+                format!("column \"{name}\" appears twice in the primary key"),
+            ));
+        }
+        column.nullable = false;
+        self.primary_key.push(column.id);
+        Ok(())
     }
 
     fn push_column(&mut self, def: ColumnDef, fill: Value) -> Result<()> {
@@ -806,22 +812,7 @@ impl Table {
         }
         let mut table = self.clone();
         for name in columns {
-            let index = table.column_index(name)?;
-            let column = &mut table.columns[index];
-            if !column.data_type.is_key_type() {
-                return Err(Error::Unsupported(format!(
-                    "a {} column in a primary key",
-                    column.data_type
-                )));
-            }
-            if table.primary_key.contains(&column.id) {
-                return Err(Error::invalid(
-                    SqlState::INVALID_TABLE_DEFINITION,
-                    format!("column \"{name}\" appears twice in the primary key"),
-                ));
-            }
-            column.nullable = false;
-            table.primary_key.push(column.id);
+            table.push_key_column(name)?;
         }
         table.new_version();
         Ok(table)

@@ -9,7 +9,7 @@ use super::catalog::Table;
 use super::error::{Error, Result};
 use super::locks::Mode;
 use super::secondary::{lock_table, unique_violation, write_row, Change};
-use super::session::{lock_for_insert, Session};
+use super::session::{lock_for_insert, stage_definition, Session};
 
 impl Session {
     /// Makes `columns` the primary key of `table` (as the session sees it),
@@ -56,17 +56,7 @@ impl Session {
             })();
             open.constraints.suspended = false;
             moved?;
-            let batch = shared.catalog.put_entries(&altered)?;
-            if explicit {
-                open.overlay.put(altered.id, Some(altered.clone()));
-            }
-            let catalog = shared.catalog.clone();
-            open.txn.lock().add_unversioned(
-                batch,
-                None,
-                Some(Box::new(move |_| catalog.install(altered))),
-            );
-            Ok(())
+            stage_definition(&shared, open, altered, explicit)
         })?;
         if explicit {
             shared.catalog.bump();

@@ -1354,6 +1354,26 @@ pub(super) fn successor(mut key: Vec<u8>) -> Vec<u8> {
     vec![0xff; 9]
 }
 
+/// Writes `table`'s new definition into the running statement's
+/// transaction, to be installed at its commit; a transaction block's own
+/// statements (`explicit`) see it at once.
+pub(super) fn stage_definition(
+    shared: &Shared,
+    open: &mut Open,
+    table: Table,
+    explicit: bool,
+) -> Result<()> {
+    let batch = shared.catalog.put_entries(&table)?;
+    if explicit {
+        open.overlay.put(table.id, Some(table.clone()));
+    }
+    let catalog = shared.catalog.clone();
+    open.txn
+        .lock()
+        .add_unversioned(batch, None, Some(Box::new(move |_| catalog.install(table))));
+    Ok(())
+}
+
 /// What a transaction block's DDL did in memory ahead of its commit (a new
 /// table's key directory, new sequences), undone when dropped unless
 /// disarmed: it rides inside the commit's apply, which disarms it, so a

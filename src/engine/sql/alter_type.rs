@@ -20,6 +20,7 @@ use crate::engine::catalog::{ColumnDef, Table};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::locks::Mode;
 use crate::engine::secondary::{lock_table, write_row, Change};
+use crate::engine::session::stage_definition;
 use crate::engine::types::DataType;
 use crate::engine::Session;
 
@@ -114,17 +115,7 @@ impl Session {
                     write_row(&shared, open, &altered, &key, Change::Update(&row))?;
                 }
             }
-            let batch = shared.catalog.put_entries(&altered)?;
-            if explicit {
-                open.overlay.put(altered.id, Some(altered.clone()));
-            }
-            let catalog = shared.catalog.clone();
-            open.txn.lock().add_unversioned(
-                batch,
-                None,
-                Some(Box::new(move |_| catalog.install(altered))),
-            );
-            Ok(())
+            stage_definition(&shared, open, altered, explicit)
         })?;
         if explicit {
             shared.catalog.bump();
