@@ -253,6 +253,29 @@ fn unique_definition(
 
 /// The column names of an index's column list; 0A000 for an expression,
 /// a descending column, NULLS FIRST or an operator class.
+/// The btree operator classes that order as omen's indexes do: the default
+/// ones, and the text pattern ones (omen's text order is the C collation's).
+const DEFAULT_OPERATOR_CLASSES: &[&str] = &[
+    "text_pattern_ops",
+    "varchar_pattern_ops",
+    "bpchar_pattern_ops",
+    "text_ops",
+    "varchar_ops",
+    "bpchar_ops",
+    "int2_ops",
+    "int4_ops",
+    "int8_ops",
+    "float4_ops",
+    "float8_ops",
+    "numeric_ops",
+    "bool_ops",
+    "bytea_ops",
+    "date_ops",
+    "time_ops",
+    "timestamp_ops",
+    "timestamptz_ops",
+];
+
 fn index_columns(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
     columns
         .iter()
@@ -271,7 +294,14 @@ fn index_columns(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
                 ));
             }
             if let Some(class) = &c.operator_class {
-                return Err(Error::Unsupported(format!("the operator class {class}")));
+                // omen compares text byte by byte (the C collation), which is
+                // what the pattern classes ask for: Django makes such indexes
+                // for LIKE on every indexed text column.
+                let name = class.to_string().to_lowercase();
+                let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+                if !DEFAULT_OPERATOR_CLASSES.contains(&name) {
+                    return Err(Error::Unsupported(format!("the operator class {class}")));
+                }
             }
             Ok(ident(id))
         })
