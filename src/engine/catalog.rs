@@ -1467,6 +1467,37 @@ impl Catalog {
         tables
     }
 
+    /// A commit check that fails with 40001 if a definition of the tables
+    /// `ids` other than the committed one now is installed before it runs:
+    /// two changes of one table's definition never both commit, the second
+    /// having been made from the first's predecessor.
+    pub fn unchanged_check(self: &Arc<Self>, ids: &[u32]) -> crate::engine::mvcc::CommitCheck {
+        let bases: Vec<(u32, Option<Arc<Table>>)> = {
+            let state = self.state.read();
+            ids.iter()
+                .map(|id| (*id, state.by_id.get(id).cloned()))
+                .collect()
+        };
+        let catalog = self.clone();
+        Box::new(move || {
+            let state = catalog.state.read();
+            for (id, base) in &bases {
+                let now = state.by_id.get(id);
+                let same = match (base, now) {
+                    (Some(base), Some(now)) => Arc::ptr_eq(base, now),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    return Err(Error::SerializationConflict {
+                        reason: "a concurrent change of the same table's definition".into(),
+                    });
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// The id of the committed table called `name`.
     pub fn committed_id(&self, name: &str) -> Option<u32> {
         self.state.read().by_name.get(name).map(|t| t.id)

@@ -267,8 +267,15 @@ fn act(
         for (j, &position) in positions.iter().enumerate() {
             let column = &child.columns[position];
             changed[position] = match (action, new) {
-                (Action::Cascade, Some(new)) => convert(&new[j], column.data_type)
-                    .expect("the parent's value converts: the types were checked"),
+                // A parent's bigint key may not fit a child's integer column.
+                (Action::Cascade, Some(new)) => {
+                    convert(&new[j], column.data_type).ok_or_else(|| {
+                        Error::invalid(
+                            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+                            format!("{} out of range", column.data_type),
+                        )
+                    })?
+                }
                 (Action::SetDefault, _) => column.default.clone().unwrap_or(Value::Null),
                 _ => Value::Null,
             };

@@ -26,6 +26,7 @@ impl Session {
         // The key directory knows row ids, not the new keys: without one,
         // reads go to storage until the database is opened again.
         shared.directories.remove_table(table.id);
+        let unchanged = shared.catalog.unchanged_check(&[table.id]);
         self.statement(|open| {
             lock_table(open, table.id, Mode::Update)?;
             open.txn.lock().refresh_snapshot();
@@ -56,7 +57,7 @@ impl Session {
             })();
             open.constraints.suspended = false;
             moved?;
-            stage_definition(&shared, open, altered, explicit)
+            stage_definition(&shared, open, altered, explicit, unchanged)
         })?;
         if explicit {
             shared.catalog.bump();

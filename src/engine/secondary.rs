@@ -334,6 +334,9 @@ impl Session {
         if explicit {
             self.reserve_ids(built.iter().map(|i| i.id).max())?;
         }
+        // Taken before waiting for the table: a definition installed while
+        // this waited is one this change was not made from.
+        let unchanged = shared.catalog.unchanged_check(&[table.id]);
         self.statement(|open| {
             lock_table(open, table.id, Mode::Update)?;
             for fk in &keys {
@@ -371,7 +374,7 @@ impl Session {
             };
             open.txn
                 .lock()
-                .add_unversioned(batch, None, Some(Box::new(apply)));
+                .add_unversioned(batch, Some(unchanged), Some(Box::new(apply)));
             Ok(())
         })?;
         if explicit {
@@ -423,6 +426,8 @@ impl Session {
             return Ok(());
         }
         let explicit = self.in_transaction();
+        let ids: Vec<u32> = altered.iter().map(|t| t.id).collect();
+        let unchanged = shared.catalog.unchanged_check(&ids);
         self.statement(|open| {
             let mut batch = WriteBatch::new();
             for table in &altered {
@@ -438,7 +443,7 @@ impl Session {
             let apply = move |_| altered.into_iter().for_each(|t| catalog.install(t));
             open.txn
                 .lock()
-                .add_unversioned(batch, None, Some(Box::new(apply)));
+                .add_unversioned(batch, Some(unchanged), Some(Box::new(apply)));
             Ok(())
         })
     }

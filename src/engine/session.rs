@@ -1049,10 +1049,14 @@ impl Session {
             undo.disarm();
             apply(ts)
         });
+        // Two changes of one table's definition never both commit (taken
+        // before this waits for the tables' locks).
+        let ids: Vec<u32> = tables.iter().map(|(id, _)| *id).collect();
+        let unchanged = shared.catalog.unchanged_check(&ids);
         if self.txn.is_none() {
             return shared
                 .mvcc
-                .commit_unversioned(batch, None, Some(apply))
+                .commit_unversioned(batch, Some(unchanged), Some(apply))
                 .map(|_| ());
         }
         // Ids used now are reserved durably, so a rolled-back one is never
@@ -1085,7 +1089,7 @@ impl Session {
                     code: SqlState::DUPLICATE_TABLE,
                     message: format!("relation \"{name}\" already exists"),
                 }),
-                None => Ok(()),
+                None => unchanged(),
             }
         });
         self.statement(|open| {
@@ -1357,20 +1361,26 @@ pub(super) fn successor(mut key: Vec<u8>) -> Vec<u8> {
 /// Writes `table`'s new definition into the running statement's
 /// transaction, to be installed at its commit; a transaction block's own
 /// statements (`explicit`) see it at once.
+/// `unchanged` (from [`Catalog::unchanged_check`], taken before the
+/// caller waited for the table) fails the commit if another definition was
+/// installed meanwhile.
 pub(super) fn stage_definition(
     shared: &Shared,
     open: &mut Open,
     table: Table,
     explicit: bool,
+    unchanged: super::mvcc::CommitCheck,
 ) -> Result<()> {
     let batch = shared.catalog.put_entries(&table)?;
     if explicit {
         open.overlay.put(table.id, Some(table.clone()));
     }
     let catalog = shared.catalog.clone();
-    open.txn
-        .lock()
-        .add_unversioned(batch, None, Some(Box::new(move |_| catalog.install(table))));
+    open.txn.lock().add_unversioned(
+        batch,
+        Some(unchanged),
+        Some(Box::new(move |_| catalog.install(table))),
+    );
     Ok(())
 }
 

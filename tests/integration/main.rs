@@ -114,6 +114,7 @@ fn main() {
         two_transactions_creating_one_name_commit_once,
         committed_ddl_survives_a_restart,
         relations_made_in_one_block_get_distinct_ids,
+        two_changes_of_one_definition_never_both_commit,
     ));
     trials.extend(tests!(indexes:
         concurrent_inserts_of_one_unique_value_wait_then_decide,

@@ -107,3 +107,27 @@ pub fn relations_made_in_one_block_get_distinct_ids() {
         [4]
     );
 }
+
+pub fn two_changes_of_one_definition_never_both_commit() {
+    // Each change of a table's definition is made from the one committed
+    // when it started: one made meanwhile by another session fails the
+    // later commit with 40001, rather than be overwritten.
+    let t = TestDb::buffered();
+    let (mut s1, mut s2) = (t.session(), t.session());
+    run(&mut s1, "CREATE TABLE t (id int PRIMARY KEY)");
+    run(&mut s1, "BEGIN; ALTER TABLE t ADD COLUMN a int");
+    run(&mut s2, "ALTER TABLE t ADD COLUMN b int");
+    assert_sqlstate(s1.execute("COMMIT"), "40001");
+    let columns = "SELECT column_name FROM information_schema.columns \
+                   WHERE table_name = 't' ORDER BY ordinal_position";
+    assert_eq!(texts(&mut s1, columns), ["id", "b"]);
+
+    // A CREATE INDEX that waited for the transaction altering the table.
+    run(&mut s1, "BEGIN; ALTER TABLE t ADD COLUMN c int");
+    let wait = blocked(s2, |s| s.execute("CREATE INDEX t_b ON t (b)"));
+    run(&mut s1, "COMMIT");
+    let (mut s2, result) = wait.join();
+    assert_sqlstate(result, "40001");
+    run(&mut s2, "CREATE INDEX t_b ON t (b)");
+    assert_eq!(texts(&mut s2, columns), ["id", "b", "c"]);
+}

@@ -94,6 +94,7 @@ impl Session {
         .remove(0);
         let planner = self.planner()?;
         let explicit = self.in_transaction();
+        let unchanged = shared.catalog.unchanged_check(&[table.id]);
         self.statement(|open| {
             // Writers of the table have ended and none starts until this
             // change ends; the rows are read as they are now.
@@ -115,7 +116,7 @@ impl Session {
                     write_row(&shared, open, &altered, &key, Change::Update(&row))?;
                 }
             }
-            stage_definition(&shared, open, altered, explicit)
+            stage_definition(&shared, open, altered, explicit, unchanged)
         })?;
         if explicit {
             shared.catalog.bump();
