@@ -525,7 +525,6 @@ impl Session {
         columns: &[String],
         query: Box<ast::Query>,
     ) -> Result<Output> {
-        self.refuse_in_transaction("CREATE TABLE AS")?;
         let name = name.to_string();
         if self.table(&name).is_ok() && if_not_exists {
             self.notice(format!("relation \"{name}\" already exists, skipping"));
@@ -564,7 +563,11 @@ impl Session {
             }),
             Ok(other) => Ok(other),
             Err(e) => {
-                let _ = self.drop_tables(std::slice::from_ref(&name), true, false);
+                // In a transaction block the failure aborts it, and its
+                // rollback takes the table with it.
+                if !self.in_transaction() {
+                    let _ = self.drop_tables(std::slice::from_ref(&name), true, false);
+                }
                 Err(e)
             }
         }
