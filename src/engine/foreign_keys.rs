@@ -309,6 +309,10 @@ pub(super) fn verify(shared: &Shared, open: &mut Open, commit: bool) -> Result<(
 
 /// Runs `checks`; the first that fails is the error.
 fn run(shared: &Shared, open: &mut Open, checks: Vec<Check>) -> Result<()> {
+    // Parent keys found and locked in this run: they stay until the
+    // transaction ends, and nothing is written while checks run, so a bulk
+    // load of children of a few parents looks each parent up once.
+    let mut found = std::collections::HashSet::new();
     for check in checks {
         let (id, i) = check.constraint();
         let Some(child) = shared.catalog.table_by_id(id) else {
@@ -331,12 +335,20 @@ fn run(shared: &Shared, open: &mut Open, checks: Vec<Check>) -> Result<()> {
                 if values.iter().any(Value::is_null) {
                     continue;
                 }
-                if !parent_exists(open, &parent, fk, &values)? {
+                let Some(key) = parent_key(&parent, fk, &values)? else {
+                    return Err(missing_parent(&child, &parent, fk, &values));
+                };
+                if found.contains(&key) {
+                    continue;
+                }
+                if !parent_exists(open, &key)? {
                     return Err(missing_parent(&child, &parent, fk, &values));
                 }
+                found.insert(key);
             }
             Check::Children { values, .. } => {
-                if parent_exists(open, &parent, fk, &values)? {
+                let key = parent_key(&parent, fk, &values)?;
+                if key.map(|key| parent_exists(open, &key)).transpose()? == Some(true) {
                     continue;
                 }
                 if referenced(open, &child, fk, &values)? {
@@ -348,16 +360,12 @@ fn run(shared: &Shared, open: &mut Open, checks: Vec<Check>) -> Result<()> {
     Ok(())
 }
 
-/// Whether a row of `parent` holds `values` (in the order of `fk`'s
-/// columns) in the referenced columns, as of the newest commit and this
-/// transaction's writes. The parent key is locked FOR KEY SHARE first, so
-/// it cannot go away until this transaction ends.
-fn parent_exists(open: &Open, parent: &Table, fk: &ForeignKey, values: &[Value]) -> Result<bool> {
-    let Some(key) = parent_key(parent, fk, values)? else {
-        return Ok(false);
-    };
-    match lock_row(open, &key, Mode::KeyShare, true)? {
-        RowLock::Fresh | RowLock::Busy => Ok(open.txn.lock().get(&key)?.is_some()),
+/// Whether the parent row (or unique index entry) `key` exists, as of the
+/// newest commit and this transaction's writes. It is locked FOR KEY SHARE
+/// first, so it cannot go away until this transaction ends.
+fn parent_exists(open: &Open, key: &[u8]) -> Result<bool> {
+    match lock_row(open, key, Mode::KeyShare, true)? {
+        RowLock::Fresh | RowLock::Busy => Ok(open.txn.lock().get(key)?.is_some()),
         RowLock::Changed { exists: true } => Ok(true),
         RowLock::Changed { exists: false } => {
             if open.txn.lock().isolation() == IsolationLevel::ReadCommitted {
