@@ -58,10 +58,6 @@ impl Session {
             open.constraints.suspended = false;
             moved?;
             stage_definition(&shared, open, altered, explicit, unchanged)
-        })?;
-        if explicit {
-            shared.catalog.bump();
-        }
-        Ok(())
+        })
     }
 }

@@ -1381,6 +1381,10 @@ pub(super) fn stage_definition(
         Some(unchanged),
         Some(Box::new(move |_| catalog.install(table))),
     );
+    if explicit {
+        // The transaction's own prepared statements plan again.
+        shared.catalog.bump();
+    }
     Ok(())
 }
 

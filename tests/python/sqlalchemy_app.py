@@ -75,21 +75,21 @@ with Session(engine) as session:
     assert session.scalar(select(Author.name).where(Author.email == "bob@x")) == "Robert"
 
 # Constraint violations arrive as SQLAlchemy's IntegrityError, with the SQLSTATE.
+def refused(session, row, sqlstate):
+    """Adding `row` fails at commit with IntegrityError carrying `sqlstate`."""
+    session.add(row)
+    try:
+        session.commit()
+    except exc.IntegrityError as e:
+        assert e.orig.sqlstate == sqlstate, (e.orig.sqlstate, sqlstate)
+        session.rollback()
+        return
+    raise AssertionError(f"{row!r} was accepted")
+
+
 with Session(engine) as session:
-    session.add(Author(email="ann@x", name="Other Ann"))
-    try:
-        session.commit()
-        raise AssertionError("a duplicate email was accepted")
-    except exc.IntegrityError as e:
-        assert e.orig.sqlstate == "23505", e.orig.sqlstate
-        session.rollback()
-    session.add(Book(author_id=999, title="Orphan"))
-    try:
-        session.commit()
-        raise AssertionError("a book without its author was accepted")
-    except exc.IntegrityError as e:
-        assert e.orig.sqlstate == "23503", e.orig.sqlstate
-        session.rollback()
+    refused(session, Author(email="ann@x", name="Other Ann"), "23505")
+    refused(session, Book(author_id=999, title="Orphan"), "23503")
 
 # ON DELETE CASCADE in the database.
 with Session(engine) as session:

@@ -117,11 +117,7 @@ impl Session {
                 }
             }
             stage_definition(&shared, open, altered, explicit, unchanged)
-        })?;
-        if explicit {
-            shared.catalog.bump();
-        }
-        Ok(())
+        })
     }
 }
 

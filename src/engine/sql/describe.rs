@@ -181,13 +181,7 @@ impl Session {
         if let Some(returning) = returning_query(statement)? {
             // A write's RETURNING columns are those of its items over the
             // written table (the server describes them before it runs).
-            let planner = self.planner()?;
-            let shared = self.shared.clone();
-            let (_, columns) = self.statement(|open| {
-                shared
-                    .runtime
-                    .block_on(planner.describe(&open.txn, returning, None))
-            })?;
+            let (_, columns) = self.plan_description(returning, None)?;
             description.columns = Some(columns);
         }
         let Some((query, keyed)) = query else {
@@ -197,13 +191,7 @@ impl Session {
         if count == 0 && !returns_rows {
             return Ok(description);
         }
-        let planner = self.planner()?;
-        let shared = self.shared.clone();
-        let (params, columns) = self.statement(|open| {
-            shared
-                .runtime
-                .block_on(planner.describe(&open.txn, query, keyed))
-        })?;
+        let (params, columns) = self.plan_description(query, keyed)?;
         for (slot, t) in description.params.iter_mut().zip(params) {
             if slot.is_none() {
                 *slot = t.filter(|t| *t != ArrowType::Null);
@@ -213,6 +201,24 @@ impl Session {
             description.columns = Some(columns);
         }
         Ok(description)
+    }
+}
+
+impl Session {
+    /// What DataFusion's plan of `query` says of its placeholders' types
+    /// and its columns (`keyed`: the table whose keys it reads).
+    fn plan_description(
+        &mut self,
+        query: Statement,
+        keyed: Option<u32>,
+    ) -> Result<(Vec<Option<ArrowType>>, SchemaRef)> {
+        let planner = self.planner()?;
+        let shared = self.shared.clone();
+        self.statement(|open| {
+            shared
+                .runtime
+                .block_on(planner.describe(&open.txn, query, keyed))
+        })
     }
 }
 
