@@ -1,10 +1,12 @@
 //! SQL statements through omen beside SQLite, in one run: single-row INSERTs
-//! inside one transaction, and primary-key point SELECTs.
+//! inside one transaction, primary-key point SELECTs, single-row INSERTs
+//! each committed durably, and 1,000-row batches.
 //!
 //! Both are durable in the same way: omen syncs its WAL at commit (the
 //! default), SQLite runs in WAL mode with `synchronous = FULL`. SQLite uses
-//! prepared statements; omen takes SQL text per statement (its fast path, and
-//! for comparison the general DataFusion path with the fast path off).
+//! prepared statements, and so does `omen_prepared` ([`Session::prepare`]);
+//! `omen` takes SQL text per statement (its fast path), `omen_planner` SQL
+//! text through the general DataFusion path with the fast path off.
 //!
 //! `OMEN_BENCH_ROWS` sets the rows loaded for point SELECTs (default 100000).
 
@@ -12,6 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use omen::engine::types::Value;
 use omen::{Database, Options, Session};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rusqlite::Connection;
@@ -63,6 +66,30 @@ fn inserts(c: &mut Criterion) {
             });
         });
     }
+    group.bench_function("omen_prepared", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s = omen_session(dir.path(), true);
+        s.execute(SCHEMA).expect("schema");
+        let insert = s
+            .prepare("INSERT INTO t VALUES ($1, $2, $3)")
+            .expect("prepare");
+        let mut next = 0i64;
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            s.execute("BEGIN").expect("begin");
+            for _ in 0..iters {
+                next += 1;
+                let params = [
+                    Value::Int64(next),
+                    Value::Int64(next * 7),
+                    Value::Text(format!("row {next}")),
+                ];
+                black_box(s.execute_prepared(&insert, &params).expect("insert"));
+            }
+            s.execute("COMMIT").expect("commit");
+            started.elapsed()
+        });
+    });
     group.bench_function("sqlite", |b| {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = sqlite(dir.path());
@@ -127,6 +154,20 @@ fn point_selects(c: &mut Criterion) {
             })
         });
     }
+    s.set_fast_path(true);
+    let select = s
+        .prepare("SELECT id, v, name FROM t WHERE id = $1")
+        .expect("prepare");
+    let mut rng = StdRng::seed_from_u64(7);
+    group.bench_function("omen_prepared", |b| {
+        b.iter(|| {
+            let id = rng.random_range(1..=rows);
+            black_box(
+                s.execute_prepared(&select, &[Value::Int64(id)])
+                    .expect("select"),
+            )
+        })
+    });
     let mut rng = StdRng::seed_from_u64(7);
     group.bench_function("sqlite", |b| {
         let mut select = conn
@@ -143,5 +184,123 @@ fn point_selects(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, inserts, point_selects);
+/// One durable commit per row: each INSERT is a transaction of its own.
+fn autocommit_inserts(c: &mut Criterion) {
+    let mut group = c.benchmark_group("insert_autocommit");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("omen_prepared", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s = omen_session(dir.path(), true);
+        s.execute(SCHEMA).expect("schema");
+        let insert = s
+            .prepare("INSERT INTO t VALUES ($1, $2, $3)")
+            .expect("prepare");
+        let mut next = 0i64;
+        b.iter(|| {
+            next += 1;
+            let params = [
+                Value::Int64(next),
+                Value::Int64(next * 7),
+                Value::Text(format!("row {next}")),
+            ];
+            black_box(s.execute_prepared(&insert, &params).expect("insert"))
+        });
+    });
+    group.bench_function("sqlite", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = sqlite(dir.path());
+        conn.execute(SCHEMA, []).expect("schema");
+        let mut insert = conn
+            .prepare("INSERT INTO t VALUES (?1, ?2, ?3)")
+            .expect("prepare");
+        let mut next = 0i64;
+        b.iter(|| {
+            next += 1;
+            black_box(
+                insert
+                    .execute(rusqlite::params![next, next * 7, format!("row {next}")])
+                    .expect("insert"),
+            )
+        });
+    });
+    group.finish();
+}
+
+/// 1,000 rows in one transaction: a prepared INSERT run 1,000 times, and
+/// for omen also one INSERT of 1,000 rows of VALUES.
+fn batch_inserts(c: &mut Criterion) {
+    const BATCH: i64 = 1000;
+    let mut group = c.benchmark_group("insert_batch_1000");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("omen_prepared", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s = omen_session(dir.path(), true);
+        s.execute(SCHEMA).expect("schema");
+        let insert = s
+            .prepare("INSERT INTO t VALUES ($1, $2, $3)")
+            .expect("prepare");
+        let mut next = 0i64;
+        b.iter(|| {
+            s.execute("BEGIN").expect("begin");
+            for _ in 0..BATCH {
+                next += 1;
+                let params = [
+                    Value::Int64(next),
+                    Value::Int64(next * 7),
+                    Value::Text(format!("row {next}")),
+                ];
+                s.execute_prepared(&insert, &params).expect("insert");
+            }
+            s.execute("COMMIT").expect("commit")
+        });
+    });
+    group.bench_function("omen_values", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s = omen_session(dir.path(), true);
+        s.execute(SCHEMA).expect("schema");
+        let mut next = 0i64;
+        b.iter(|| {
+            let rows: Vec<String> = (0..BATCH)
+                .map(|_| {
+                    next += 1;
+                    format!("({next}, {}, 'row {next}')", next * 7)
+                })
+                .collect();
+            s.execute(&format!("INSERT INTO t VALUES {}", rows.join(", ")))
+                .expect("insert")
+        });
+    });
+    group.bench_function("sqlite", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = sqlite(dir.path());
+        conn.execute(SCHEMA, []).expect("schema");
+        let mut next = 0i64;
+        b.iter(|| {
+            conn.execute("BEGIN", []).expect("begin");
+            {
+                let mut insert = conn
+                    .prepare_cached("INSERT INTO t VALUES (?1, ?2, ?3)")
+                    .expect("prepare");
+                for _ in 0..BATCH {
+                    next += 1;
+                    insert
+                        .execute(rusqlite::params![next, next * 7, format!("row {next}")])
+                        .expect("insert");
+                }
+            }
+            conn.execute("COMMIT", []).expect("commit")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    inserts,
+    point_selects,
+    autocommit_inserts,
+    batch_inserts
+);
 criterion_main!(benches);

@@ -8,6 +8,8 @@
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,22 +35,19 @@ use pgwire::messages::PgWireBackendMessage;
 use super::copy::{self, Copy};
 use super::wire;
 use super::{log, Server, ServerBackends};
-use omen::engine::sql::Description;
-use omen::{Error, Output, Session, SqlState};
+use omen::engine::types::Value;
+use omen::{Error, Output, PreparedStatement, Session, SqlState};
 
-/// A statement prepared by Parse: parsed once, described once.
+/// A statement prepared by Parse: parsed once, described once, its fast-path
+/// form kept.
 #[derive(Debug)]
 pub struct Prepared {
-    statement: Statement,
+    engine: PreparedStatement,
     /// The SQL the client sent, for pg_stat_activity.
     text: Arc<str>,
     /// The type of each parameter: the client's, else the one the statement
     /// gives it, else text.
     params: Vec<Type>,
-    /// Result columns; None when the statement returns no rows.
-    description: Description,
-    /// The catalog generation the result columns hold for.
-    generation: AtomicU64,
 }
 
 /// The query handlers of one connection.
@@ -663,9 +662,9 @@ impl QueryParser for Inner {
         let text: Arc<str> = sql.into();
         let prepared = self
             .run(move |session| {
-                let generation = AtomicU64::new(session.catalog_generation());
-                let description = session.describe(&statement)?;
-                let params = description
+                let engine = session.prepare_statement(statement)?;
+                let params = engine
+                    .description()
                     .params
                     .iter()
                     .enumerate()
@@ -675,11 +674,9 @@ impl QueryParser for Inner {
                     })
                     .collect();
                 Ok::<_, Error>(Prepared {
-                    statement,
+                    engine,
                     text,
                     params,
-                    description,
-                    generation,
                 })
             })
             .await?
@@ -702,7 +699,7 @@ impl QueryParser for Inner {
 
 /// The result columns of a prepared statement, in the formats asked for.
 fn columns(stmt: &Prepared, format: Option<&Format>) -> Vec<FieldInfo> {
-    match &stmt.description.columns {
+    match &stmt.engine.description().columns {
         Some(schema) => wire::fields(schema, |i| {
             format.map_or(FieldFormat::Text, |f| f.format_for(i))
         }),
@@ -710,25 +707,45 @@ fn columns(stmt: &Prepared, format: Option<&Format>) -> Vec<FieldInfo> {
     }
 }
 
-/// The portal's statement with its parameters in place.
-fn bind(portal: &Portal<Arc<Prepared>>) -> Result<Statement, Error> {
-    let stmt = &portal.statement.statement;
-    let values = portal
-        .parameters
+/// The statement with `parameters` in place, as literals.
+fn bind(
+    prepared: &Prepared,
+    parameters: &[Option<Bytes>],
+    format: &Format,
+) -> Result<Statement, Error> {
+    let values = parameters
         .iter()
         .enumerate()
         .map(|(i, value)| {
-            let t = stmt.params.get(i).cloned().unwrap_or(Type::TEXT);
+            let t = prepared.params.get(i).cloned().unwrap_or(Type::TEXT);
             let text = value
                 .as_ref()
-                .map(|bytes| wire::parameter_text(bytes, &t, portal.parameter_format.is_binary(i)))
+                .map(|bytes| wire::parameter_text(bytes, &t, format.is_binary(i)))
                 .transpose()?;
             Ok(wire::literal(text, &t))
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let mut statement = stmt.statement.clone();
+    let mut statement = prepared.engine.statement().clone();
     omen::engine::sql::bind_parameters(&mut statement, &values)?;
     Ok(statement)
+}
+
+/// `parameters` as values of their types, for the fast path; none when one
+/// of them is of a type it does not take (all then go through [`bind`]).
+fn parameter_values(
+    prepared: &Prepared,
+    parameters: &[Option<Bytes>],
+    format: &Format,
+) -> Vec<Value> {
+    parameters
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let t = prepared.params.get(i).unwrap_or(&Type::TEXT);
+            wire::parameter_value(value.as_deref(), t, format.is_binary(i))
+        })
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -752,14 +769,15 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statement = match bind(portal) {
-            Ok(statement) => statement,
-            Err(e) => {
-                self.inner.run(|session| session.fail_transaction()).await?;
-                return Err(user_error(e));
-            }
-        };
-        if let Some(copy) = Copy::from_statement(&statement) {
+        let prepared = portal.statement.statement.clone();
+        if matches!(prepared.engine.statement(), Statement::Copy { .. }) {
+            let copy = bind(&prepared, &portal.parameters, &portal.parameter_format).and_then(
+                |statement| {
+                    Copy::from_statement(&statement).ok_or_else(|| {
+                        Error::Internal("a COPY statement that is not a COPY".into())
+                    })?
+                },
+            );
             let result = match copy {
                 Ok(copy) => self.inner.start_copy(copy).await?,
                 Err(e) => Err(e),
@@ -769,24 +787,17 @@ impl ExtendedQueryHandler for Connection {
             }
             return result.map_err(user_error);
         }
-        let prepared = portal.statement.statement.clone();
+        let parameters = portal.parameters.clone();
+        let format = portal.parameter_format.clone();
         let (result, before, after, notices) = self
             .inner
             .run(move |session| {
                 session.set_query_text(&prepared.text);
                 let before = session.in_transaction();
-                let columns = prepared.description.columns.as_ref();
-                let since = prepared.generation.load(Ordering::Relaxed);
-                let result = match session.check_result_columns(&statement, columns, since) {
-                    Ok(checked) => {
-                        prepared.generation.store(checked, Ordering::Relaxed);
-                        session.execute_statement(statement)
-                    }
-                    Err(e) => {
-                        session.fail_transaction();
-                        Err(e)
-                    }
-                };
+                let values = parameter_values(&prepared, &parameters, &format);
+                let result = session.execute_prepared_with(&prepared.engine, &values, |_| {
+                    bind(&prepared, &parameters, &format)
+                });
                 (
                     result,
                     before,

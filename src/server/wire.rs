@@ -23,6 +23,7 @@ use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 
 use omen::engine::sql::{float_text, format};
+use omen::engine::types::Value;
 use omen::{Error, SqlState};
 
 /// Microseconds from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
@@ -420,6 +421,57 @@ pub fn parameter_text(bytes: &[u8], t: &Type, binary: bool) -> Result<String, Er
             )))
         }
     })
+}
+
+/// A parameter as the engine value of its type, for the fast path: integers,
+/// double precision, booleans and strings in either format. None for any
+/// other type or for text that is not the type's plain form; such a
+/// parameter is bound as a literal ([`literal`]) and read by the general path.
+pub fn parameter_value(bytes: Option<&[u8]>, t: &Type, binary: bool) -> Option<Value> {
+    let Some(bytes) = bytes else {
+        return Some(Value::Null);
+    };
+    let string = || std::str::from_utf8(bytes).ok();
+    if binary {
+        return match *t {
+            Type::INT2 => Some(Value::Int16(i16::from_be_bytes(bytes.try_into().ok()?))),
+            Type::INT4 => Some(Value::Int32(i32::from_be_bytes(bytes.try_into().ok()?))),
+            Type::INT8 => Some(Value::Int64(i64::from_be_bytes(bytes.try_into().ok()?))),
+            Type::FLOAT8 => Some(Value::Float64(f64::from_be_bytes(bytes.try_into().ok()?)))
+                .filter(|v| matches!(v, Value::Float64(f) if f.is_finite())),
+            Type::BOOL => match bytes {
+                [b] => Some(Value::Bool(*b != 0)),
+                _ => None,
+            },
+            Type::TEXT | Type::VARCHAR | Type::UNKNOWN => string().map(|s| Value::Text(s.into())),
+            _ => None,
+        };
+    }
+    let text = string()?;
+    // Only digits with an optional sign: what Rust and PostgreSQL read alike.
+    let integer = || {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(text)
+    };
+    match *t {
+        Type::INT2 => integer()?.parse().ok().map(Value::Int16),
+        Type::INT4 => integer()?.parse().ok().map(Value::Int32),
+        Type::INT8 => integer()?.parse().ok().map(Value::Int64),
+        Type::FLOAT8 => {
+            let plain = text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'e' | b'E' | b'+'));
+            let v: f64 = text.parse().ok().filter(|_| plain)?;
+            v.is_finite().then_some(Value::Float64(v))
+        }
+        Type::BOOL => match text {
+            "t" | "true" => Some(Value::Bool(true)),
+            "f" | "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        Type::TEXT | Type::VARCHAR | Type::UNKNOWN => Some(Value::Text(text.into())),
+        _ => None,
+    }
 }
 
 /// The SQL literal a parameter stands for: numbers and booleans as plain

@@ -124,6 +124,14 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
 /// The longest identifier, in bytes, as in PostgreSQL.
 pub const MAX_IDENTIFIER: usize = 63;
 
+/// Whether `statement` ends a transaction: it runs in a failed one.
+pub(super) fn ends_transaction(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::Commit { .. } | Statement::Rollback { .. }
+    )
+}
+
 /// Cuts identifiers to [`MAX_IDENTIFIER`] bytes, as PostgreSQL's scanner does,
 /// so a long name means the same table or column wherever it is written.
 fn truncate_identifiers(tokens: &mut [TokenWithSpan]) {
@@ -201,10 +209,22 @@ impl Session {
 
     /// Runs one parsed statement.
     pub fn execute_statement(&mut self, statement: Statement) -> Result<Output> {
-        let ends_transaction = matches!(
-            statement,
-            Statement::Commit { .. } | Statement::Rollback { .. }
-        );
+        let ends_transaction = ends_transaction(&statement);
+        self.run_statement(ends_transaction, |session, text| {
+            session.dispatch(statement, text)
+        })
+    }
+
+    /// Runs `run` as one statement: refused in a failed transaction (unless
+    /// it `ends_transaction`), reported in pg_stat_activity, its catalog the
+    /// transaction's, a panic in it undone and turned into an error, and an
+    /// error failing the transaction. `run` puts the statement's SQL in its
+    /// second argument for the log should it panic.
+    pub(super) fn run_statement(
+        &mut self,
+        ends_transaction: bool,
+        run: impl FnOnce(&mut Session, &mut String) -> Result<Output>,
+    ) -> Result<Output> {
         if self.is_aborted() && !ends_transaction {
             return Err(aborted());
         }
@@ -213,20 +233,21 @@ impl Session {
         self.report_state(true);
         let _scope = self.catalog_scope();
         let mut text = String::new();
-        let run = std::panic::AssertUnwindSafe(|| self.dispatch(statement, &mut text));
-        let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
-            let message = crate::engine::panic_message(panic.as_ref());
-            let text = if text.is_empty() {
-                "(on the fast path)"
-            } else {
-                &text
-            };
-            eprintln!("omen: a statement panicked ({message}): {text}");
-            self.recover_from_panic();
-            Err(Error::Internal(format!(
-                "the statement failed on a bug: {message}"
-            )))
-        });
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut *self, &mut text)))
+                .unwrap_or_else(|panic| {
+                    let message = crate::engine::panic_message(panic.as_ref());
+                    let text = if text.is_empty() {
+                        "(on the fast path)"
+                    } else {
+                        &text
+                    };
+                    eprintln!("omen: a statement panicked ({message}): {text}");
+                    self.recover_from_panic();
+                    Err(Error::Internal(format!(
+                        "the statement failed on a bug: {message}"
+                    )))
+                });
         if result.is_err() {
             if let Some(open) = &mut self.txn {
                 open.aborted = true;

@@ -1,21 +1,26 @@
 //! The fast path: statements that touch one row by its full primary key, with
-//! literal values, run without DataFusion planning.
+//! literal values or `$n` parameters, run without DataFusion planning.
 //!
 //! ```text
-//!   INSERT INTO t [(cols)] VALUES (literals)         one row
-//!   SELECT * | cols FROM t WHERE pk = literal [AND pk2 = literal ...]
-//!   UPDATE t SET col = literal, ... WHERE <the same>   (key columns unchanged)
+//!   INSERT INTO t [(cols)] VALUES (literals, $n, now())   one row
+//!   SELECT * | cols FROM t WHERE pk = literal|$n [AND pk2 = ...]
+//!   UPDATE t SET col = literal|$n|col ± n|col ± $n, ... WHERE <the same>
+//!                                                    (key columns unchanged)
 //!   DELETE FROM t WHERE <the same>
 //! ```
 //!
-//! Anything else, or a literal whose type would need DataFusion's coercion
-//! rules, returns None and takes the general path. Literals become values the
-//! way the general path's do: as the Arrow scalar DataFusion would give the
-//! literal, cast by [`super::execute::assign`]. Tests run every statement both
-//! ways and compare results and errors.
+//! A statement is read once into a [`FastPlan`] (a prepared statement keeps
+//! it) and run with values for its parameters. Anything else, a literal
+//! whose type would need DataFusion's coercion rules, or a parameter whose
+//! value the column does not take unchanged, returns None and takes the
+//! general path. Literals become values the way the general path's do: as
+//! the Arrow scalar DataFusion would give the literal, cast by
+//! [`super::execute::assign`]. Tests run every statement both ways and
+//! compare results and errors.
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     self, AssignmentTarget, BinaryOperator, Expr, FromTable, GroupByExpr, SelectItem, SetExpr,
@@ -57,12 +62,45 @@ impl Session {
         if !self.fast_path_enabled {
             return Ok(None);
         }
-        let output = match statement {
+        match self.fast_plan(statement) {
+            Some(plan) => self.run_fast(&plan, &[]),
+            None => Ok(None),
+        }
+    }
+
+    /// The fast path's form of `statement`, when it has one. `$n`
+    /// placeholders stand for values given when it runs.
+    pub(super) fn fast_plan(&self, statement: &Statement) -> Option<FastPlan> {
+        match statement {
             Statement::Insert(insert) => self.fast_insert(insert),
             Statement::Query(query) => self.fast_select(query),
             Statement::Update(update) => self.fast_update(update),
             Statement::Delete(delete) => self.fast_delete(delete),
-            _ => Ok(None),
+            _ => None,
+        }
+    }
+
+    /// Runs `plan` with `params` for its placeholders; None when a value
+    /// needs the general path (a conversion it makes, or an error it reports).
+    pub(super) fn run_fast(&mut self, plan: &FastPlan, params: &[Value]) -> Result<Option<Output>> {
+        let output = match plan {
+            FastPlan::Insert {
+                table,
+                targets,
+                values,
+            } => self.run_insert(table, targets, values, params),
+            FastPlan::Select {
+                table,
+                key,
+                columns,
+                schema,
+            } => self.run_select(table, key, columns, schema, params),
+            FastPlan::Update {
+                table,
+                key,
+                assignments,
+            } => self.run_update(table, key, assignments, params),
+            FastPlan::Delete { table, key } => self.run_delete(table, key, params),
         };
         if !matches!(output, Ok(None)) {
             self.fast_path_taken += 1;
@@ -70,45 +108,32 @@ impl Session {
         output
     }
 
-    fn fast_insert(&mut self, insert: &ast::Insert) -> Result<Option<Output>> {
+    fn fast_insert(&self, insert: &ast::Insert) -> Option<FastPlan> {
         if insert.on.is_some() || insert.returning.is_some() {
-            return Ok(None);
+            return None;
         }
         let (ast::TableObject::TableName(name), Some(source)) = (&insert.table, &insert.source)
         else {
-            return Ok(None);
+            return None;
         };
         if !plain_query(source) {
-            return Ok(None);
+            return None;
         }
         let SetExpr::Values(values) = source.body.as_ref() else {
-            return Ok(None);
+            return None;
         };
         let [row] = values.rows.as_slice() else {
-            return Ok(None);
+            return None;
         };
-        // The statement's time for now() and CURRENT_TIMESTAMP, as the
-        // general path gives it (pgbench's history INSERT uses it).
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
-        let Some(scalars) = row
-            .iter()
-            .map(|e| literal(e).or_else(|| is_now(e).then(|| now_scalar(now))))
-            .collect::<Option<Vec<_>>>()
-        else {
-            return Ok(None);
-        };
-        let Ok(table) = self.table(&table_name(name)?) else {
-            return Ok(None);
-        };
+        let values = row.iter().map(source_of).collect::<Option<Vec<_>>>()?;
+        let table = self.table(&table_name(name).ok()?).ok()?;
         let mut targets = Vec::with_capacity(insert.columns.len());
         for column in &insert.columns {
-            let Some(index) = column_name(column).ok().and_then(|n| column_of(&table, &n)) else {
-                return Ok(None);
-            };
+            let index = column_name(column)
+                .ok()
+                .and_then(|n| column_of(&table, &n))?;
             if targets.contains(&index) {
-                return Ok(None);
+                return None;
             }
             targets.push(index);
         }
@@ -116,23 +141,23 @@ impl Session {
             targets = (0..table.columns.len()).collect();
         }
         // A GENERATED ALWAYS column refuses a value: the general path says so.
-        if targets.len() != scalars.len()
+        if targets.len() != values.len()
             || targets
                 .iter()
                 .any(|&c| table.columns[c].identity == Some(Identity::Always))
         {
-            return Ok(None);
+            return None;
         }
         // The time goes only into time columns here; into anything else the
         // general path converts it.
-        if row.iter().zip(&targets).any(|(e, &c)| {
-            is_now(e)
+        if values.iter().zip(&targets).any(|(v, &c)| {
+            matches!(v, Source::Now)
                 && !matches!(
                     table.columns[c].data_type,
                     DataType::Timestamp | DataType::TimestampTz
                 )
         }) {
-            return Ok(None);
+            return None;
         }
         // An omitted column whose default is an expression is evaluated by
         // the general path.
@@ -140,28 +165,48 @@ impl Session {
             .expression_defaults()
             .any(|(c, _)| !targets.contains(&c))
         {
-            return Ok(None);
+            return None;
+        }
+        Some(FastPlan::Insert {
+            table,
+            targets,
+            values,
+        })
+    }
+
+    fn run_insert(
+        &mut self,
+        table: &Arc<Table>,
+        targets: &[usize],
+        values: &[Source],
+        params: &[Value],
+    ) -> Result<Option<Output>> {
+        // The statement's time for now() and CURRENT_TIMESTAMP, as the
+        // general path gives it (pgbench's history INSERT uses it).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let mut row = table.default_row();
+        for (source, &c) in values.iter().zip(targets) {
+            match source.value(table, c, params, now)? {
+                Some(value) => row[c] = value,
+                None => return Ok(None),
+            }
         }
         let shared = self.shared.clone();
-        self.statement(|open| {
-            let mut row = table.default_row();
-            for (scalar, &c) in scalars.iter().zip(&targets) {
-                row[c] = value_for(&table, c, scalar)?;
-            }
-            insert_row(&shared, open, &table, row).map(drop)
-        })?;
+        self.statement(|open| insert_row(&shared, open, table, row).map(drop))?;
         Ok(Some(Output::Command {
             tag: "INSERT",
             rows: Some(1),
         }))
     }
 
-    fn fast_select(&mut self, query: &ast::Query) -> Result<Option<Output>> {
+    fn fast_select(&self, query: &ast::Query) -> Option<FastPlan> {
         if !plain_query(query) {
-            return Ok(None);
+            return None;
         }
         let SetExpr::Select(select) = query.body.as_ref() else {
-            return Ok(None);
+            return None;
         };
         let simple = select.distinct.is_none()
             && select.top.is_none()
@@ -178,13 +223,13 @@ impl Session {
             && select.qualify.is_none()
             && select.connect_by.is_empty();
         let [from] = select.from.as_slice() else {
-            return Ok(None);
+            return None;
         };
         let (Some(table), Some(selection)) = (self.plain_table(from), &select.selection) else {
-            return Ok(None);
+            return None;
         };
         if !simple {
-            return Ok(None);
+            return None;
         }
         let mut columns = Vec::new();
         for item in &select.projection {
@@ -199,18 +244,30 @@ impl Session {
                     columns.extend(0..table.columns.len())
                 }
                 SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
-                    match column_of(&table, &ident(id)) {
-                        Some(c) => columns.push(c),
-                        None => return Ok(None),
-                    }
+                    columns.push(column_of(&table, &ident(id))?)
                 }
-                _ => return Ok(None),
+                _ => return None,
             }
         }
-        let Some(key) = key_of(&table, selection) else {
-            return Ok(None);
-        };
-        let Ok(key) = table.key(&key) else {
+        let key = key_of(&table, selection)?;
+        let schema = convert::table_schema(&table);
+        Some(FastPlan::Select {
+            table,
+            key,
+            columns,
+            schema,
+        })
+    }
+
+    fn run_select(
+        &mut self,
+        table: &Arc<Table>,
+        key: &[KeyPart],
+        columns: &[usize],
+        schema: &SchemaRef,
+        params: &[Value],
+    ) -> Result<Option<Output>> {
+        let Some(key) = key_bytes(table, key, params) else {
             return Ok(None);
         };
         let row = self.statement(|open| {
@@ -220,9 +277,8 @@ impl Session {
                 .map(|bytes| table.decode_row(&bytes))
                 .transpose()
         })?;
-        let schema = convert::table_schema(&table);
         let rows: Vec<Vec<Value>> = row.into_iter().collect();
-        let batch = convert::rows_to_batch(&schema, &rows, Some(&columns))?;
+        let batch = convert::rows_to_batch(schema, &rows, Some(columns))?;
         Ok(Some(Output::Rows(Rows {
             schema: batch.schema(),
             batches: vec![batch],
@@ -230,35 +286,46 @@ impl Session {
         })))
     }
 
-    fn fast_update(&mut self, update: &ast::Update) -> Result<Option<Output>> {
+    fn fast_update(&self, update: &ast::Update) -> Option<FastPlan> {
         if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
-            return Ok(None);
+            return None;
         }
         let (Some(table), Some(selection)) = (self.plain_table(&update.table), &update.selection)
         else {
-            return Ok(None);
+            return None;
         };
         let key_columns = table.primary_key_indices();
         let mut assignments = Vec::with_capacity(update.assignments.len());
         for assignment in &update.assignments {
             let AssignmentTarget::ColumnName(name) = &assignment.target else {
-                return Ok(None);
+                return None;
             };
-            let Some(c) = column_name(name).ok().and_then(|n| column_of(&table, &n)) else {
-                return Ok(None);
-            };
-            let Some(assigned) = assigned(&table, c, &assignment.value) else {
-                return Ok(None);
-            };
+            let c = column_name(name).ok().and_then(|n| column_of(&table, &n))?;
+            let assigned = assigned(&table, c, &assignment.value)?;
             if key_columns.contains(&c)
                 || assignments.iter().any(|(a, _)| *a == c)
                 || table.columns[c].identity == Some(Identity::Always)
             {
-                return Ok(None);
+                return None;
             }
             assignments.push((c, assigned));
         }
-        let Some(key) = key_of(&table, selection).and_then(|k| table.key(&k).ok()) else {
+        let key = key_of(&table, selection)?;
+        Some(FastPlan::Update {
+            table,
+            key,
+            assignments,
+        })
+    }
+
+    fn run_update(
+        &mut self,
+        table: &Arc<Table>,
+        key: &[KeyPart],
+        assignments: &[(usize, Assigned)],
+        params: &[Value],
+    ) -> Result<Option<Output>> {
+        let Some(key) = key_bytes(table, key, params) else {
             return Ok(None);
         };
         let shared = self.shared.clone();
@@ -268,18 +335,21 @@ impl Session {
             };
             let old = table.decode_row(&bytes)?;
             let mut row = old.clone();
-            for (c, assigned) in &assignments {
-                row[*c] = match assigned {
-                    Assigned::Literal(scalar) => value_for(&table, *c, scalar)?,
-                    Assigned::Add { from, delta } => match added(&old[*from], *delta, &table, *c) {
-                        Some(value) => value,
-                        // Out of range: the general path reports it.
-                        None => return Ok(None),
-                    },
+            for (c, assigned) in assignments {
+                let value = match assigned {
+                    Assigned::Value(source) => source.value(table, *c, params, 0)?,
+                    Assigned::Add { from, delta } => delta
+                        .delta(params)
+                        .and_then(|delta| added(&old[*from], delta, table, *c)),
                 };
+                match value {
+                    Some(value) => row[*c] = value,
+                    // A conversion or an error (out of range) of the general path.
+                    None => return Ok(None),
+                }
             }
-            let row = shared.checks.row(&table, row)?;
-            write_row(&shared, open, &table, &key, Change::Update(&row))?;
+            let row = shared.checks.row(table, row)?;
+            write_row(&shared, open, table, &key, Change::Update(&row))?;
             Ok(Some(1))
         })?;
         Ok(count.map(|count| Output::Command {
@@ -288,18 +358,26 @@ impl Session {
         }))
     }
 
-    fn fast_delete(&mut self, delete: &ast::Delete) -> Result<Option<Output>> {
+    fn fast_delete(&self, delete: &ast::Delete) -> Option<FastPlan> {
         if delete.using.is_some() || delete.returning.is_some() || delete.limit.is_some() {
-            return Ok(None);
+            return None;
         }
         let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
         let ([target], Some(selection)) = (from.as_slice(), &delete.selection) else {
-            return Ok(None);
+            return None;
         };
-        let Some(table) = self.plain_table(target) else {
-            return Ok(None);
-        };
-        let Some(key) = key_of(&table, selection).and_then(|k| table.key(&k).ok()) else {
+        let table = self.plain_table(target)?;
+        let key = key_of(&table, selection)?;
+        Some(FastPlan::Delete { table, key })
+    }
+
+    fn run_delete(
+        &mut self,
+        table: &Arc<Table>,
+        key: &[KeyPart],
+        params: &[Value],
+    ) -> Result<Option<Output>> {
+        let Some(key) = key_bytes(table, key, params) else {
             return Ok(None);
         };
         let shared = self.shared.clone();
@@ -307,7 +385,7 @@ impl Session {
             if locked_row(open, &key, Mode::Update)?.is_none() {
                 return Ok(0);
             }
-            write_row(&shared, open, &table, &key, Change::Delete)?;
+            write_row(&shared, open, table, &key, Change::Delete)?;
             Ok(1)
         })?;
         Ok(Some(Output::Command {
@@ -353,19 +431,237 @@ fn plain_query(query: &ast::Query) -> bool {
         && query.pipe_operators.is_empty()
 }
 
-/// What an UPDATE's SET stores in a column.
-enum Assigned {
-    /// A literal.
+/// A statement in the fast path's form: its table, and where each value
+/// comes from.
+pub(crate) enum FastPlan {
+    /// INSERT of one row: `values[i]` goes into column `targets[i]`.
+    Insert {
+        table: Arc<Table>,
+        targets: Vec<usize>,
+        values: Vec<Source>,
+    },
+    /// SELECT of `columns` of the row with the primary key `key`.
+    Select {
+        table: Arc<Table>,
+        key: Vec<KeyPart>,
+        columns: Vec<usize>,
+        schema: SchemaRef,
+    },
+    /// UPDATE of the row with the primary key `key`.
+    Update {
+        table: Arc<Table>,
+        key: Vec<KeyPart>,
+        assignments: Vec<(usize, Assigned)>,
+    },
+    /// DELETE of the row with the primary key `key`.
+    Delete {
+        table: Arc<Table>,
+        key: Vec<KeyPart>,
+    },
+}
+
+/// Where a value of a fast statement comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    /// A literal, as DataFusion reads it.
     Literal(ScalarValue),
+    /// A parameter's value.
+    Param(Param),
+    /// The statement's time: now(), CURRENT_TIMESTAMP.
+    Now,
+}
+
+/// Placeholder `$n` (`index` n - 1), perhaps cast: `$n::type`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Param {
+    index: usize,
+    cast: Option<DataType>,
+}
+
+impl Param {
+    /// The placeholder `expr` is, with a cast to one of the types whose
+    /// values the fast path takes unchanged; None for any other expression.
+    fn of(expr: &Expr) -> Option<Param> {
+        let (placeholder, cast) = match expr {
+            Expr::Cast {
+                expr,
+                data_type,
+                array: false,
+                format: None,
+                ..
+            } => {
+                let cast = super::ddl::data_type(data_type).ok()?;
+                let plain = matches!(
+                    cast,
+                    DataType::Bool
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::Float64
+                        | DataType::Text
+                );
+                if !plain {
+                    return None;
+                }
+                (expr.as_ref(), Some(cast))
+            }
+            expr => (expr, None),
+        };
+        let Expr::Value(v) = placeholder else {
+            return None;
+        };
+        let ast::Value::Placeholder(name) = &v.value else {
+            return None;
+        };
+        let n: usize = name.strip_prefix('$')?.parse().ok()?;
+        Some(Param {
+            index: n.checked_sub(1)?,
+            cast,
+        })
+    }
+
+    /// The parameter's value, when it has the type the placeholder's cast
+    /// names (None: the general path casts it).
+    fn value<'a>(&self, params: &'a [Value]) -> Option<&'a Value> {
+        let value = params.get(self.index)?;
+        match self.cast {
+            Some(t) if !matches!(value, Value::Null) && plain_type(value) != Some(t) => None,
+            _ => Some(value),
+        }
+    }
+}
+
+impl Source {
+    /// The value column `c` of `table` stores; Ok(None) when the general
+    /// path must convert it.
+    fn value(&self, table: &Table, c: usize, params: &[Value], now: i64) -> Result<Option<Value>> {
+        match self {
+            Source::Literal(scalar) => value_for(table, c, scalar).map(Some),
+            Source::Now => value_for(table, c, &now_scalar(now)).map(Some),
+            Source::Param(param) => Ok(param
+                .value(params)
+                .and_then(|v| stored(table.columns[c].data_type, v))),
+        }
+    }
+}
+
+/// The value a parameter stores into a column of type `column` with no
+/// conversion beyond a range check (integers into narrower integers); None
+/// for any other, which the general path converts or refuses.
+fn stored(column: DataType, value: &Value) -> Option<Value> {
+    let integer = match value {
+        Value::Null => return Some(Value::Null),
+        Value::Int16(v) => i64::from(*v),
+        Value::Int32(v) => i64::from(*v),
+        Value::Int64(v) => *v,
+        Value::Float64(_) if column == DataType::Float64 => return Some(value.clone()),
+        Value::Text(_) if column == DataType::Text => return Some(value.clone()),
+        Value::Bool(_) if column == DataType::Bool => return Some(value.clone()),
+        _ => return None,
+    };
+    match column {
+        DataType::Int16 => i16::try_from(integer).ok().map(Value::Int16),
+        DataType::Int32 => i32::try_from(integer).ok().map(Value::Int32),
+        DataType::Int64 => Some(Value::Int64(integer)),
+        _ => None,
+    }
+}
+
+/// The type of a value of the types a placeholder's cast may name.
+fn plain_type(value: &Value) -> Option<DataType> {
+    match value {
+        Value::Bool(_) => Some(DataType::Bool),
+        Value::Int16(_) => Some(DataType::Int16),
+        Value::Int32(_) => Some(DataType::Int32),
+        Value::Int64(_) => Some(DataType::Int64),
+        Value::Float64(_) => Some(DataType::Float64),
+        Value::Text(_) => Some(DataType::Text),
+        _ => None,
+    }
+}
+
+/// One column of a primary key a WHERE clause fixes.
+#[derive(Clone, Debug)]
+pub(crate) enum KeyPart {
+    /// A literal, as the key column's value.
+    Fixed(Value),
+    /// A parameter.
+    Param(Param),
+}
+
+/// The stored key `parts` name; None when a parameter needs the general
+/// path (NULL, a conversion, a value out of the column's range).
+fn key_bytes(table: &Table, parts: &[KeyPart], params: &[Value]) -> Option<Vec<u8>> {
+    let key_columns = table.primary_key_indices();
+    let values = parts
+        .iter()
+        .zip(&key_columns)
+        .map(|(part, &c)| match part {
+            KeyPart::Fixed(value) => Some(value.clone()),
+            KeyPart::Param(param) => {
+                let value = param.value(params)?;
+                if matches!(value, Value::Null) {
+                    return None;
+                }
+                stored(table.columns[c].data_type, value)
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    table.key(&values).ok()
+}
+
+/// What a statement gives for a value: a literal, a parameter, the time.
+fn source_of(expr: &Expr) -> Option<Source> {
+    if let Some(param) = Param::of(expr) {
+        return Some(Source::Param(param));
+    }
+    literal(expr)
+        .map(Source::Literal)
+        .or_else(|| is_now(expr).then_some(Source::Now))
+}
+
+/// What an UPDATE's SET stores in a column.
+pub(crate) enum Assigned {
+    /// A literal or a parameter.
+    Value(Source),
     /// `column + n` or `column - n` of integer columns (pgbench's
     /// `abalance = abalance + :delta`), from the row before the UPDATE.
-    Add { from: usize, delta: i64 },
+    Add { from: usize, delta: Delta },
+}
+
+/// The `n` of `column + n`: an integer literal, or a parameter (negated
+/// for `column - $1`).
+pub(crate) enum Delta {
+    Fixed(i64),
+    Param { param: Param, negate: bool },
+}
+
+impl Delta {
+    /// The integer added; None when the general path must work it out.
+    fn delta(&self, params: &[Value]) -> Option<i64> {
+        match self {
+            Delta::Fixed(n) => Some(*n),
+            Delta::Param { param, negate } => {
+                let n = match param.value(params)? {
+                    Value::Int16(v) => i64::from(*v),
+                    Value::Int32(v) => i64::from(*v),
+                    Value::Int64(v) => *v,
+                    _ => return None,
+                };
+                if *negate {
+                    n.checked_neg()
+                } else {
+                    Some(n)
+                }
+            }
+        }
+    }
 }
 
 /// The fast path's reading of `SET column c = expr`, when it has one.
 fn assigned(table: &Table, c: usize, expr: &Expr) -> Option<Assigned> {
-    if let Some(scalar) = literal(expr) {
-        return Some(Assigned::Literal(scalar));
+    if let Some(source) = source_of(expr).filter(|s| !matches!(s, Source::Now)) {
+        return Some(Assigned::Value(source));
     }
     let Expr::BinaryOp { left, op, right } = expr else {
         return None;
@@ -380,13 +676,19 @@ fn assigned(table: &Table, c: usize, expr: &Expr) -> Option<Assigned> {
         Expr::Identifier(ident) => column_of(table, &super::execute::ident(ident))?,
         _ => return None,
     };
-    let ScalarValue::Int64(Some(n)) = literal(right)? else {
-        return None;
-    };
-    let delta = match op {
-        ast::BinaryOperator::Plus => n,
-        ast::BinaryOperator::Minus => n.checked_neg()?,
+    let negate = match op {
+        ast::BinaryOperator::Plus => false,
+        ast::BinaryOperator::Minus => true,
         _ => return None,
+    };
+    let delta = match Param::of(right) {
+        Some(param) => Delta::Param { param, negate },
+        None => {
+            let ScalarValue::Int64(Some(n)) = literal(right)? else {
+                return None;
+            };
+            Delta::Fixed(if negate { n.checked_neg()? } else { n })
+        }
     };
     (integer(from) && integer(c)).then_some(Assigned::Add { from, delta })
 }
@@ -508,11 +810,12 @@ fn value_for(table: &Table, c: usize, scalar: &ScalarValue) -> Result<Value> {
     convert::value_at(array.as_ref(), 0)
 }
 
-/// The full primary key a WHERE clause fixes with `key = literal` terms joined
-/// by AND, each key column exactly once and nothing else; None otherwise.
-fn key_of(table: &Table, selection: &Expr) -> Option<Vec<Value>> {
+/// The full primary key a WHERE clause fixes with `key = literal` or
+/// `key = $n` terms joined by AND, each key column exactly once and
+/// nothing else; None otherwise.
+fn key_of(table: &Table, selection: &Expr) -> Option<Vec<KeyPart>> {
     let key_columns = table.primary_key_indices();
-    let mut key: Vec<Option<Value>> = vec![None; key_columns.len()];
+    let mut key: Vec<Option<KeyPart>> = vec![None; key_columns.len()];
     let mut terms = vec![selection];
     while let Some(term) = terms.pop() {
         match term {
@@ -536,8 +839,13 @@ fn key_of(table: &Table, selection: &Expr) -> Option<Vec<Value>> {
                 };
                 let c = column_of(table, &ident(id))?;
                 let position = key_columns.iter().position(|k| *k == c)?;
-                let value = key_literal(table.columns[c].data_type, &literal(value)?)?;
-                if key[position].replace(value).is_some() {
+                let part = match Param::of(value) {
+                    Some(param) => KeyPart::Param(param),
+                    None => {
+                        KeyPart::Fixed(key_literal(table.columns[c].data_type, &literal(value)?)?)
+                    }
+                };
+                if key[position].replace(part).is_some() {
                     return None;
                 }
             }

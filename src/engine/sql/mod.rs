@@ -46,7 +46,7 @@ pub use describe::{placeholder, placeholder_count, Description, MAX_PARAMETERS};
 pub(super) use execute::default_settings;
 pub use execute::{ident, parse, parse_timeout, table_name, Output};
 pub use planner::{default_parallelism, Planner, PlannerContext, Rows};
-pub use prepared::bind_parameters;
 pub(crate) use prepared::PreparedStatements;
+pub use prepared::{bind_parameters, PreparedStatement};
 pub use script::{is_complete, split_statements};
 pub(crate) use sequence_sql::Seen;

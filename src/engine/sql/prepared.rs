@@ -20,15 +20,20 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::sqlparser::ast::{self, Expr, ObjectName, Statement, VisitMut, VisitorMut};
 
 use super::convert::{engine_type, sql_type, value_expr};
-use super::describe::placeholder;
+use super::describe::{placeholder, Description};
 use super::execute::{ident, Output};
+use super::fastpath::FastPlan;
 use crate::engine::error::{Error, Result, SqlState};
-use crate::engine::types::DataType;
+use crate::engine::types::{DataType, Value};
 use crate::engine::Session;
 
 /// The most statements a session may have prepared with PREPARE at once.
@@ -169,6 +174,129 @@ impl Session {
         self.dispatch(statement, &mut String::new())
     }
 
+    /// Parses and describes one statement to run many times with values for
+    /// its `$n` parameters ([`Session::execute_prepared`]). It keeps its
+    /// fast-path form, made again when a table definition changes.
+    pub fn prepare(&mut self, sql: &str) -> Result<PreparedStatement> {
+        let mut statements = super::parse(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::invalid(
+                SqlState::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        self.prepare_statement(statements.remove(0))
+    }
+
+    /// [`Session::prepare`] of a statement already parsed.
+    pub fn prepare_statement(&mut self, statement: Statement) -> Result<PreparedStatement> {
+        let generation = self.catalog_generation();
+        let description = self.describe(&statement)?;
+        let types = description
+            .params
+            .iter()
+            .map(|t| t.as_ref().map_or(DataType::Text, engine_type))
+            .collect();
+        Ok(PreparedStatement {
+            statement,
+            description,
+            types,
+            generation: AtomicU64::new(generation),
+            fast: Mutex::new(None),
+        })
+    }
+
+    /// Runs `prepared` with `params[n - 1]` for each `$n`, each a value of
+    /// its parameter's type ([`PreparedStatement::parameter_types`]) or
+    /// text to be read as that type.
+    pub fn execute_prepared(
+        &mut self,
+        prepared: &PreparedStatement,
+        params: &[Value],
+    ) -> Result<Output> {
+        if params.len() != prepared.types.len() {
+            return Err(Error::invalid(
+                SqlState::PROTOCOL_VIOLATION,
+                format!(
+                    "bind message supplies {} parameters, but prepared statement requires {}",
+                    params.len(),
+                    prepared.types.len()
+                ),
+            ));
+        }
+        self.execute_prepared_with(prepared, params, |statement| {
+            let values = params
+                .iter()
+                .zip(&prepared.types)
+                .map(|(value, &t)| match value {
+                    Value::Text(text) if t != DataType::Text => Ok(Expr::Cast {
+                        kind: ast::CastKind::DoubleColon,
+                        expr: Box::new(Expr::Value(
+                            ast::Value::SingleQuotedString(text.clone()).into(),
+                        )),
+                        data_type: sql_type(t)?,
+                        array: false,
+                        format: None,
+                    }),
+                    value => value_expr(value, t),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut statement = statement.clone();
+            bind_parameters(&mut statement, &values)?;
+            Ok(statement)
+        })
+    }
+
+    /// Runs `prepared` on the fast path with `params` when it can, else
+    /// the statement `bind` makes of it with the parameters in place: how
+    /// the server runs Bind and Execute, whose parameters it binds itself.
+    pub fn execute_prepared_with(
+        &mut self,
+        prepared: &PreparedStatement,
+        params: &[Value],
+        bind: impl FnOnce(&Statement) -> Result<Statement>,
+    ) -> Result<Output> {
+        let ends_transaction = super::execute::ends_transaction(&prepared.statement);
+        self.run_statement(ends_transaction, |session, text| {
+            let since = prepared.generation.load(Ordering::Relaxed);
+            let columns = prepared.description.columns.as_ref();
+            let checked = session.check_result_columns(&prepared.statement, columns, since)?;
+            prepared.generation.store(checked, Ordering::Relaxed);
+            if let Some(plan) = session.prepared_fast_plan(prepared) {
+                if let Some(output) = session.run_fast(&plan, params)? {
+                    return Ok(output);
+                }
+            }
+            session.dispatch(bind(&prepared.statement)?, text)
+        })
+    }
+
+    /// The fast-path form of `prepared` for the catalog as this session
+    /// sees it: kept while no table definition changes, made anew (and not
+    /// kept) while this transaction has definitions of its own.
+    fn prepared_fast_plan(&self, prepared: &PreparedStatement) -> Option<Arc<FastPlan>> {
+        if !self.fast_path_enabled {
+            return None;
+        }
+        if self
+            .txn
+            .as_ref()
+            .is_some_and(|open| !open.overlay.is_empty())
+        {
+            return self.fast_plan(&prepared.statement).map(Arc::new);
+        }
+        let generation = self.catalog_generation();
+        let mut fast = prepared.fast.lock();
+        if let Some((made, plan)) = fast.as_ref() {
+            if *made == generation {
+                return plan.clone();
+            }
+        }
+        let plan = self.fast_plan(&prepared.statement).map(Arc::new);
+        *fast = Some((generation, plan.clone()));
+        plan
+    }
+
     /// The catalog generation: it changes whenever a table definition does.
     pub fn catalog_generation(&self) -> u64 {
         self.shared.catalog.generation()
@@ -228,6 +356,45 @@ impl Session {
             code: SqlState::INVALID_SQL_STATEMENT_NAME,
             message: format!("prepared statement \"{name}\" does not exist"),
         })
+    }
+}
+
+/// A statement parsed and described once, to run many times with values
+/// for its `$n` parameters (see [`Session::prepare`]).
+pub struct PreparedStatement {
+    statement: Statement,
+    description: Description,
+    /// Each parameter's type: the one the statement gives it, else text.
+    types: Vec<DataType>,
+    /// The catalog generation the result columns hold for.
+    generation: AtomicU64,
+    /// The fast path's form (None: it has none) and the catalog generation
+    /// it was made at.
+    fast: Mutex<Option<(u64, Option<Arc<FastPlan>>)>>,
+}
+
+impl std::fmt::Debug for PreparedStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PreparedStatement({})", self.statement)
+    }
+}
+
+impl PreparedStatement {
+    /// The statement, with its placeholders.
+    pub fn statement(&self) -> &Statement {
+        &self.statement
+    }
+
+    /// Its parameters' types (Arrow's; None where the statement fixes
+    /// none) and result columns, as found when it was prepared.
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+
+    /// The type each parameter's value has (text where the statement fixes
+    /// none).
+    pub fn parameter_types(&self) -> &[DataType] {
+        &self.types
     }
 }
 
