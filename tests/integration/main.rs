@@ -183,6 +183,8 @@ fn main() {
     trials.extend(tests!(sql:
         definitions_omen_cannot_keep_are_refused,
         fast_path_gives_the_general_paths_results_and_errors,
+        prepared_fast_path_gives_the_general_paths_results_and_errors,
+        prepared_statements_follow_table_changes,
         key_filters_are_pushed_down_exactly,
         several_statements_in_one_text,
         concurrent_sql_transactions_conflict_with_40001,
@@ -221,6 +223,7 @@ fn main() {
         connection_limit,
         row_locks_over_the_wire,
         foreign_keys_and_ddl_over_the_wire,
+        prepared_parameters_over_the_wire_match_the_general_path,
         tpcb_clients_never_fail_at_read_committed,
         cancel_request_stops_a_running_query,
         psycopg_driver,

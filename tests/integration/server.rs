@@ -1313,3 +1313,157 @@ pub fn foreign_keys_and_ddl_over_the_wire() {
         assert_eq!(columns, vec![vec![Some("2".into())]]);
     });
 }
+
+/// A row as text, whatever its column types (those the fast path returns).
+fn row_text(row: &tokio_postgres::Row) -> String {
+    use tokio_postgres::types::Type;
+    (0..row.len())
+        .map(|i| {
+            let value = match *row.columns()[i].type_() {
+                Type::INT2 => row.get::<_, Option<i16>>(i).map(|v| v.to_string()),
+                Type::INT4 => row.get::<_, Option<i32>>(i).map(|v| v.to_string()),
+                Type::INT8 => row.get::<_, Option<i64>>(i).map(|v| v.to_string()),
+                Type::FLOAT8 => row.get::<_, Option<f64>>(i).map(|v| v.to_string()),
+                Type::BOOL => row.get::<_, Option<bool>>(i).map(|v| v.to_string()),
+                _ => row.get::<_, Option<String>>(i),
+            };
+            value.unwrap_or_else(|| "NULL".into())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Prepared statements with parameters over the wire (tokio-postgres sends
+/// them in binary) give the same results and errors with the fast path on
+/// and off (`SET omen.fast_path = off`).
+pub fn prepared_parameters_over_the_wire_match_the_general_path() {
+    let server = Server::start();
+    runtime().block_on(async {
+        let fast = connect(&server.conninfo("alice", None))
+            .await
+            .expect("connect");
+        let general = connect(&server.conninfo("alice", None))
+            .await
+            .expect("connect");
+        general
+            .batch_execute("SET omen.fast_path = off")
+            .await
+            .expect("fast path off");
+        for (schema, client) in [("f", &fast), ("g", &general)] {
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE {schema} (id INT PRIMARY KEY, name TEXT NOT NULL, \
+                     score DOUBLE PRECISION, small SMALLINT, ok BOOLEAN, big BIGINT, vc VARCHAR(3))"
+                ))
+                .await
+                .expect("create");
+        }
+        type Params = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>;
+        let cases: Vec<(&str, Params)> = vec![
+            (
+                "INSERT INTO T VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![
+                    Box::new(1i32),
+                    Box::new("one"),
+                    Box::new(1.5f64),
+                    Box::new(1i16),
+                    Box::new(true),
+                    Box::new(10i64),
+                    Box::new("abc"),
+                ],
+            ),
+            (
+                "INSERT INTO T (id, name) VALUES ($1, $2)",
+                vec![Box::new(1i32), Box::new("dup")],
+            ),
+            (
+                "INSERT INTO T (id, name) VALUES ($1, $2)",
+                vec![Box::new(2i32), Box::new(None::<&str>)],
+            ),
+            (
+                "INSERT INTO T (id, name, vc) VALUES ($1, $2, $3)",
+                vec![Box::new(3i32), Box::new("three"), Box::new("long")],
+            ),
+            (
+                "INSERT INTO T (id, name, big) VALUES ($1::bigint, $2, $3)",
+                vec![Box::new(1i64 << 40), Box::new("wide"), Box::new(1i64)],
+            ),
+            (
+                "INSERT INTO T (id, name, big, ok) VALUES ($1, $2, $3, $4)",
+                vec![
+                    Box::new(4i32),
+                    Box::new("four"),
+                    Box::new(i64::MAX),
+                    Box::new(false),
+                ],
+            ),
+            ("SELECT * FROM T WHERE id = $1", vec![Box::new(1i32)]),
+            ("SELECT * FROM T WHERE id = $1", vec![Box::new(None::<i32>)]),
+            ("SELECT name, ok FROM T WHERE id = $1", vec![Box::new(4i32)]),
+            (
+                "SELECT name FROM T WHERE id = $1::bigint",
+                vec![Box::new(4i64)],
+            ),
+            (
+                "UPDATE T SET score = $1, ok = $2 WHERE id = $3",
+                vec![Box::new(-2.25f64), Box::new(None::<bool>), Box::new(1i32)],
+            ),
+            (
+                "UPDATE T SET small = small + $1 WHERE id = $2",
+                vec![Box::new(32767i16), Box::new(1i32)],
+            ),
+            (
+                "UPDATE T SET big = big + $1 WHERE id = $2",
+                vec![Box::new(1i64), Box::new(4i32)],
+            ),
+            (
+                "UPDATE T SET big = big - $1 WHERE id = $2",
+                vec![Box::new(5i64), Box::new(4i32)],
+            ),
+            (
+                "UPDATE T SET name = $1 WHERE id = $2",
+                vec![Box::new("renamed"), Box::new(99i32)],
+            ),
+            ("DELETE FROM T WHERE id = $1", vec![Box::new(1i32)]),
+            ("DELETE FROM T WHERE id = $1", vec![Box::new(1i32)]),
+        ];
+        for (sql, params) in &cases {
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as _).collect();
+            let mut results = Vec::new();
+            for (table, client) in [("f", &fast), ("g", &general)] {
+                let sql = sql.replace(" T ", &format!(" {table} "));
+                let result = match client.prepare(&sql).await {
+                    Ok(statement) => match client.query(&statement, &refs).await {
+                        Ok(rows) => rows.iter().map(row_text).collect::<Vec<_>>().join("\n"),
+                        Err(e) => format!("ERROR {}", code(&e)),
+                    },
+                    Err(e) => format!("ERROR {}", code(&e)),
+                };
+                let table = client
+                    .simple_query(&format!("SELECT * FROM {table} ORDER BY id"))
+                    .await
+                    .expect("read back");
+                let rows: Vec<String> = table
+                    .iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                            (0..r.len())
+                                .map(|i| r.get(i).unwrap_or("NULL"))
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        ),
+                        _ => None,
+                    })
+                    .collect();
+                results.push(format!("{result}\n--\n{}", rows.join("\n")));
+            }
+            assert_eq!(results[0], results[1], "the two paths differ on: {sql}");
+        }
+        let state = fast
+            .query_one("SHOW omen.fast_path", &[])
+            .await
+            .expect("show");
+        assert_eq!(state.get::<_, &str>(0), "on");
+    });
+}

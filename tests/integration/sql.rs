@@ -2,6 +2,7 @@
 //! key filters pushed down to key reads, multi-statement text.
 
 use omen::engine::sql::format;
+use omen::engine::types::{DataType, Value};
 use omen::{Database, Options, Output, Session};
 
 /// An output as comparable text: the command tag, column names and rows.
@@ -127,6 +128,312 @@ pub fn fast_path_gives_the_general_paths_results_and_errors() {
         fast.fast_path_statements()
     );
     assert_eq!(general.fast_path_statements(), 0);
+}
+
+/// A parameter value as a client gives it; the test turns it into a value
+/// of the parameter's type, as the server does with what a driver sends.
+#[derive(Clone, Copy)]
+enum P {
+    Int(i64),
+    Float(f64),
+    Text(&'static str),
+    Null,
+}
+
+/// `p` as the value of a parameter of type `t`: numbers as numbers where
+/// the type holds them, anything else as text to be read as `t`.
+fn param(p: P, t: DataType) -> Value {
+    match (p, t) {
+        (P::Null, _) => Value::Null,
+        (P::Int(v), DataType::Int16) if i16::try_from(v).is_ok() => Value::Int16(v as i16),
+        (P::Int(v), DataType::Int32) if i32::try_from(v).is_ok() => Value::Int32(v as i32),
+        (P::Int(v), DataType::Int64) => Value::Int64(v),
+        (P::Float(v), DataType::Float64) => Value::Float64(v),
+        (P::Int(v), _) => Value::Text(v.to_string()),
+        (P::Float(v), _) => Value::Text(v.to_string()),
+        (P::Text(v), _) => Value::Text(v.to_string()),
+    }
+}
+
+/// Parameterised statements that qualify for the fast path, near misses
+/// and errors; each runs as a prepared statement with these values.
+const PREPARED_CORPUS: &[(&str, &[P])] = &[
+    (
+        "INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            P::Int(1),
+            P::Text("one"),
+            P::Float(1.5),
+            P::Text("2.25"),
+            P::Text("2024-01-01"),
+            P::Int(1),
+        ],
+    ),
+    (
+        "INSERT INTO t (id, name, score) VALUES ($1, $2, $3)",
+        &[P::Int(2), P::Text("two"), P::Float(2.5)],
+    ),
+    (
+        "INSERT INTO t (id, name, score) VALUES ($1, $2, $3)",
+        &[P::Int(2), P::Text("dup"), P::Null],
+    ),
+    (
+        "INSERT INTO t (id, name, score) VALUES ($1, $2, $3)",
+        &[P::Int(3), P::Null, P::Null],
+    ),
+    (
+        "INSERT INTO t (id, name, score) VALUES ($1, $2, $3)",
+        &[P::Text("3"), P::Text("three"), P::Text("-7")],
+    ),
+    (
+        "INSERT INTO t (id, name, score) VALUES ($1, $2, $3)",
+        &[P::Text("x"), P::Text("x"), P::Null],
+    ),
+    (
+        "INSERT INTO t (id, name, score) VALUES ($1, $2, $3)",
+        &[P::Int(5_000_000_000), P::Text("big"), P::Null],
+    ),
+    (
+        "INSERT INTO t (id, name, small) VALUES ($1, $2, $3)",
+        &[P::Int(6), P::Text("six"), P::Int(70000)],
+    ),
+    (
+        "INSERT INTO t (id, name, small) VALUES ($1, $2, $3)",
+        &[P::Int(7), P::Text("seven"), P::Int(-7)],
+    ),
+    (
+        "INSERT INTO t (id, name, d) VALUES ($1, $2, $3)",
+        &[P::Int(8), P::Text("eight"), P::Text("2024-02-30")],
+    ),
+    (
+        "INSERT INTO t (id, name) VALUES ($1::int, $2::text)",
+        &[P::Int(9), P::Text("nine")],
+    ),
+    (
+        "INSERT INTO t (id, name) VALUES ($1, $2::varchar(2))",
+        &[P::Int(10), P::Text("truncated")],
+    ),
+    (
+        "INSERT INTO t (id, name, score) VALUES ($1, 'lit', $2)",
+        &[P::Int(11), P::Float(-0.0)],
+    ),
+    (
+        "INSERT INTO c VALUES ($1, $2, $3)",
+        &[P::Int(1), P::Text("x"), P::Int(10)],
+    ),
+    (
+        "INSERT INTO c VALUES ($1, $2, $3)",
+        &[P::Int(1), P::Text("y"), P::Int(20)],
+    ),
+    (
+        "INSERT INTO c VALUES ($1, $2, $3)",
+        &[P::Int(1), P::Text("x"), P::Int(30)],
+    ),
+    ("SELECT * FROM t WHERE id = $1", &[P::Int(1)]),
+    ("SELECT * FROM t WHERE id = $1", &[P::Int(99)]),
+    ("SELECT * FROM t WHERE id = $1", &[P::Null]),
+    ("SELECT * FROM t WHERE id = $1", &[P::Text("2")]),
+    ("SELECT * FROM t WHERE id = $1", &[P::Text("two")]),
+    ("SELECT * FROM t WHERE id = $1", &[P::Int(100_000_000_000)]),
+    ("SELECT name, id FROM t WHERE $1 = id", &[P::Int(2)]),
+    ("SELECT name FROM t WHERE id = $1::bigint", &[P::Int(2)]),
+    ("SELECT name FROM t WHERE id = $1::text", &[P::Text("2")]),
+    (
+        "SELECT * FROM c WHERE a = $1 AND b = $2",
+        &[P::Int(1), P::Text("y")],
+    ),
+    (
+        "SELECT v FROM c WHERE b = $2 AND a = $1",
+        &[P::Int(1), P::Text("x")],
+    ),
+    ("SELECT * FROM c WHERE a = $1", &[P::Int(1)]),
+    (
+        "UPDATE t SET score = $1 WHERE id = $2",
+        &[P::Float(9.5), P::Int(1)],
+    ),
+    (
+        "UPDATE t SET score = $1 WHERE id = $2",
+        &[P::Null, P::Int(2)],
+    ),
+    (
+        "UPDATE t SET score = $1 WHERE id = $2",
+        &[P::Float(1.0), P::Int(98)],
+    ),
+    (
+        "UPDATE t SET name = $1, small = $2 WHERE id = $3",
+        &[P::Text("TWO"), P::Int(3), P::Int(2)],
+    ),
+    (
+        "UPDATE t SET name = $1 WHERE id = $2",
+        &[P::Null, P::Int(2)],
+    ),
+    (
+        "UPDATE t SET small = $1 WHERE id = $2",
+        &[P::Int(99999), P::Int(1)],
+    ),
+    (
+        "UPDATE t SET small = $1::bigint WHERE id = $2",
+        &[P::Int(99999), P::Int(1)],
+    ),
+    (
+        "UPDATE t SET small = $1::bigint WHERE id = $2",
+        &[P::Int(-9), P::Int(1)],
+    ),
+    (
+        "INSERT INTO t (id, name, small) VALUES ($1::bigint, $2, $3::int)",
+        &[P::Int(1 << 40), P::Text("wide"), P::Int(1)],
+    ),
+    (
+        "UPDATE t SET small = small + $1 WHERE id = $2",
+        &[P::Int(5), P::Int(1)],
+    ),
+    (
+        "UPDATE t SET small = small - $1 WHERE id = $2",
+        &[P::Int(40000), P::Int(1)],
+    ),
+    (
+        "UPDATE t SET small = small + $1 WHERE id = $2",
+        &[P::Null, P::Int(7)],
+    ),
+    (
+        "UPDATE t SET small = small + $1 WHERE id = $2",
+        &[P::Int(1), P::Int(2)],
+    ),
+    (
+        "UPDATE c SET v = v + $1 WHERE a = $2 AND b = $3",
+        &[P::Int(5), P::Int(1), P::Text("x")],
+    ),
+    (
+        "UPDATE c SET v = v - $1 WHERE a = $2 AND b = $3",
+        &[P::Int(i64::MIN + 1), P::Int(1), P::Text("x")],
+    ),
+    (
+        "SELECT * FROM t WHERE id IN ($1, $2)",
+        &[P::Int(1), P::Int(2)],
+    ),
+    ("DELETE FROM t WHERE id = $1", &[P::Int(7)]),
+    ("DELETE FROM t WHERE id = $1", &[P::Int(7)]),
+    (
+        "DELETE FROM c WHERE a = $1 AND b = $2",
+        &[P::Int(1), P::Text("y")],
+    ),
+    ("SELECT * FROM t WHERE id > $1", &[P::Int(0)]),
+    ("SELECT * FROM c WHERE a > $1", &[P::Int(0)]),
+];
+
+pub fn prepared_fast_path_gives_the_general_paths_results_and_errors() {
+    let mut fast = session();
+    let mut general = session();
+    general.set_fast_path(false);
+    let schema = "CREATE TABLE t (id INT PRIMARY KEY, name TEXT NOT NULL, score DOUBLE PRECISION, \
+                  n NUMERIC(8,2) DEFAULT 1.5, d DATE, small SMALLINT); \
+                  CREATE TABLE c (a BIGINT, b TEXT, v INT, PRIMARY KEY (a, b))";
+    for s in [&mut fast, &mut general] {
+        s.execute(schema).expect("schema");
+    }
+    for (sql, values) in PREPARED_CORPUS {
+        let [a, b] = [&mut fast, &mut general].map(|s| {
+            let run = s.prepare(sql).and_then(|p| {
+                let params: Vec<Value> = values
+                    .iter()
+                    .zip(p.parameter_types())
+                    .map(|(&v, &t)| param(v, t))
+                    .collect();
+                s.execute_prepared(&p, &params).map(|o| vec![o])
+            });
+            render(&run)
+        });
+        assert_eq!(a, b, "the two paths differ on: {sql}");
+    }
+    assert!(
+        fast.fast_path_statements() >= 25,
+        "the corpus must exercise the fast path, took it {} times",
+        fast.fast_path_statements()
+    );
+    assert_eq!(general.fast_path_statements(), 0);
+    assert_eq!(
+        render(&fast.execute("SHOW omen.fast_path")),
+        render(
+            &general
+                .execute("SET omen.fast_path = on; SHOW omen.fast_path")
+                .map(|mut o| o.split_off(1))
+        )
+    );
+}
+
+/// A prepared statement made before a table changed runs against the table
+/// as it is now (its fast-path form made anew), refuses to change the
+/// columns it returns (0A000), and fails clearly once the table is gone.
+pub fn prepared_statements_follow_table_changes() {
+    let mut s = session();
+    s.execute("CREATE TABLE p (id INT PRIMARY KEY, name TEXT)")
+        .expect("create");
+    let insert = s
+        .prepare("INSERT INTO p (id, name) VALUES ($1, $2)")
+        .expect("prepare insert");
+    let star = s
+        .prepare("SELECT * FROM p WHERE id = $1")
+        .expect("prepare *");
+    let name = s
+        .prepare("SELECT name FROM p WHERE id = $1")
+        .expect("prepare name");
+    let run = |s: &mut Session, p: &omen::PreparedStatement, values: &[Value]| {
+        render(&s.execute_prepared(p, values).map(|o| vec![o]))
+    };
+    let one = [Value::Int32(1)];
+    assert_eq!(
+        run(&mut s, &insert, &[Value::Int32(1), Value::Text("a".into())]),
+        "INSERT 0 1"
+    );
+    assert_eq!(
+        run(&mut s, &star, &one),
+        "SELECT 1\nid:Int32 name:Utf8 \n1 a "
+    );
+    let taken = s.fast_path_statements();
+    assert_eq!(taken, 2, "both took the fast path");
+
+    s.execute("ALTER TABLE p ADD COLUMN extra INT DEFAULT 7")
+        .expect("alter");
+    assert_eq!(
+        run(&mut s, &insert, &[Value::Int32(2), Value::Text("b".into())]),
+        "INSERT 0 1"
+    );
+    assert_eq!(
+        render(&s.execute("SELECT id, extra FROM p ORDER BY id")),
+        "SELECT 2\nid:Int32 extra:Int32 \n1 7 \n2 7 "
+    );
+    assert!(
+        run(&mut s, &star, &one).starts_with("ERROR 0A000 cached plan must not change result type")
+    );
+    assert_eq!(
+        run(&mut s, &name, &[Value::Int32(2)]),
+        "SELECT 1\nname:Utf8 \nb "
+    );
+    assert!(
+        s.fast_path_statements() >= taken + 2,
+        "made anew, still fast"
+    );
+
+    // A definition changed inside a transaction is what its statements see.
+    s.execute("BEGIN; ALTER TABLE p ALTER COLUMN name SET NOT NULL")
+        .expect("alter in a transaction");
+    assert!(run(&mut s, &insert, &[Value::Int32(3), Value::Null]).starts_with("ERROR 23502"));
+    s.execute("ROLLBACK").expect("rollback");
+    assert_eq!(
+        run(&mut s, &insert, &[Value::Int32(3), Value::Null]),
+        "INSERT 0 1"
+    );
+
+    s.execute("DROP TABLE p").expect("drop");
+    assert!(
+        run(&mut s, &name, &one).starts_with("ERROR 42P01"),
+        "{}",
+        run(&mut s, &name, &one)
+    );
+    assert!(run(&mut s, &insert, &one).starts_with("ERROR 08P01"));
+    s.execute("CREATE TABLE p (id INT PRIMARY KEY, name TEXT); INSERT INTO p VALUES (1, 'new')")
+        .expect("again");
+    assert_eq!(run(&mut s, &name, &one), "SELECT 1\nname:Utf8 \nnew ");
 }
 
 fn plan(session: &mut Session, sql: &str) -> String {

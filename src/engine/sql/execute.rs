@@ -1464,6 +1464,8 @@ fn brief(statement: &Statement) -> String {
 const MEMORY_LIMIT: &str = "omen.memory_limit";
 /// The setting for how many partitions a statement's plan uses.
 const PARALLELISM: &str = "omen.parallelism";
+/// The setting that turns the fast path for one-row statements on or off.
+pub(super) const FAST_PATH: &str = "omen.fast_path";
 /// The most partitions a statement may ask for.
 const MAX_PARALLELISM: usize = 256;
 
@@ -1478,6 +1480,7 @@ pub(in crate::engine) fn default_settings() -> HashMap<String, String> {
         ("idle_in_transaction_session_timeout", "0"),
         ("lock_timeout", "0"),
         ("intervalstyle", "postgres"),
+        (FAST_PATH, "on"),
         ("search_path", "public"),
         ("server_encoding", "UTF8"),
         ("server_version", "15.0 (omen)"),
@@ -1602,6 +1605,20 @@ impl Session {
                     planner.set_parallelism(partitions);
                 }
                 self.settings.insert(name, partitions.to_string());
+                Ok(())
+            }
+            FAST_PATH => {
+                let on = match value.to_lowercase().as_str() {
+                    "on" | "true" | "yes" | "1" => true,
+                    "off" | "false" | "no" | "0" => false,
+                    _ => {
+                        return Err(Error::invalid(
+                            SqlState::INVALID_PARAMETER_VALUE,
+                            format!("parameter \"{name}\" requires a Boolean value"),
+                        ))
+                    }
+                };
+                self.set_fast_path(on);
                 Ok(())
             }
             "timezone"

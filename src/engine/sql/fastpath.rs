@@ -39,9 +39,12 @@ use crate::engine::types::{DataType, Value};
 
 impl Session {
     /// Whether single-row statements skip the planner (on by default; tests
-    /// turn it off to compare the two paths).
+    /// turn it off to compare the two paths). `SET omen.fast_path` in SQL.
     pub fn set_fast_path(&mut self, enabled: bool) {
         self.fast_path_enabled = enabled;
+        let value = if enabled { "on" } else { "off" };
+        self.settings
+            .insert(super::execute::FAST_PATH.to_string(), value.to_string());
     }
 
     /// How many statements took the fast path so far.
