@@ -45,6 +45,10 @@ pub struct Options {
     /// A backup repository whose archive receives every commit, for
     /// point-in-time recovery (see [`super::backup::archive`]).
     pub archive: Option<PathBuf>,
+    /// For tests: no background thread builds the key directories at open;
+    /// [`Database::build_directories`] does, when called.
+    #[doc(hidden)]
+    pub defer_directory_build: bool,
 }
 
 /// An open database. Cloning is cheap and shares it; it is safe to use from
@@ -93,6 +97,15 @@ pub(super) struct Shared {
     /// Backups taken by this process so far, naming their checkpoints.
     backups: std::sync::atomic::AtomicU64,
     path: Option<PathBuf>,
+    /// The thread building the key directories after the open, stopped and
+    /// joined when the database closes.
+    directory_builder: Mutex<Option<Builder>>,
+}
+
+/// A background thread and the flag that asks it to stop.
+struct Builder {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// A panic that row `countdown` written into `table` raises (tests only).
@@ -104,6 +117,12 @@ pub(super) struct Fault {
 impl Drop for Shared {
     /// The database closes cleanly: the last session and handle are gone.
     fn drop(&mut self) {
+        if let Some(builder) = self.directory_builder.get_mut().take() {
+            builder
+                .stop
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = builder.thread.join();
+        }
         self.sequences.close();
     }
 }
@@ -141,6 +160,27 @@ impl Shared {
             }
         }
     }
+}
+
+/// Starts the thread that builds the key directories from storage.
+fn start_directory_build(
+    directories: &Arc<Directories>,
+    storage: &Arc<dyn Storage>,
+    catalog: &Arc<Catalog>,
+) -> Result<Builder> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (directories, storage, catalog) = (directories.clone(), storage.clone(), catalog.clone());
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("omen-directory".into())
+        .spawn(move || {
+            if let Err(e) = directories.build(storage.as_ref(), &catalog, &flag) {
+                // Reads of the tables left unbuilt go on to storage.
+                eprintln!("omen: building the key directories failed: {e}");
+            }
+        })
+        .map_err(|e| super::Error::io("starting the key directory build", e))?;
+    Ok(Builder { stop, thread })
 }
 
 /// A handle that does not keep the database open.
@@ -251,11 +291,10 @@ impl Database {
             storage.clone(),
             options.durability.sync(),
         )?);
-        let directories = Arc::new(Directories::load(
-            options.key_directory,
-            storage.as_ref(),
-            &catalog,
-        )?);
+        let directories = Arc::new(Directories::new(options.key_directory, &catalog));
+        let directory_builder = (!options.defer_directory_build)
+            .then(|| start_directory_build(&directories, &storage, &catalog))
+            .transpose()?;
         let memory_limit = options
             .memory_limit
             .unwrap_or_else(super::memory::default_limit);
@@ -300,6 +339,7 @@ impl Database {
             control: std::sync::OnceLock::new(),
             backups: std::sync::atomic::AtomicU64::new(0),
             path,
+            directory_builder: Mutex::new(directory_builder),
         };
         Ok(Database {
             shared: Arc::new(shared),
@@ -409,7 +449,38 @@ impl Database {
         self.shared.mvcc.horizon().visible()
     }
 
-    /// Keys held by the in-memory key directory of `table` (None when it has none).
+    /// Builds the key directories not built yet, on this thread (for tests
+    /// that open with [`Options::defer_directory_build`]).
+    #[doc(hidden)]
+    pub fn build_directories(&self) -> Result<()> {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        self.shared.directories.build(
+            self.shared.mvcc.storage().as_ref(),
+            &self.shared.catalog,
+            &stop,
+        )
+    }
+
+    /// Whether every table's key directory is built: until then reads of a
+    /// table whose directory is not go to storage.
+    pub fn directories_ready(&self) -> bool {
+        self.shared.directories.is_ready()
+    }
+
+    /// Waits until every key directory is built (see [`Database::directories_ready`]).
+    pub fn wait_for_directories(&self) {
+        while !self.directories_ready() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Row versions read from storage by scans since the database opened.
+    pub fn entries_scanned(&self) -> u64 {
+        self.shared.mvcc.storage().entries_scanned()
+    }
+
+    /// Keys held by the in-memory key directory of `table` (None when it has
+    /// none, or while it is being built).
     pub fn directory_len(&self, table: &str) -> Result<Option<usize>> {
         let table = self.shared.catalog.table(table)?;
         Ok(self.shared.directories.len(table.id))

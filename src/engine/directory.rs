@@ -15,8 +15,14 @@
 //! read the exact version of keys whose latest commit is in their snapshot.
 //! Range reads ask it first: a range where it lists no key (or only keys
 //! deleted by commits the reader sees, up to [`DIRECTORY_SCAN_LIMIT`] of them)
-//! is answered without storage. It is rebuilt from storage by bulk load when
-//! the database opens.
+//! is answered without storage.
+//!
+//! Opening a database reads no rows: each table's directory starts empty
+//! and not ready, and a background thread ([`Directories::build`]) reads its
+//! keys from storage. Until a table's directory is ready, reads of it go to
+//! storage as if it had none, while commits already record their keys in it;
+//! when the build has read every key it merges them under those newer
+//! records and the directory takes over.
 //!
 //! A deleted key stays (marked deleted) while a snapshot may still see an
 //! older version of it; once its delete is at or below the garbage
@@ -29,7 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
@@ -149,15 +155,23 @@ struct TableIndex {
     width: usize,
     index: Arc<RwLock<Index>>,
     deletes: Arc<AtomicUsize>,
+    /// Whether `index` holds every key; until then it holds only the keys
+    /// committed since the database opened, and nothing reads it.
+    ready: Arc<AtomicBool>,
 }
 
 impl TableIndex {
-    fn new(width: usize, index: Index) -> TableIndex {
+    fn new(width: usize, index: Index, ready: bool) -> TableIndex {
         TableIndex {
             width,
             index: Arc::new(RwLock::new(index)),
             deletes: Arc::new(AtomicUsize::new(0)),
+            ready: Arc::new(AtomicBool::new(ready)),
         }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 }
 
@@ -194,25 +208,43 @@ fn directory_key(key: &[u8]) -> Option<(u32, u64)> {
 }
 
 impl Directories {
-    /// Builds the directories of every eligible table from storage.
-    pub fn load(
-        kind: DirectoryKind,
-        storage: &dyn Storage,
-        catalog: &Catalog,
-    ) -> Result<Directories> {
+    /// A directory for every eligible table of `catalog`, empty and not yet
+    /// ready: [`Directories::build`] fills them from storage.
+    pub fn new(kind: DirectoryKind, catalog: &Catalog) -> Directories {
         let directories = Directories {
             kind,
             tables: RwLock::new(HashMap::new()),
         };
         if kind == DirectoryKind::None {
-            return Ok(directories);
+            return directories;
         }
         for table in catalog.tables() {
-            let Some(width) = key_width(&table) else {
+            if let Some(width) = key_width(&table) {
+                let table_index = TableIndex::new(width, Index::build(kind, &[]), false);
+                directories.tables.write().insert(table.id, table_index);
+            }
+        }
+        directories
+    }
+
+    /// Reads the keys of every table whose directory is not ready from
+    /// storage, table by table, while the database is in use, and makes each
+    /// directory ready. Returns early, leaving the rest not ready, when
+    /// `stop` is set.
+    pub fn build(&self, storage: &dyn Storage, catalog: &Catalog, stop: &AtomicBool) -> Result<()> {
+        for table in catalog.tables() {
+            let Some(target) = self.tables.read().get(&table.id).cloned() else {
                 continue;
             };
+            if target.is_ready() {
+                continue;
+            }
             let mut items: Vec<(u64, u64)> = Vec::new();
-            for entry in storage.scan(Cf::Rows, &table.key_prefix(), Some(&table.key_end())) {
+            let scan = storage.scan(Cf::Rows, &table.key_prefix(), Some(&table.key_end()));
+            for (n, entry) in scan.enumerate() {
+                if n % 4096 == 0 && stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
                 let (key, value) = entry?;
                 let Some((user, ts)) = split_versioned(&key) else {
                     continue;
@@ -227,12 +259,26 @@ impl Directories {
                 let deleted = decode_version(&value)?.is_none();
                 items.push((k, ts | if deleted { DELETED } else { 0 }));
             }
-            let deleted = items.iter().filter(|(_, p)| p & DELETED != 0).count();
-            let table_index = TableIndex::new(width, Index::build(kind, &items));
-            table_index.deletes.store(deleted, Ordering::Relaxed);
-            directories.tables.write().insert(table.id, table_index);
+            // Commits since the open are in the index already and newer than
+            // anything the scan read of their keys.
+            let mut index = target.index.write();
+            let mut since = Vec::with_capacity(index.len());
+            index.for_each_from(0, |k, payload| {
+                since.push((k, payload));
+                true
+            });
+            let merged = merge_newer(items, since);
+            let deleted = merged.iter().filter(|(_, p)| p & DELETED != 0).count();
+            *index = Index::build(self.kind, &merged);
+            target.deletes.store(deleted, Ordering::Relaxed);
+            target.ready.store(true, Ordering::Release);
         }
-        Ok(directories)
+        Ok(())
+    }
+
+    /// Whether every table's directory is ready.
+    pub fn is_ready(&self) -> bool {
+        self.tables.read().values().all(TableIndex::is_ready)
     }
 
     /// Starts an empty directory for a new table, when its key is eligible.
@@ -241,7 +287,7 @@ impl Directories {
             return;
         }
         if let Some(width) = key_width(table) {
-            let table_index = TableIndex::new(width, Index::build(self.kind, &[]));
+            let table_index = TableIndex::new(width, Index::build(self.kind, &[]), true);
             self.tables.write().insert(table.id, table_index);
         }
     }
@@ -251,9 +297,11 @@ impl Directories {
         self.tables.write().remove(&id);
     }
 
-    /// Number of keys (live and deleted) held for table `id`.
+    /// Number of keys (live and deleted) held for table `id`; None when it
+    /// has no directory or its directory is not ready.
     pub fn len(&self, id: u32) -> Option<usize> {
-        self.tables.read().get(&id).map(|t| t.index.read().len())
+        let len = self.ready(id)?.index.read().len();
+        Some(len)
     }
 
     /// Keys that cut table `id`'s key range into `parts` pieces of equal
@@ -262,7 +310,7 @@ impl Directories {
     /// are), when its directory holds at least `min_keys` keys; none
     /// otherwise. Ascending.
     pub fn split_points(&self, id: u32, parts: usize, min_keys: usize) -> Vec<Vec<u8>> {
-        let Some(TableIndex { width, index, .. }) = self.tables.read().get(&id).cloned() else {
+        let Some(TableIndex { width, index, .. }) = self.ready(id) else {
             return Vec::new();
         };
         let index = index.read();
@@ -286,8 +334,14 @@ impl Directories {
         points
     }
 
+    /// Table `id`'s directory, when it is ready.
+    fn ready(&self, id: u32) -> Option<TableIndex> {
+        let tables = self.tables.read();
+        tables.get(&id).filter(|t| t.is_ready()).cloned()
+    }
+
     fn index(&self, id: u32) -> Option<Arc<RwLock<Index>>> {
-        self.tables.read().get(&id).map(|t| t.index.clone())
+        self.ready(id).map(|t| t.index)
     }
 }
 
@@ -313,7 +367,7 @@ impl KeyDirectory for Directories {
         let Some(id) = from.first_chunk::<4>().map(|id| u32::from_be_bytes(*id)) else {
             return false;
         };
-        let Some(TableIndex { width, index, .. }) = self.tables.read().get(&id).cloned() else {
+        let Some(TableIndex { width, index, .. }) = self.ready(id) else {
             return false;
         };
         let mut prefix = id.to_be_bytes().to_vec();
@@ -380,6 +434,7 @@ impl KeyDirectory for Directories {
             .tables
             .read()
             .values()
+            .filter(|t| t.is_ready())
             .filter(|t| {
                 let deletes = t.deletes.load(Ordering::Relaxed);
                 deletes >= FORGET_AFTER_DELETES && deletes >= t.index.read().len() / 8
@@ -407,5 +462,50 @@ impl KeyDirectory for Directories {
             // directory, so it must not run at every commit.
             table.deletes.store(0, Ordering::Relaxed);
         }
+    }
+}
+
+/// `old` and `new`, two lists of (key, payload) in key order, as one: a
+/// key in both takes its payload from `new`.
+fn merge_newer(old: Vec<(u64, u64)>, new: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    let mut merged = Vec::with_capacity(old.len() + new.len());
+    let mut new = new.into_iter().peekable();
+    for (k, payload) in old {
+        while let Some(&(n, _)) = new.peek() {
+            if n > k {
+                break;
+            }
+            merged.extend(new.next());
+        }
+        if merged.last().is_none_or(|(last, _)| *last != k) {
+            merged.push((k, payload));
+        }
+    }
+    merged.extend(new);
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_newer;
+
+    #[test]
+    fn merging_keeps_the_newer_payload_and_key_order() {
+        let old = vec![(1, 10), (3, 30), (5, 50), (9, 90)];
+        let new = vec![(0, 1), (3, 31), (6, 61), (9, 91), (12, 121)];
+        assert_eq!(
+            merge_newer(old, new),
+            [
+                (0, 1),
+                (1, 10),
+                (3, 31),
+                (5, 50),
+                (6, 61),
+                (9, 91),
+                (12, 121)
+            ]
+        );
+        assert_eq!(merge_newer(vec![(1, 1)], vec![]), [(1, 1)]);
+        assert_eq!(merge_newer(vec![], vec![(2, 2)]), [(2, 2)]);
     }
 }

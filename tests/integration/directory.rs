@@ -1,5 +1,6 @@
 //! The in-memory key directory: the same answers with ALEX, a BTreeMap or no
-//! directory, kept in step with commits, and rebuilt when the database opens.
+//! directory, kept in step with commits, and rebuilt in the background after
+//! the database opens, which reads no rows.
 
 use std::ops::Bound;
 
@@ -178,6 +179,7 @@ pub fn directory_is_rebuilt_on_open_and_serves_old_snapshots() {
         drop((s, old, db));
 
         let db = open(dir.path(), kind);
+        db.wait_for_directories();
         assert_eq!(
             db.directory_len("ts").unwrap(),
             Some(500),
@@ -204,4 +206,99 @@ pub fn directory_is_rebuilt_on_open_and_serves_old_snapshots() {
     let db = open(dir.path(), DirectoryKind::None);
     create(&db);
     assert_eq!(db.directory_len("ts").unwrap(), None);
+}
+
+/// Opening reads no rows (the key directories are built afterwards), and
+/// while a directory is not built yet, reads, uniqueness checks, updates
+/// and deletes give the same answers; once built it holds every key, those
+/// written meanwhile included.
+pub fn opening_reads_no_rows_and_answers_stay_right_while_directories_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = |defer| Options {
+        durability: omen::Durability::Buffered,
+        defer_directory_build: defer,
+        ..Options::default()
+    };
+    {
+        let db = Database::open(dir.path(), options(false)).unwrap();
+        let mut s = db.session();
+        s.execute(
+            "CREATE TABLE big (id BIGINT PRIMARY KEY, v INT); \
+             INSERT INTO big SELECT x, x % 7 FROM generate_series(1, 20000) AS g(x); \
+             DELETE FROM big WHERE id % 1000 = 0; \
+             CREATE TABLE other (k INT PRIMARY KEY); INSERT INTO other VALUES (1), (2)",
+        )
+        .unwrap();
+    }
+    // Opening scans nothing; the build, when it runs, reads every version.
+    let db = Database::open(dir.path(), options(true)).unwrap();
+    assert_eq!(db.entries_scanned(), 0, "opening read rows");
+    assert!(!db.directories_ready());
+    assert_eq!(db.directory_len("big").unwrap(), None);
+    let mut s = db.session();
+    let count = |s: &mut omen::Session, sql: &str| -> String {
+        match s.execute(sql) {
+            Ok(outputs) => outputs.last().map(|o| match o {
+                omen::Output::Rows(rows) => {
+                    omen::engine::sql::format::text(rows.batches[0].column(0).as_ref(), 0)
+                        .unwrap_or_default()
+                }
+                other => other.to_string(),
+            }),
+            Err(e) => Some(e.sqlstate().code().to_string()),
+        }
+        .unwrap_or_default()
+    };
+    let checks = |s: &mut omen::Session| {
+        assert_eq!(count(s, "SELECT v FROM big WHERE id = 500"), "3");
+        assert_eq!(count(s, "SELECT count(*) FROM big WHERE id = 1000"), "0");
+        assert_eq!(
+            count(s, "SELECT count(*) FROM big WHERE id BETWEEN 995 AND 1005"),
+            "10"
+        );
+        assert_eq!(count(s, "SELECT count(*) FROM big"), "19980");
+    };
+    checks(&mut s);
+    // Writes while the directory is not built: a taken key, a freed key,
+    // a new key, an update and a delete.
+    assert_eq!(count(&mut s, "INSERT INTO big VALUES (500, 0)"), "23505");
+    assert_eq!(
+        count(&mut s, "INSERT INTO big VALUES (1000, 42)"),
+        "INSERT 0 1"
+    );
+    assert_eq!(
+        count(&mut s, "INSERT INTO big VALUES (30000, 1)"),
+        "INSERT 0 1"
+    );
+    assert_eq!(
+        count(&mut s, "UPDATE big SET v = 99 WHERE id = 7"),
+        "UPDATE 1"
+    );
+    assert_eq!(count(&mut s, "DELETE FROM big WHERE id = 8"), "DELETE 1");
+    let during = "SELECT count(*) FROM big";
+    assert_eq!(count(&mut s, during), "19981");
+    db.build_directories().unwrap();
+    assert!(db.directories_ready());
+    assert!(db.entries_scanned() >= 20_000, "the build read the rows");
+    // 20,000 keys written, 20 of them deleted (and held as deleted), one new.
+    assert_eq!(db.directory_len("big").unwrap(), Some(20_001));
+    assert_eq!(count(&mut s, "SELECT v FROM big WHERE id = 1000"), "42");
+    assert_eq!(count(&mut s, "SELECT v FROM big WHERE id = 7"), "99");
+    assert_eq!(count(&mut s, "SELECT count(*) FROM big WHERE id = 8"), "0");
+    assert_eq!(count(&mut s, "SELECT v FROM big WHERE id = 30000"), "1");
+    assert_eq!(count(&mut s, "INSERT INTO big VALUES (1000, 0)"), "23505");
+    assert_eq!(count(&mut s, "INSERT INTO big VALUES (8, 8)"), "INSERT 0 1");
+    assert_eq!(count(&mut s, during), "19982");
+    drop((s, db));
+
+    // Without deferring, a thread builds them; closing while it runs is clean.
+    let db = Database::open(dir.path(), options(false)).unwrap();
+    drop(db);
+    let db = Database::open(dir.path(), options(false)).unwrap();
+    db.wait_for_directories();
+    assert_eq!(db.directory_len("big").unwrap(), Some(20_001));
+    let mut s = db.session();
+    assert_eq!(count(&mut s, during), "19982");
+    assert_eq!(count(&mut s, "SELECT v FROM big WHERE id = 1000"), "42");
+    assert_eq!(count(&mut s, "INSERT INTO big VALUES (7, 0)"), "23505");
 }

@@ -476,6 +476,7 @@ pub fn deleted_keys_leave_the_key_directory() {
         run(&mut s, "DELETE FROM q");
     }
     run(&mut s, "INSERT INTO q VALUES (-1, 1)");
+    t.db.wait_for_directories();
     let held =
         t.db.directory_len("q")
             .unwrap()
@@ -526,6 +527,7 @@ pub fn a_million_rows_are_created_altered_reopened_and_queried() {
         ints(&mut s, "SELECT id FROM m ORDER BY id DESC LIMIT 2"),
         vec![2_000_000, 990_000]
     );
+    t.db.wait_for_directories();
     let held = t.db.directory_len("m").unwrap().expect("bigint keys");
     assert!(held <= 1_000_001, "{held}");
 }

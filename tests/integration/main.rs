@@ -177,6 +177,7 @@ fn main() {
     trials.extend(tests!(directory:
         every_directory_gives_the_same_answers,
         directory_is_rebuilt_on_open_and_serves_old_snapshots,
+        opening_reads_no_rows_and_answers_stay_right_while_directories_build,
     ));
     trials.extend(tests!(stress: serializable_transfers_keep_the_total));
     trials.extend(tests!(crash: acknowledged_commits_survive_sigkill));

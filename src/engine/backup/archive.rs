@@ -205,6 +205,10 @@ impl Storage for Archived {
     fn checkpoint(&self, dir: &Path) -> Result<()> {
         self.inner.checkpoint(dir)
     }
+
+    fn entries_scanned(&self) -> u64 {
+        self.inner.entries_scanned()
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::{BatchOp, Cf, CompactionFilterFactory, KvIter, Storage, SyncMode, WriteBatch};
+use super::{
+    BatchOp, Cf, CompactionFilterFactory, KvIter, ScanCounter, Storage, SyncMode, WriteBatch,
+};
 use crate::engine::error::Result;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -16,6 +18,8 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 pub struct Memory {
     families: RwLock<BTreeMap<Cf, Map>>,
     filter: Option<Arc<dyn CompactionFilterFactory>>,
+    /// Row versions scans have read (see [`Storage::entries_scanned`]).
+    scanned: ScanCounter,
 }
 
 impl Memory {
@@ -25,6 +29,7 @@ impl Memory {
         Memory {
             families: RwLock::new(families),
             filter,
+            scanned: Default::default(),
         }
     }
 }
@@ -74,7 +79,11 @@ impl Storage for Memory {
         let items: Vec<_> = range(&families[&cf], from, to)
             .map(|(k, v)| Ok((k.clone(), v.clone())))
             .collect();
-        Box::new(items.into_iter())
+        self.scanned.count(cf, items.into_iter())
+    }
+
+    fn entries_scanned(&self) -> u64 {
+        self.scanned.total()
     }
 
     fn write(&self, batch: WriteBatch, _sync: SyncMode) -> Result<()> {

@@ -195,6 +195,59 @@ pub trait Storage: Send + Sync {
     /// `dir`, on the same file system (hard links where it can), while
     /// writes go on.
     fn checkpoint(&self, dir: &std::path::Path) -> Result<()>;
+
+    /// Entries of [`Cf::Rows`] (row versions) scans have read since the
+    /// store was opened.
+    fn entries_scanned(&self) -> u64;
+}
+
+/// Counts the row versions a store's scans read.
+#[derive(Default)]
+pub(super) struct ScanCounter(std::sync::atomic::AtomicU64);
+
+impl ScanCounter {
+    /// `entries`, a scan of `cf`, counted when it is of [`Cf::Rows`].
+    pub fn count<'a, I>(&'a self, cf: Cf, entries: I) -> KvIter<'a>
+    where
+        I: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + Send + 'a,
+    {
+        if cf != Cf::Rows {
+            return Box::new(entries);
+        }
+        Box::new(Counted {
+            inner: entries,
+            seen: 0,
+            total: &self.0,
+        })
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Counts what an iterator yields into a total, once, when dropped.
+struct Counted<'a, I> {
+    inner: I,
+    seen: u64,
+    total: &'a std::sync::atomic::AtomicU64,
+}
+
+impl<I: Iterator> Iterator for Counted<'_, I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next();
+        self.seen += u64::from(item.is_some());
+        item
+    }
+}
+
+impl<I> Drop for Counted<'_, I> {
+    fn drop(&mut self) {
+        self.total
+            .fetch_add(self.seen, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// One commit inside a [`WriteBatch`] written by the commit pipeline.

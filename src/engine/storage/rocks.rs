@@ -14,7 +14,8 @@ use rocksdb::{
 };
 
 use super::{
-    BatchOp, Cf, CompactionFilter, CompactionFilterFactory, KvIter, Storage, SyncMode, WriteBatch,
+    BatchOp, Cf, CompactionFilter, CompactionFilterFactory, KvIter, ScanCounter, Storage, SyncMode,
+    WriteBatch,
 };
 use crate::engine::error::{Error, Result};
 
@@ -42,6 +43,8 @@ impl Default for RocksOptions {
 /// RocksDB-backed storage.
 pub struct RocksDb {
     db: DB,
+    /// Row versions scans have read (see [`Storage::entries_scanned`]).
+    scanned: ScanCounter,
 }
 
 impl RocksDb {
@@ -86,7 +89,10 @@ impl RocksDb {
         });
         let db = DB::open_cf_descriptors(&db_opts, dir, families)
             .map_err(|e| Error::io(format!("opening RocksDB in {}", dir.display()), e))?;
-        Ok(RocksDb { db })
+        Ok(RocksDb {
+            db,
+            scanned: Default::default(),
+        })
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -143,7 +149,7 @@ impl Storage for RocksDb {
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
         iter.seek(from);
         let mut failed = false;
-        Box::new(std::iter::from_fn(move || {
+        let entries = std::iter::from_fn(move || {
             if failed {
                 return None;
             }
@@ -159,7 +165,12 @@ impl Storage for RocksDb {
                     Some(Err(e.into()))
                 }
             }
-        }))
+        });
+        self.scanned.count(cf, entries)
+    }
+
+    fn entries_scanned(&self) -> u64 {
+        self.scanned.total()
     }
 
     fn write(&self, batch: WriteBatch, sync: SyncMode) -> Result<()> {
