@@ -165,11 +165,11 @@ impl Lock {
 
 #[derive(Default)]
 struct State {
-    locks: HashMap<Target, Lock>,
+    locks: HashMap<Target, Lock, ahash::RandomState>,
     /// The targets each session holds a lock on.
-    held: HashMap<SessionId, Vec<Target>>,
+    held: HashMap<SessionId, Vec<Target>, ahash::RandomState>,
     /// What each waiting session waits for, and since when.
-    waiting: HashMap<SessionId, (Target, Mode, Instant)>,
+    waiting: HashMap<SessionId, (Target, Mode, Instant), ahash::RandomState>,
 }
 
 impl State {

@@ -356,8 +356,11 @@ impl Transaction {
             (WriteKind::Update, Some(_)) => Mode::NoKeyUpdate,
             _ => Mode::Update,
         };
+        // A key this transaction wrote keeps the assumption of its first
+        // write and the snapshot that write was computed from.
+        let earlier = self.writes.get(key).map(|w| (w.kind, w.read_ts));
         if let Some(locker) = &self.locker {
-            if !self.writes.contains_key(key) {
+            if earlier.is_none() {
                 locker.lock(key, mode, true)?;
             }
         }
@@ -374,12 +377,7 @@ impl Transaction {
                 });
             }
         }
-        let (kind, read_ts) = match self.writes.get(key) {
-            // A key this transaction wrote keeps the assumption of its first
-            // write and the snapshot that write was computed from.
-            Some(earlier) => (earlier.kind, earlier.read_ts),
-            None => (kind, self.read_ts),
-        };
+        let (kind, read_ts) = earlier.unwrap_or((kind, self.read_ts));
         let write = Write {
             value,
             kind,
