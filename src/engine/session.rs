@@ -60,6 +60,8 @@ pub struct Session {
     pub(super) sequences_seen: Arc<parking_lot::Mutex<super::sql::Seen>>,
     /// Statements named by PREPARE.
     pub(super) prepared: super::sql::PreparedStatements,
+    /// Statements of text run before, kept parsed ([`Session::execute`]).
+    pub(super) statement_cache: super::sql::StatementCache,
     /// Cursors declared WITH HOLD by transactions that committed.
     pub(super) held_cursors: super::sql::Cursors,
     /// How the session's transactions take row locks.
@@ -212,6 +214,7 @@ impl Session {
             activity,
             sequences_seen: Arc::default(),
             prepared: Default::default(),
+            statement_cache: Default::default(),
             held_cursors: Default::default(),
             locker,
         }

@@ -35,6 +35,7 @@ use pgwire::messages::PgWireBackendMessage;
 use super::copy::{self, Copy};
 use super::wire;
 use super::{log, Server, ServerBackends};
+use omen::engine::sql::{Parsed, StatementCache};
 use omen::engine::types::Value;
 use omen::{Error, Output, PreparedStatement, Session, SqlState};
 
@@ -62,6 +63,8 @@ pub struct Inner {
     started: Mutex<bool>,
     /// The COPY FROM STDIN in progress: its target and the data so far.
     copy_in: Mutex<Option<CopyIn>>,
+    /// Statements of simple queries run before, kept parsed.
+    statements: Mutex<StatementCache>,
     server: Arc<Server>,
     /// The process id cancel requests name this connection by.
     pid: Mutex<Option<i32>>,
@@ -112,6 +115,7 @@ impl Connection {
                 session: Arc::new(Mutex::new(session)),
                 started: Mutex::new(false),
                 copy_in: Mutex::new(None),
+                statements: Mutex::default(),
                 server,
                 pid: Mutex::new(None),
                 activity: AtomicU64::new(0),
@@ -280,7 +284,7 @@ impl Inner {
     async fn execute<C>(
         &self,
         client: &mut C,
-        statements: Vec<Statement>,
+        statements: Vec<Parsed>,
         text: &str,
     ) -> PgWireResult<Vec<Response>>
     where
@@ -300,7 +304,7 @@ impl Inner {
                     && !session.in_transaction()
                     && statements.iter().all(|s| {
                         matches!(
-                            s,
+                            s.statement(),
                             Statement::Query(_)
                                 | Statement::Insert(_)
                                 | Statement::Update(_)
@@ -315,7 +319,7 @@ impl Inner {
                 let mut results = Vec::new();
                 for statement in statements {
                     let before = session.in_transaction() && !implicit;
-                    let result = session.execute_statement(statement);
+                    let result = session.execute_parsed(statement);
                     let failed = result.is_err();
                     results.push((result, before, session.in_transaction() && !implicit));
                     if failed {
@@ -601,7 +605,8 @@ impl SimpleQueryHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.inner.start(client);
-        let statements = match omen::engine::sql::parse(query) {
+        let parsed = self.inner.statements.lock().parse(query);
+        let statements = match parsed {
             Ok(statements) => statements,
             Err(e) => {
                 // A statement that does not parse fails an open transaction
@@ -613,7 +618,10 @@ impl SimpleQueryHandler for Connection {
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
-        if let Some(copy) = statements.iter().find_map(Copy::from_statement) {
+        if let Some(copy) = statements
+            .iter()
+            .find_map(|s| Copy::from_statement(s.statement()))
+        {
             let result = match (copy, statements.len()) {
                 (Ok(copy), 1) => self.inner.start_copy(copy).await?,
                 (Ok(_), _) => Err(Error::Unsupported(

@@ -186,6 +186,7 @@ fn main() {
         fast_path_gives_the_general_paths_results_and_errors,
         prepared_fast_path_gives_the_general_paths_results_and_errors,
         prepared_statements_follow_table_changes,
+        repeated_text_is_kept_parsed_and_follows_table_changes,
         key_filters_are_pushed_down_exactly,
         several_statements_in_one_text,
         concurrent_sql_transactions_conflict_with_40001,

@@ -436,6 +436,69 @@ pub fn prepared_statements_follow_table_changes() {
     assert_eq!(run(&mut s, &name, &one), "SELECT 1\nname:Utf8 \nnew ");
 }
 
+/// Text run again is kept parsed, with its fast-path form: it still sees
+/// tables as they are now, and the cache stays bounded.
+pub fn repeated_text_is_kept_parsed_and_follows_table_changes() {
+    let mut s = session();
+    s.execute("CREATE TABLE r (id INT PRIMARY KEY, v TEXT); INSERT INTO r VALUES (1, 'a')")
+        .expect("setup");
+    let select = "SELECT * FROM r WHERE id = 1";
+    assert_eq!(
+        render(&s.execute(select)),
+        "SELECT 1\nid:Int32 v:Utf8 \n1 a "
+    );
+    assert_eq!(s.cached_statements(), 0, "a text seen once is not kept");
+    let fast = s.fast_path_statements();
+    assert_eq!(
+        render(&s.execute(select)),
+        "SELECT 1\nid:Int32 v:Utf8 \n1 a "
+    );
+    assert_eq!(s.cached_statements(), 1);
+    assert_eq!(
+        render(&s.execute(select)),
+        "SELECT 1\nid:Int32 v:Utf8 \n1 a "
+    );
+    assert_eq!(
+        s.fast_path_statements(),
+        fast + 2,
+        "kept with its fast-path form"
+    );
+    s.execute("ALTER TABLE r ADD COLUMN w INT DEFAULT 5")
+        .expect("alter");
+    assert_eq!(
+        render(&s.execute(select)),
+        "SELECT 1\nid:Int32 v:Utf8 w:Int32 \n1 a 5 "
+    );
+    // A text that failed runs against the table once it exists.
+    let missing = "SELECT count(*) FROM later";
+    for _ in 0..2 {
+        assert!(render(&s.execute(missing)).starts_with("ERROR 42P01"));
+    }
+    s.execute("CREATE TABLE later (x INT)").expect("create");
+    assert_eq!(render(&s.execute(missing)), "SELECT 1\ncount:Int64 \n0 ");
+    // Inside a transaction, and through several statements in one text.
+    let update = "UPDATE r SET w = w + 1 WHERE id = 1";
+    s.execute("BEGIN").expect("begin");
+    for _ in 0..3 {
+        s.execute(update).expect("update");
+    }
+    s.execute("ROLLBACK").expect("rollback");
+    assert_eq!(
+        render(&s.execute("SELECT w FROM r")),
+        "SELECT 1\nw:Int32 \n5 "
+    );
+    // Bounded: many texts, each run twice.
+    for i in 0..(omen::engine::sql::STATEMENT_CACHE_ENTRIES + 50) {
+        let text = format!("SELECT v FROM r WHERE id = {i}");
+        s.execute(&text).expect("select");
+        s.execute(&text).expect("select");
+    }
+    assert_eq!(
+        s.cached_statements(),
+        omen::engine::sql::STATEMENT_CACHE_ENTRIES
+    );
+}
+
 fn plan(session: &mut Session, sql: &str) -> String {
     render(&session.execute(&format!("EXPLAIN {sql}")))
 }

@@ -201,9 +201,10 @@ impl Session {
     /// statement; those before it keep their effect.
     pub fn execute(&mut self, sql: &str) -> Result<Vec<Output>> {
         self.set_query_text(sql);
-        parse(sql)?
+        let parsed = self.statement_cache.parse(sql)?;
+        parsed
             .into_iter()
-            .map(|statement| self.execute_statement(statement))
+            .map(|statement| self.execute_parsed(statement))
             .collect()
     }
 

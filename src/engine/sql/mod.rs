@@ -47,6 +47,8 @@ pub(super) use execute::default_settings;
 pub use execute::{ident, parse, parse_timeout, table_name, Output};
 pub use planner::{default_parallelism, Planner, PlannerContext, Rows};
 pub(crate) use prepared::PreparedStatements;
-pub use prepared::{bind_parameters, PreparedStatement};
+pub use prepared::{
+    bind_parameters, Parsed, PreparedStatement, StatementCache, STATEMENT_CACHE_ENTRIES,
+};
 pub use script::{is_complete, split_statements};
 pub(crate) use sequence_sql::Seen;

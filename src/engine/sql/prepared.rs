@@ -398,6 +398,124 @@ impl PreparedStatement {
     }
 }
 
+/// A statement of SQL text: parsed now, or from a [`StatementCache`].
+pub enum Parsed {
+    Fresh(Box<Statement>),
+    Cached(Arc<PreparedStatement>),
+}
+
+impl Parsed {
+    pub fn statement(&self) -> &Statement {
+        match self {
+            Parsed::Fresh(statement) => statement.as_ref(),
+            Parsed::Cached(prepared) => &prepared.statement,
+        }
+    }
+}
+
+/// The most texts a [`StatementCache`] keeps.
+pub const STATEMENT_CACHE_ENTRIES: usize = 256;
+/// The longest text a [`StatementCache`] keeps, in bytes.
+pub const STATEMENT_CACHE_TEXT: usize = 4096;
+
+/// Statements of SQL text a session ran before, by their exact text: a text
+/// seen a second time is kept parsed, with its fast-path form, so running
+/// it again skips parsing (and planning, on the fast path). Only texts of
+/// one SELECT, INSERT, UPDATE or DELETE are kept; at most
+/// [`STATEMENT_CACHE_ENTRIES`] of them, each at most
+/// [`STATEMENT_CACHE_TEXT`] bytes, the least recently used going first. A
+/// table definition that changes makes each one's fast-path form anew.
+#[derive(Default)]
+pub struct StatementCache {
+    entries: HashMap<String, (Arc<PreparedStatement>, u64), ahash::RandomState>,
+    /// Hashes of texts seen once (cleared when it grows large).
+    seen: std::collections::HashSet<u64, ahash::RandomState>,
+    /// Counts uses, for least recently used.
+    clock: u64,
+}
+
+impl StatementCache {
+    /// The statements of `text`, parsed or from the cache.
+    pub fn parse(&mut self, text: &str) -> Result<Vec<Parsed>> {
+        self.clock += 1;
+        if let Some((prepared, used)) = self.entries.get_mut(text) {
+            *used = self.clock;
+            return Ok(vec![Parsed::Cached(prepared.clone())]);
+        }
+        let mut statements = super::parse(text)?;
+        let cacheable = text.len() <= STATEMENT_CACHE_TEXT
+            && matches!(
+                statements.as_slice(),
+                [Statement::Query(_)
+                    | Statement::Insert(_)
+                    | Statement::Update(_)
+                    | Statement::Delete(_)]
+            );
+        if !cacheable {
+            return Ok(statements
+                .into_iter()
+                .map(|s| Parsed::Fresh(Box::new(s)))
+                .collect());
+        }
+        let hash = self.seen.hasher().hash_one(text);
+        if self.seen.insert(hash) {
+            if self.seen.len() > 16 * STATEMENT_CACHE_ENTRIES {
+                self.seen.clear();
+            }
+            return Ok(statements
+                .into_iter()
+                .map(|s| Parsed::Fresh(Box::new(s)))
+                .collect());
+        }
+        if self.entries.len() >= STATEMENT_CACHE_ENTRIES {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(text, _)| text.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        let prepared = Arc::new(PreparedStatement {
+            statement: statements.remove(0),
+            description: Description::default(),
+            types: Vec::new(),
+            generation: AtomicU64::new(0),
+            fast: Mutex::new(None),
+        });
+        self.entries
+            .insert(text.to_string(), (prepared.clone(), self.clock));
+        Ok(vec![Parsed::Cached(prepared)])
+    }
+
+    /// How many texts it keeps.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl Session {
+    /// How many texts [`Session::execute`] keeps parsed.
+    pub fn cached_statements(&self) -> usize {
+        self.statement_cache.len()
+    }
+
+    /// Runs a statement of SQL text.
+    pub fn execute_parsed(&mut self, parsed: Parsed) -> Result<Output> {
+        match parsed {
+            Parsed::Fresh(statement) => self.execute_statement(*statement),
+            Parsed::Cached(prepared) => {
+                self.execute_prepared_with(&prepared, &[], |statement| Ok(statement.clone()))
+            }
+        }
+    }
+}
+
 /// Wraps `$n` in a cast to type n where one is given.
 struct Casts(Vec<Option<ast::DataType>>);
 
