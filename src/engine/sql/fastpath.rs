@@ -2,7 +2,7 @@
 //! literal values or `$n` parameters, run without DataFusion planning.
 //!
 //! ```text
-//!   INSERT INTO t [(cols)] VALUES (literals, $n, now())   one row
+//!   INSERT INTO t [(cols)] VALUES (literals, $n, now()) [, (...)]
 //!   SELECT * | cols FROM t WHERE pk = literal|$n [AND pk2 = ...]
 //!   UPDATE t SET col = literal|$n|col ± n|col ± $n, ... WHERE <the same>
 //!                                                    (key columns unchanged)
@@ -90,8 +90,8 @@ impl Session {
             FastPlan::Insert {
                 table,
                 targets,
-                values,
-            } => self.run_insert(table, targets, values, params),
+                rows,
+            } => self.run_insert(table, targets, rows, params),
             FastPlan::Select {
                 table,
                 key,
@@ -125,10 +125,25 @@ impl Session {
         let SetExpr::Values(values) = source.body.as_ref() else {
             return None;
         };
-        let [row] = values.rows.as_slice() else {
-            return None;
-        };
-        let values = row.iter().map(source_of).collect::<Option<Vec<_>>>()?;
+        let rows = values
+            .rows
+            .iter()
+            .map(|row| row.iter().map(source_of).collect::<Option<Vec<_>>>())
+            .collect::<Option<Vec<_>>>()?;
+        let width = rows.first()?.len();
+        // Rows of VALUES take one type per column in the general path: the
+        // fast path takes only columns whose values are alike already.
+        for c in 0..width {
+            let mut kinds = rows
+                .iter()
+                .filter_map(|row| row.get(c))
+                .filter_map(Source::kind);
+            if let Some(first) = kinds.next() {
+                if kinds.any(|kind| kind != first) {
+                    return None;
+                }
+            }
+        }
         let table = self.table(&table_name(name).ok()?).ok()?;
         let mut targets = Vec::with_capacity(insert.columns.len());
         for column in &insert.columns {
@@ -144,7 +159,7 @@ impl Session {
             targets = (0..table.columns.len()).collect();
         }
         // A GENERATED ALWAYS column refuses a value: the general path says so.
-        if targets.len() != values.len()
+        if rows.iter().any(|row| row.len() != targets.len())
             || targets
                 .iter()
                 .any(|&c| table.columns[c].identity == Some(Identity::Always))
@@ -153,7 +168,7 @@ impl Session {
         }
         // The time goes only into time columns here; into anything else the
         // general path converts it.
-        if values.iter().zip(&targets).any(|(v, &c)| {
+        if rows[0].iter().zip(&targets).any(|(v, &c)| {
             matches!(v, Source::Now)
                 && !matches!(
                     table.columns[c].data_type,
@@ -173,7 +188,7 @@ impl Session {
         Some(FastPlan::Insert {
             table,
             targets,
-            values,
+            rows,
         })
     }
 
@@ -181,7 +196,7 @@ impl Session {
         &mut self,
         table: &Arc<Table>,
         targets: &[usize],
-        values: &[Source],
+        sources: &[Vec<Source>],
         params: &[Value],
     ) -> Result<Option<Output>> {
         // The statement's time for now() and CURRENT_TIMESTAMP, as the
@@ -189,18 +204,25 @@ impl Session {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
-        let mut row = table.default_row();
-        for (source, &c) in values.iter().zip(targets) {
-            match source.value(table, c, params, now)? {
-                Some(value) => row[c] = value,
-                None => return Ok(None),
+        let mut rows = vec![table.default_row(); sources.len()];
+        // Column by column, as the general path converts them.
+        for (i, &c) in targets.iter().enumerate() {
+            for (row, source) in rows.iter_mut().zip(sources) {
+                match source[i].value(table, c, params, now)? {
+                    Some(value) => row[c] = value,
+                    None => return Ok(None),
+                }
             }
         }
+        let count = rows.len() as u64;
         let shared = self.shared.clone();
-        self.statement(|open| insert_row(&shared, open, table, row).map(drop))?;
+        self.statement(|open| {
+            rows.into_iter()
+                .try_for_each(|row| insert_row(&shared, open, table, row).map(drop))
+        })?;
         Ok(Some(Output::Command {
             tag: "INSERT",
-            rows: Some(1),
+            rows: Some(count),
         }))
     }
 
@@ -437,11 +459,11 @@ fn plain_query(query: &ast::Query) -> bool {
 /// A statement in the fast path's form: its table, and where each value
 /// comes from.
 pub(crate) enum FastPlan {
-    /// INSERT of one row: `values[i]` goes into column `targets[i]`.
+    /// INSERT of rows of VALUES: `rows[r][i]` goes into column `targets[i]`.
     Insert {
         table: Arc<Table>,
         targets: Vec<usize>,
-        values: Vec<Source>,
+        rows: Vec<Vec<Source>>,
     },
     /// SELECT of `columns` of the row with the primary key `key`.
     Select {
@@ -535,6 +557,17 @@ impl Param {
 }
 
 impl Source {
+    /// What sort of value it gives: the type of a literal (None for NULL,
+    /// which any column takes), a parameter, the time.
+    fn kind(&self) -> Option<String> {
+        match self {
+            Source::Literal(ScalarValue::Null) => None,
+            Source::Literal(scalar) => Some(scalar.data_type().to_string()),
+            Source::Param(_) => Some("parameter".into()),
+            Source::Now => Some("now".into()),
+        }
+    }
+
     /// The value column `c` of `table` stores; Ok(None) when the general
     /// path must convert it.
     fn value(&self, table: &Table, c: usize, params: &[Value], now: i64) -> Result<Option<Value>> {
