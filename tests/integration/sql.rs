@@ -446,6 +446,22 @@ pub fn prepared_statements_follow_table_changes() {
     s.execute("CREATE TABLE p (id INT PRIMARY KEY, name TEXT); INSERT INTO p VALUES (1, 'new')")
         .expect("again");
     assert_eq!(run(&mut s, &name, &one), "SELECT 1\nname:Utf8 \nnew ");
+
+    // PREPARE and EXECUTE in SQL keep the fast-path form too.
+    s.execute("PREPARE q (int) AS SELECT name FROM p WHERE id = $1; PREPARE u AS UPDATE p SET name = $2 WHERE id = $1")
+        .expect("prepare in SQL");
+    let before = s.fast_path_statements();
+    assert_eq!(render(&s.execute("EXECUTE u(1, 'newer')")), "UPDATE 1");
+    assert_eq!(
+        render(&s.execute("EXECUTE q(1)")),
+        "SELECT 1\nname:Utf8 \nnewer "
+    );
+    assert_eq!(s.fast_path_statements(), before + 2);
+    assert!(render(&s.execute("EXECUTE q(99999999999)")).starts_with("ERROR 22"));
+    assert_eq!(
+        render(&s.execute("EXECUTE q('1')")),
+        "SELECT 1\nname:Utf8 \nnewer "
+    );
 }
 
 /// Text run again is kept parsed, with its fast-path form: it still sees

@@ -603,6 +603,21 @@ fn stored(column: DataType, value: &Value) -> Option<Value> {
     }
 }
 
+/// A literal argument of EXECUTE as a value of its parameter's type `t`,
+/// when that takes it unchanged (an integer that fits, a string for text,
+/// a float for double precision, a boolean, NULL); None otherwise.
+pub(super) fn argument_value(expr: &Expr, t: DataType) -> Option<Value> {
+    let value = match literal(expr)? {
+        ScalarValue::Null => Value::Null,
+        ScalarValue::Int64(Some(v)) => Value::Int64(v),
+        ScalarValue::Float64(Some(v)) => Value::Float64(v),
+        ScalarValue::Utf8(Some(v)) => Value::Text(v),
+        ScalarValue::Boolean(Some(v)) => Value::Bool(v),
+        _ => return None,
+    };
+    stored(t, &value)
+}
+
 /// The type of a value of the types a placeholder's cast may name.
 fn plain_type(value: &Value) -> Option<DataType> {
     match value {

@@ -39,19 +39,10 @@ use crate::engine::Session;
 /// The most statements a session may have prepared with PREPARE at once.
 pub const MAX_PREPARED: usize = 10_000;
 
-/// A session's prepared statements, by name.
+/// A session's prepared statements, by name: each with its `$n` cast to
+/// its parameter's type, and the result columns found at PREPARE.
 #[derive(Default)]
-pub(crate) struct PreparedStatements(HashMap<String, Prepared>);
-
-struct Prepared {
-    /// The statement, each `$n` cast to its parameter's type.
-    statement: Statement,
-    types: Vec<DataType>,
-    /// The result columns at PREPARE (None for a statement without rows).
-    columns: Option<SchemaRef>,
-    /// The catalog generation `columns` were found at.
-    generation: u64,
-}
+pub(crate) struct PreparedStatements(HashMap<String, Arc<PreparedStatement>>);
 
 impl Session {
     pub(super) fn prepare_sql(
@@ -121,15 +112,14 @@ impl Session {
                 .collect::<Result<_>>()?,
         );
         let _ = statement.visit(&mut casts);
-        self.prepared.0.insert(
-            name,
-            Prepared {
-                statement,
-                types,
-                columns: description.columns,
-                generation,
-            },
-        );
+        let prepared = PreparedStatement {
+            statement,
+            description,
+            types,
+            generation: AtomicU64::new(generation),
+            fast: Mutex::new(None),
+        };
+        self.prepared.0.insert(name, Arc::new(prepared));
         Ok(Output::command("PREPARE"))
     }
 
@@ -143,7 +133,7 @@ impl Session {
             .and_then(|p| p.as_ident())
             .map(ident)
             .ok_or_else(|| Error::Unsupported("EXECUTE without a statement name".into()))?;
-        let prepared = self.prepared_statement(&name)?;
+        let prepared = self.prepared_statement(&name)?.clone();
         if arguments.len() != prepared.types.len() {
             return Err(Error::invalid(
                 SqlState::SYNTAX_ERROR,
@@ -154,24 +144,40 @@ impl Session {
                 ),
             ));
         }
-        let types = prepared.types.clone();
-        let mut statement = prepared.statement.clone();
-        let (columns, generation) = (prepared.columns.clone(), prepared.generation);
-        let mut values = Vec::with_capacity(arguments.len());
-        for (argument, &t) in arguments.iter().zip(&types) {
-            values.push(if is_literal(argument) {
-                Expr::Nested(Box::new(argument.clone()))
-            } else {
-                let planner = self.planner()?;
-                value_expr(&self.constant(&planner, argument, t)?, t)?
-            });
+        // Literal arguments of the types the fast path takes as they are.
+        let values: Vec<Value> = arguments
+            .iter()
+            .zip(&prepared.types)
+            .map(|(argument, &t)| super::fastpath::argument_value(argument, t))
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+        if values.is_empty() && !arguments.is_empty() {
+            // Arguments the fast path does not take: bound as literals, and
+            // those that are not literals (now(), nextval('s')) evaluated
+            // once, here.
+            let mut bound = Vec::with_capacity(arguments.len());
+            for (argument, &t) in arguments.iter().zip(&prepared.types) {
+                bound.push(if is_literal(argument) {
+                    Expr::Nested(Box::new(argument.clone()))
+                } else {
+                    let planner = self.planner()?;
+                    value_expr(&self.constant(&planner, argument, t)?, t)?
+                });
+            }
+            let mut statement = prepared.statement.clone();
+            bind_parameters(&mut statement, &bound)?;
+            return self.run_prepared(&prepared, &[], |_| Ok(statement), &mut String::new());
         }
-        bind_parameters(&mut statement, &values)?;
-        let checked = self.check_result_columns(&statement, columns.as_ref(), generation)?;
-        if let Some(prepared) = self.prepared.0.get_mut(&name) {
-            prepared.generation = checked;
-        }
-        self.dispatch(statement, &mut String::new())
+        let bind = |statement: &Statement| -> Result<Statement> {
+            let bound: Vec<Expr> = arguments
+                .iter()
+                .map(|argument| Expr::Nested(Box::new(argument.clone())))
+                .collect();
+            let mut statement = statement.clone();
+            bind_parameters(&mut statement, &bound)?;
+            Ok(statement)
+        };
+        self.run_prepared(&prepared, &values, bind, &mut String::new())
     }
 
     /// Parses and describes one statement to run many times with values for
@@ -258,17 +264,28 @@ impl Session {
     ) -> Result<Output> {
         let ends_transaction = super::execute::ends_transaction(&prepared.statement);
         self.run_statement(ends_transaction, |session, text| {
-            let since = prepared.generation.load(Ordering::Relaxed);
-            let columns = prepared.description.columns.as_ref();
-            let checked = session.check_result_columns(&prepared.statement, columns, since)?;
-            prepared.generation.store(checked, Ordering::Relaxed);
-            if let Some(plan) = session.prepared_fast_plan(prepared) {
-                if let Some(output) = session.run_fast(&plan, params)? {
-                    return Ok(output);
-                }
-            }
-            session.dispatch(bind(&prepared.statement)?, text)
+            session.run_prepared(prepared, params, bind, text)
         })
+    }
+
+    /// [`Session::execute_prepared_with`] inside a running statement.
+    fn run_prepared(
+        &mut self,
+        prepared: &PreparedStatement,
+        params: &[Value],
+        bind: impl FnOnce(&Statement) -> Result<Statement>,
+        text: &mut String,
+    ) -> Result<Output> {
+        let since = prepared.generation.load(Ordering::Relaxed);
+        let columns = prepared.description.columns.as_ref();
+        let checked = self.check_result_columns(&prepared.statement, columns, since)?;
+        prepared.generation.store(checked, Ordering::Relaxed);
+        if let Some(plan) = self.prepared_fast_plan(prepared) {
+            if let Some(output) = self.run_fast(&plan, params)? {
+                return Ok(output);
+            }
+        }
+        self.dispatch(bind(&prepared.statement)?, text)
     }
 
     /// The fast-path form of `prepared` for the catalog as this session
@@ -348,10 +365,10 @@ impl Session {
     /// The result columns of `EXECUTE name`, for Describe.
     pub(super) fn prepared_columns(&self, name: Option<&ObjectName>) -> Option<SchemaRef> {
         let name = ident(name?.0.last()?.as_ident()?);
-        self.prepared.0.get(&name)?.columns.clone()
+        self.prepared.0.get(&name)?.description.columns.clone()
     }
 
-    fn prepared_statement(&self, name: &str) -> Result<&Prepared> {
+    fn prepared_statement(&self, name: &str) -> Result<&Arc<PreparedStatement>> {
         self.prepared.0.get(name).ok_or_else(|| Error::NotFound {
             code: SqlState::INVALID_SQL_STATEMENT_NAME,
             message: format!("prepared statement \"{name}\" does not exist"),
