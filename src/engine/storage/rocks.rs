@@ -40,6 +40,10 @@ impl Default for RocksOptions {
     }
 }
 
+/// Table files RocksDB keeps open (well under the usual limit of 1024 open
+/// files a process has).
+const MAX_OPEN_FILES: i32 = 512;
+
 /// RocksDB-backed storage.
 pub struct RocksDb {
     db: DB,
@@ -61,6 +65,12 @@ impl RocksDb {
         db_opts.increase_parallelism(2);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
+        // Table files open when first read, at most this many at once: with
+        // RocksDB's default (-1) every file opens, reading its index and
+        // filter blocks, while the database opens, so opening took time in
+        // proportion to the data (and a large database met the process's
+        // open file limit).
+        db_opts.set_max_open_files(MAX_OPEN_FILES);
 
         let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
         let families = Cf::ALL.map(|cf| {
