@@ -121,6 +121,7 @@ impl Drop for Shared {
             builder
                 .stop
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.thread.thread().unpark();
             let _ = builder.thread.join();
         }
         self.sequences.close();
@@ -162,6 +163,9 @@ impl Shared {
     }
 }
 
+/// How long after the open the key directories start to be built.
+const DIRECTORY_BUILD_DELAY: Duration = Duration::from_millis(100);
+
 /// Starts the thread that builds the key directories from storage.
 fn start_directory_build(
     directories: &Arc<Directories>,
@@ -174,6 +178,19 @@ fn start_directory_build(
     let thread = std::thread::Builder::new()
         .name("omen-directory".into())
         .spawn(move || {
+            // A short-lived process (`omen repl DIR -c ...`) closes before
+            // this passes and never reads the keys.
+            let start = std::time::Instant::now() + DIRECTORY_BUILD_DELAY;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = std::time::Instant::now();
+                if now >= start {
+                    break;
+                }
+                std::thread::park_timeout(start - now);
+            }
+            if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             if let Err(e) = directories.build(storage.as_ref(), &catalog, &flag) {
                 // Reads of the tables left unbuilt go on to storage.
                 eprintln!("omen: building the key directories failed: {e}");

@@ -19,7 +19,8 @@
 //!
 //! Opening a database reads no rows: each table's directory starts empty
 //! and not ready, and a background thread ([`Directories::build`]) reads its
-//! keys from storage. Until a table's directory is ready, reads of it go to
+//! keys from storage, starting a moment after the open (so a process that
+//! runs one command and exits never does). Until a table's directory is ready, reads of it go to
 //! storage as if it had none, while commits already record their keys in it;
 //! when the build has read every key it merges them under those newer
 //! records and the directory takes over.
