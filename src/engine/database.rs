@@ -105,7 +105,19 @@ pub(super) struct Shared {
 /// A background thread and the flag that asks it to stop.
 struct Builder {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Builder {
+    /// Stops the thread and waits for it (also when an open fails after
+    /// starting it), so the storage it reads closes with the database.
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A panic that row `countdown` written into `table` raises (tests only).
@@ -117,13 +129,7 @@ pub(super) struct Fault {
 impl Drop for Shared {
     /// The database closes cleanly: the last session and handle are gone.
     fn drop(&mut self) {
-        if let Some(builder) = self.directory_builder.get_mut().take() {
-            builder
-                .stop
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            builder.thread.thread().unpark();
-            let _ = builder.thread.join();
-        }
+        drop(self.directory_builder.get_mut().take());
         self.sequences.close();
     }
 }
@@ -197,7 +203,10 @@ fn start_directory_build(
             }
         })
         .map_err(|e| super::Error::io("starting the key directory build", e))?;
-    Ok(Builder { stop, thread })
+    Ok(Builder {
+        stop,
+        thread: Some(thread),
+    })
 }
 
 /// A handle that does not keep the database open.
