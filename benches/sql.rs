@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use omen::engine::types::Value;
-use omen::{Database, Options, Session};
+use omen::{Database, Options, PreparedStatement, Session};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rusqlite::Connection;
 
@@ -37,6 +37,40 @@ fn sqlite(dir: &std::path::Path) -> Connection {
     conn
 }
 
+/// A session on a new table `t`.
+fn omen_table(fast_path: bool) -> (tempfile::TempDir, Session) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut s = omen_session(dir.path(), fast_path);
+    s.execute(SCHEMA).expect("schema");
+    (dir, s)
+}
+
+/// A session on a new table `t` and its prepared single-row INSERT.
+fn omen_prepared_insert() -> (tempfile::TempDir, Session, PreparedStatement) {
+    let (dir, mut s) = omen_table(true);
+    let insert = s
+        .prepare("INSERT INTO t VALUES ($1, $2, $3)")
+        .expect("prepare");
+    (dir, s, insert)
+}
+
+/// SQLite on a new table `t`.
+fn sqlite_table() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = sqlite(dir.path());
+    conn.execute(SCHEMA, []).expect("schema");
+    (dir, conn)
+}
+
+/// The parameters of row `n` of `t`, as omen's prepared INSERT takes them.
+fn row(n: i64) -> [Value; 3] {
+    [
+        Value::Int64(n),
+        Value::Int64(n * 7),
+        Value::Text(format!("row {n}")),
+    ]
+}
+
 fn inserts(c: &mut Criterion) {
     eprintln!(
         "omen {} beside SQLite {} bundled by rusqlite, built in the same profile",
@@ -49,9 +83,7 @@ fn inserts(c: &mut Criterion) {
     for fast_path in [true, false] {
         let name = if fast_path { "omen" } else { "omen_planner" };
         group.bench_function(name, |b| {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let mut s = omen_session(dir.path(), fast_path);
-            s.execute(SCHEMA).expect("schema");
+            let (_dir, mut s) = omen_table(fast_path);
             let mut next = 0i64;
             b.iter_custom(|iters| {
                 let started = Instant::now();
@@ -67,23 +99,14 @@ fn inserts(c: &mut Criterion) {
         });
     }
     group.bench_function("omen_prepared", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut s = omen_session(dir.path(), true);
-        s.execute(SCHEMA).expect("schema");
-        let insert = s
-            .prepare("INSERT INTO t VALUES ($1, $2, $3)")
-            .expect("prepare");
+        let (_dir, mut s, insert) = omen_prepared_insert();
         let mut next = 0i64;
         b.iter_custom(|iters| {
             let started = Instant::now();
             s.execute("BEGIN").expect("begin");
             for _ in 0..iters {
                 next += 1;
-                let params = [
-                    Value::Int64(next),
-                    Value::Int64(next * 7),
-                    Value::Text(format!("row {next}")),
-                ];
+                let params = row(next);
                 black_box(s.execute_prepared(&insert, &params).expect("insert"));
             }
             s.execute("COMMIT").expect("commit");
@@ -91,9 +114,7 @@ fn inserts(c: &mut Criterion) {
         });
     });
     group.bench_function("sqlite", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conn = sqlite(dir.path());
-        conn.execute(SCHEMA, []).expect("schema");
+        let (_dir, conn) = sqlite_table();
         let mut next = 0i64;
         b.iter_custom(|iters| {
             let started = Instant::now();
@@ -190,27 +211,16 @@ fn autocommit_inserts(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("omen_prepared", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut s = omen_session(dir.path(), true);
-        s.execute(SCHEMA).expect("schema");
-        let insert = s
-            .prepare("INSERT INTO t VALUES ($1, $2, $3)")
-            .expect("prepare");
+        let (_dir, mut s, insert) = omen_prepared_insert();
         let mut next = 0i64;
         b.iter(|| {
             next += 1;
-            let params = [
-                Value::Int64(next),
-                Value::Int64(next * 7),
-                Value::Text(format!("row {next}")),
-            ];
+            let params = row(next);
             black_box(s.execute_prepared(&insert, &params).expect("insert"))
         });
     });
     group.bench_function("sqlite", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conn = sqlite(dir.path());
-        conn.execute(SCHEMA, []).expect("schema");
+        let (_dir, conn) = sqlite_table();
         let mut insert = conn
             .prepare("INSERT INTO t VALUES (?1, ?2, ?3)")
             .expect("prepare");
@@ -235,31 +245,20 @@ fn batch_inserts(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("omen_prepared", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut s = omen_session(dir.path(), true);
-        s.execute(SCHEMA).expect("schema");
-        let insert = s
-            .prepare("INSERT INTO t VALUES ($1, $2, $3)")
-            .expect("prepare");
+        let (_dir, mut s, insert) = omen_prepared_insert();
         let mut next = 0i64;
         b.iter(|| {
             s.execute("BEGIN").expect("begin");
             for _ in 0..BATCH {
                 next += 1;
-                let params = [
-                    Value::Int64(next),
-                    Value::Int64(next * 7),
-                    Value::Text(format!("row {next}")),
-                ];
+                let params = row(next);
                 s.execute_prepared(&insert, &params).expect("insert");
             }
             s.execute("COMMIT").expect("commit")
         });
     });
     group.bench_function("omen_values", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut s = omen_session(dir.path(), true);
-        s.execute(SCHEMA).expect("schema");
+        let (_dir, mut s) = omen_table(true);
         let mut next = 0i64;
         b.iter(|| {
             let rows: Vec<String> = (0..BATCH)
@@ -273,9 +272,7 @@ fn batch_inserts(c: &mut Criterion) {
         });
     });
     group.bench_function("sqlite", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conn = sqlite(dir.path());
-        conn.execute(SCHEMA, []).expect("schema");
+        let (_dir, conn) = sqlite_table();
         let mut next = 0i64;
         b.iter(|| {
             conn.execute("BEGIN", []).expect("begin");

@@ -1440,22 +1440,18 @@ pub fn prepared_parameters_over_the_wire_match_the_general_path() {
                     },
                     Err(e) => format!("ERROR {}", code(&e)),
                 };
-                let table = client
-                    .simple_query(&format!("SELECT * FROM {table} ORDER BY id"))
-                    .await
-                    .expect("read back");
-                let rows: Vec<String> = table
-                    .iter()
-                    .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                            (0..r.len())
-                                .map(|i| r.get(i).unwrap_or("NULL"))
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                        ),
-                        _ => None,
-                    })
-                    .collect();
+                let rows: Vec<String> =
+                    simple_rows(client, &format!("SELECT * FROM {table} ORDER BY id"))
+                        .await
+                        .into_iter()
+                        .map(|row| {
+                            let values: Vec<String> = row
+                                .into_iter()
+                                .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                                .collect();
+                            values.join(" ")
+                        })
+                        .collect();
                 results.push(format!("{result}\n--\n{}", rows.join("\n")));
             }
             assert_eq!(results[0], results[1], "the two paths differ on: {sql}");

@@ -547,6 +547,8 @@ pub fn value_expr(value: &Value, data_type: DataType) -> Result<Expr> {
         // Every digit, where PostgreSQL's text output may round.
         Value::Float32(v) => literal(ast::Value::SingleQuotedString(float_text(*v as f64))),
         Value::Float64(v) => literal(ast::Value::SingleQuotedString(float_text(*v))),
+        // Text stands for a value of `data_type` in its text form.
+        Value::Text(text) => literal(ast::Value::SingleQuotedString(text.clone())),
         value => {
             let field = Field::new("v", arrow_type(data_type), true);
             let schema = Arc::new(Schema::new(vec![field]));

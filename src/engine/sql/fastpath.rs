@@ -496,6 +496,14 @@ pub(crate) enum Source {
     Now,
 }
 
+/// The sort of value a [`Source`] gives, for rows of VALUES that must agree.
+#[derive(PartialEq)]
+enum Kind {
+    Literal(datafusion::arrow::datatypes::DataType),
+    Param,
+    Now,
+}
+
 /// Placeholder `$n` (`index` n - 1), perhaps cast: `$n::type`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Param {
@@ -559,12 +567,12 @@ impl Param {
 impl Source {
     /// What sort of value it gives: the type of a literal (None for NULL,
     /// which any column takes), a parameter, the time.
-    fn kind(&self) -> Option<String> {
+    fn kind(&self) -> Option<Kind> {
         match self {
             Source::Literal(ScalarValue::Null) => None,
-            Source::Literal(scalar) => Some(scalar.data_type().to_string()),
-            Source::Param(_) => Some("parameter".into()),
-            Source::Now => Some("now".into()),
+            Source::Literal(scalar) => Some(Kind::Literal(scalar.data_type())),
+            Source::Param(_) => Some(Kind::Param),
+            Source::Now => Some(Kind::Now),
         }
     }
 

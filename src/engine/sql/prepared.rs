@@ -234,18 +234,7 @@ impl Session {
             let values = params
                 .iter()
                 .zip(&prepared.types)
-                .map(|(value, &t)| match value {
-                    Value::Text(text) if t != DataType::Text => Ok(Expr::Cast {
-                        kind: ast::CastKind::DoubleColon,
-                        expr: Box::new(Expr::Value(
-                            ast::Value::SingleQuotedString(text.clone()).into(),
-                        )),
-                        data_type: sql_type(t)?,
-                        array: false,
-                        format: None,
-                    }),
-                    value => value_expr(value, t),
-                })
+                .map(|(value, &t)| value_expr(value, t))
                 .collect::<Result<Vec<_>>>()?;
             let mut statement = statement.clone();
             bind_parameters(&mut statement, &values)?;
