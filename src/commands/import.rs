@@ -3,17 +3,19 @@
 //!
 //! ```text
 //!   files --(read in chunks of complete records)--> rows of text fields
-//!         --(COPY FROM, one statement)--> the table, committed at the end
+//!         --(one bulk load, or COPY FROM)--> the table, committed at the end
 //! ```
 //!
 //! Fields are read by each column's input rules, as COPY reads them. Into an
 //! existing table, a header's names choose the columns (by position with
 //! `--no-header`). A table that does not exist is created with the types a
 //! sample of the first rows suggests (boolean, bigint, double precision,
-//! date, timestamp, timestamptz, text), and dropped again if the load fails.
+//! date, timestamp, timestamptz, text), in the same transaction as its rows.
 //! A bad row stops the import with its file, line and the reason; nothing
-//! of the import is then visible. The rows of one import are one
-//! transaction, so an import larger than the memory limit fails (53200)
+//! of the import is then visible. Rows go in as one bulk load (sorted
+//! files ingested at one commit, in bounded memory), or, into a table with
+//! secondary indexes or foreign keys, as one COPY, whose transaction holds
+//! every row: such an import larger than the memory limit fails (53200)
 //! rather than commit part of the data.
 
 use std::io::{BufRead, BufReader, Read};
@@ -84,6 +86,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if !args.common.quiet {
             eprintln!("{sql}");
         }
+        // The new table commits with its rows, or not at all.
+        session.begin()?;
         session.execute(sql)?;
     }
     let outcome = load(&mut session, &table, &columns, sample, &header, &args);
@@ -103,19 +107,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            if create.is_some() {
-                let drop = format!("DROP TABLE {}", quote(&table));
-                if let Err(undo) = session.execute(&drop) {
-                    eprintln!("omen: the new table {table} could not be dropped: {undo}");
-                }
+            if session.in_transaction() {
+                let _ = session.rollback();
             }
             Err(e)
         }
     }
 }
 
-/// Loads every file in one COPY (the first already open, as `first`, its
-/// column names `header`); returns the rows, bytes and seconds.
+/// Loads every file in one bulk load (or one COPY, for a table a bulk load
+/// cannot take), the first already open, as `first`, its column names
+/// `header`; returns the rows, bytes and seconds. Commits the transaction
+/// block the session may be in.
 fn load(
     session: &mut Session,
     table: &str,
@@ -130,17 +133,21 @@ fn load(
         .map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
         .sum();
     let progress = Progress::new(total, args.common.quiet);
-    session.copy_begin(table, columns)?;
+    let bulk = session.bulk_begin(table, columns)?.is_some();
+    if !bulk {
+        session.copy_begin(table, columns)?;
+    }
     let (mut rows, mut bytes) = (0u64, 0u64);
     let mut first = Some(first);
     for file in &args.files {
         let mut source = match first.take() {
             Some(source) => source,
-            None => open(file, args)?,
+            None => or_abort(session, open(file, args))?,
         };
-        let names = source.columns()?;
+        let names = or_abort(session, source.columns())?;
         if names != header {
             session.copy_abort();
+            session.bulk_abort();
             bail!(
                 "{}: its columns ({}) are not those of {} ({})",
                 file.display(),
@@ -153,9 +160,18 @@ fn load(
             let Some(batch) = or_abort(session, source.next_batch())? else {
                 break;
             };
-            if let Err(e) = session.copy_rows(&batch.rows) {
-                let line = locate(session, table, columns, &batch.rows)
-                    .map_or(batch.first_line, |i| batch.first_line + i);
+            let loaded = if bulk {
+                session.bulk_rows(&batch.rows).map_err(|e| (e.row, e.error))
+            } else {
+                session.copy_rows(&batch.rows).map_err(|e| (None, e))
+            };
+            if let Err((row, e)) = loaded {
+                let row = match row {
+                    Some(row) => Some(row),
+                    None if !bulk => locate(session, table, columns, &batch.rows),
+                    None => None,
+                };
+                let line = row.map_or(batch.first_line, |i| batch.first_line + i);
                 bail!(
                     "{}: line {line}: {e} (SQLSTATE {})",
                     file.display(),
@@ -167,7 +183,19 @@ fn load(
         }
         bytes += source.bytes();
     }
-    session.copy_end()?;
+    let finished = if bulk {
+        session.bulk_commit().map(|_| ())
+    } else {
+        session
+            .copy_end()
+            .and_then(|_| match session.in_transaction() {
+                true => session.commit(),
+                false => Ok(()),
+            })
+    };
+    if let Err(e) = finished {
+        bail!("{table}: {e} (SQLSTATE {})", e.sqlstate());
+    }
     Ok((rows, bytes, progress.finish()))
 }
 

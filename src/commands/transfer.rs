@@ -339,6 +339,7 @@ impl Delimited {
 pub fn or_abort<T>(session: &mut omen::Session, result: Result<T>) -> Result<T> {
     if result.is_err() {
         session.copy_abort();
+        session.bulk_abort();
     }
     result
 }

@@ -102,6 +102,26 @@ pub(super) struct Shared {
     directory_builder: Mutex<Option<Builder>>,
 }
 
+/// Where bulk loads write their files before ingesting them: `bulk` in the
+/// data directory (on the same file system, so ingesting moves them), or a
+/// directory of the system's for a database in memory.
+fn staging_dir(path: Option<&Path>, id: &[u8; 16]) -> PathBuf {
+    match path {
+        Some(path) => path.join("bulk"),
+        None => {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            std::env::temp_dir().join(format!("omen-bulk-{hex}"))
+        }
+    }
+}
+
+impl Shared {
+    /// Where bulk loads write their files (see [`staging_dir`]).
+    pub fn staging_dir(&self) -> PathBuf {
+        staging_dir(self.path.as_deref(), &self.id)
+    }
+}
+
 /// A background thread and the flag that asks it to stop.
 struct Builder {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -303,6 +323,8 @@ impl Database {
                 id
             }
         };
+        let staging = staging_dir(path.as_deref(), &id);
+        super::sql::recover_bulk_loads(storage.as_ref(), &staging)?;
         let storage = match &options.archive {
             Some(repository) => {
                 let last_ts = super::mvcc::stored_last_ts(storage.as_ref())?;

@@ -293,6 +293,39 @@ impl Directories {
         }
     }
 
+    /// Whether table `id` has a directory (ready or being built).
+    pub fn covers(&self, id: u32) -> bool {
+        self.tables.read().contains_key(&id)
+    }
+
+    /// The number a directory knows row key `key` of table `id` by.
+    pub fn key_number(&self, id: u32, key: &[u8]) -> Option<u64> {
+        directory_key(key)
+            .filter(|(table, _)| *table == id)
+            .map(|(_, k)| k)
+    }
+
+    /// Records rows under `keys` (numbers from [`Directories::key_number`],
+    /// ascending) committed at `ts`, all at once: the keys of a bulk load,
+    /// each new or replacing a deleted one. Whether the directory is ready
+    /// does not change (one still being built merges them as newer).
+    pub fn load(&self, id: u32, keys: Vec<u64>, ts: u64) {
+        let Some(target) = self.tables.read().get(&id).cloned() else {
+            return;
+        };
+        let mut index = target.index.write();
+        let mut old = Vec::with_capacity(index.len());
+        index.for_each_from(0, |k, payload| {
+            old.push((k, payload));
+            true
+        });
+        let new = keys.into_iter().map(|k| (k, ts)).collect();
+        let merged = merge_newer(old, new);
+        let deleted = merged.iter().filter(|(_, p)| p & DELETED != 0).count();
+        *index = Index::build(self.kind, &merged);
+        target.deletes.store(deleted, Ordering::Relaxed);
+    }
+
     /// Forgets a dropped table.
     pub fn remove_table(&self, id: u32) {
         self.tables.write().remove(&id);

@@ -46,6 +46,8 @@ pub struct Session {
     pub(super) backends: Option<Arc<dyn super::Backends>>,
     /// The COPY FROM whose rows are arriving, if one is.
     pub(super) copy: Option<CopyIn>,
+    /// The bulk load whose rows are arriving, if one is.
+    pub(super) bulk: Option<Box<super::sql::BulkIn>>,
     /// Bytes one statement or transaction may take (`SET omen.memory_limit`).
     pub(super) memory_limit: usize,
     /// This session's id, as locks name their holders.
@@ -146,7 +148,7 @@ impl Open {
     /// plan ran in several partitions may end (a LIMIT was reached) while
     /// the runtime is still dropping the partitions' aborted tasks; they let
     /// go of the transaction within moments.
-    fn into_transaction(self) -> Transaction {
+    pub(super) fn into_transaction(self) -> Transaction {
         let mut txn = self.txn;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
@@ -207,6 +209,7 @@ impl Session {
             canceller,
             backends: None,
             copy: None,
+            bulk: None,
             memory_limit,
             id,
             lock_timeout_ms,
@@ -409,6 +412,7 @@ impl Session {
     pub(super) fn statement<T>(&mut self, f: impl FnOnce(&mut Open) -> Result<T>) -> Result<T> {
         // A statement ends a COPY whose client stopped sending without saying so.
         self.copy_abort();
+        self.bulk_abort();
         match &mut self.txn {
             Some(open) => {
                 open.begin_statement()?;

@@ -5,6 +5,7 @@
 
 mod anomalies;
 mod backup;
+mod bulk;
 mod cli;
 mod crash;
 mod directory;
@@ -67,6 +68,13 @@ fn main() {
         concurrent_duplicate_insert,
         read_only_snapshot_is_consistent_while_writers_commit,
         serializable_read_only_never_aborts,
+    ));
+    trials.extend(tests!(bulk:
+        bulk_loads_spill_merge_and_appear_at_one_commit,
+        a_bulk_load_with_a_duplicate_or_bad_row_writes_nothing,
+        tables_with_indexes_or_foreign_keys_are_not_bulk_loaded,
+        a_bulk_load_in_a_block_commits_the_new_table_with_its_rows,
+        killing_an_import_leaves_nothing_or_everything,
     ));
     trials.extend(tests!(backup:
         online_backup_from_another_process_restores_one_consistent_commit,

@@ -209,6 +209,26 @@ impl Storage for Archived {
     fn entries_scanned(&self) -> u64 {
         self.inner.entries_scanned()
     }
+
+    fn sorted_file(
+        &self,
+        cf: Cf,
+        path: &Path,
+    ) -> Result<Box<dyn crate::engine::storage::SortedFile + '_>> {
+        self.inner.sorted_file(cf, path)
+    }
+
+    /// Ingested files bypass the commit log, so a database that archives
+    /// its commits takes every write through it.
+    fn ingest(&self, _cf: Cf, _files: &[PathBuf]) -> Result<()> {
+        Err(Error::Unsupported(
+            "loading files directly while commits are archived".into(),
+        ))
+    }
+
+    fn ingests(&self) -> bool {
+        false
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

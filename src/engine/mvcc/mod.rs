@@ -53,4 +53,4 @@ pub use store::{
     DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions, DIRECTORY_SCAN_LIMIT,
 };
 pub use transaction::{IsolationLevel, Mark, RowLock, RowLocker, Scan, Transaction, WriteKind};
-pub use version::{decode_version, split_versioned};
+pub use version::{decode_version, into_version, split_versioned, versioned_key};

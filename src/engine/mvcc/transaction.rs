@@ -254,6 +254,11 @@ impl Transaction {
         !self.writes.is_empty() || !self.extra.is_empty()
     }
 
+    /// Whether the transaction has written rows (not only definitions).
+    pub fn has_row_writes(&self) -> bool {
+        !self.writes.is_empty()
+    }
+
     /// Starts a statement of an explicit transaction: under READ COMMITTED,
     /// reads move to the newest commit, and its changes are recorded until
     /// [`end_statement`](Transaction::end_statement) so that
@@ -306,7 +311,8 @@ impl Transaction {
         if self.isolation == IsolationLevel::Serializable {
             self.reads.push(key.to_vec());
         }
-        self.mvcc.read_at(key, self.read_ts)
+        self.mvcc
+            .read_at(key, self.mvcc.snapshot_for(key, self.read_ts))
     }
 
     /// Keys in `from..to` (to the end when `to` is None) with their values, in key order.
@@ -322,8 +328,9 @@ impl Transaction {
         } else {
             Some(self.writes.range::<[u8], _>((Bound::Included(from), upper)))
         };
+        let read_ts = self.mvcc.snapshot_for(from, self.read_ts);
         // A range the key directory shows empty needs no storage read.
-        let stored: KvIter<'_> = if self.mvcc.range_is_empty(from, to, self.read_ts) {
+        let stored: KvIter<'_> = if self.mvcc.range_is_empty(from, to, read_ts) {
             Box::new(std::iter::empty())
         } else {
             self.mvcc.storage().scan(Cf::Rows, from, to)
@@ -332,7 +339,7 @@ impl Transaction {
             stored: stored.peekable(),
             ahead: None,
             own: own.into_iter().flatten().peekable(),
-            read_ts: self.read_ts,
+            read_ts,
             failed: false,
         }
     }

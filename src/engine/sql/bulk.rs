@@ -43,9 +43,36 @@ pub fn copy_booleans(sql: &str) -> String {
     tokens.iter().map(|t| t.to_string()).collect()
 }
 
+/// Rows of text fields (None for NULL) for columns `targets` of `table`,
+/// each field read as its column's type reads a string literal, completed
+/// with the other columns' defaults.
+pub(super) fn text_rows(
+    shared: &crate::engine::database::Shared,
+    planner: &super::Planner,
+    table: &Table,
+    targets: &[usize],
+    rows: &[Vec<Option<String>>],
+) -> Result<Vec<Vec<crate::engine::types::Value>>> {
+    let arrays = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let text: ArrayRef =
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r[i].as_deref())));
+            let column = &table.columns[c];
+            assign(&text, column.data_type, &column.name)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    full_rows(shared, planner, table, targets, &arrays)
+}
+
 impl Session {
     /// The table a COPY writes and the index of each column it fills.
-    fn copy_targets(&self, table: &str, columns: &[String]) -> Result<(Arc<Table>, Vec<usize>)> {
+    pub(super) fn copy_targets(
+        &self,
+        table: &str,
+        columns: &[String],
+    ) -> Result<(Arc<Table>, Vec<usize>)> {
         let table = self.table(table)?;
         let names: Vec<ast::ObjectName> = columns
             .iter()
@@ -131,17 +158,7 @@ impl Session {
                 ),
             ));
         }
-        let arrays = targets
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| {
-                let text: ArrayRef =
-                    Arc::new(StringArray::from_iter(rows.iter().map(|r| r[i].as_deref())));
-                let column = &table.columns[c];
-                assign(&text, column.data_type, &column.name)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let full = full_rows(&shared, &planner, &table, &targets, &arrays)?;
+        let full = text_rows(&shared, &planner, &table, &targets, rows)?;
         let open = match &mut copy.implicit {
             Some(open) => open,
             None => self.txn.as_mut().ok_or_else(|| {

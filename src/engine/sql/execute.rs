@@ -701,12 +701,18 @@ impl Session {
             return Err(Error::Unsupported("INSERT into a table function".into()));
         };
         let table = self.table(&table_name(name)?)?;
-        let targets = insert_targets(&table, &insert.columns)?;
+        let mut targets = insert_targets(&table, &insert.columns)?;
+        // Without a column list, fewer values fill the first columns.
+        let all_columns = insert.columns.is_empty();
         let mut on_conflict = super::upsert::OnConflict::new(&table, insert.on.as_ref())?;
         let Some(source) = insert.source else {
             return Err(Error::Unsupported("INSERT without VALUES or SELECT".into()));
         };
         if let SetExpr::Values(values) = source.body.as_ref() {
+            let given = values.rows.first().map_or(0, |r| r.len());
+            if all_columns && given < targets.len() {
+                targets.truncate(given);
+            }
             if let Some(row) = values.rows.iter().find(|r| r.len() != targets.len()) {
                 return Err(count_mismatch(row.len(), targets.len()));
             }
@@ -738,21 +744,26 @@ impl Session {
             let rows = shared
                 .runtime
                 .block_on(planner.query(Some(&open.txn), Statement::Query(source)))?;
-            if rows.schema.fields().len() != targets.len() {
-                return Err(count_mismatch(rows.schema.fields().len(), targets.len()));
-            }
+            let given = rows.schema.fields().len();
+            let targets = match &targets[..] {
+                targets if all_columns && given < targets.len() => &targets[..given],
+                targets if given != targets.len() => {
+                    return Err(count_mismatch(given, targets.len()))
+                }
+                targets => targets,
+            };
             let (mut count, mut returned) = (0, Vec::new());
             for batch in &rows.batches {
                 let arrays = batch
                     .columns()
                     .iter()
-                    .zip(&targets)
+                    .zip(targets)
                     .map(|(array, &c)| {
                         let column = &table.columns[c];
                         assign(array, column.data_type, &column.name)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let rows = full_rows(&shared, &planner, &table, &targets, &arrays)?;
+                let rows = full_rows(&shared, &planner, &table, targets, &arrays)?;
                 for row in rows {
                     // The row as stored, for RETURNING.
                     let stored = match &mut on_conflict {

@@ -24,6 +24,7 @@ mod describe;
 mod execute;
 mod fastpath;
 pub mod format;
+mod load;
 mod pg_catalog;
 mod pg_functions;
 mod planner;
@@ -45,6 +46,8 @@ pub use ddl::TableDef;
 pub use describe::{placeholder, placeholder_count, Description, MAX_PARAMETERS};
 pub(super) use execute::default_settings;
 pub use execute::{ident, parse, parse_timeout, table_name, Output};
+pub use load::RowError;
+pub(crate) use load::{recover as recover_bulk_loads, BulkIn};
 pub use planner::{default_parallelism, Planner, PlannerContext, Rows};
 pub(crate) use prepared::PreparedStatements;
 pub use prepared::{

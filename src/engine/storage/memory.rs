@@ -8,9 +8,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::{
-    BatchOp, Cf, CompactionFilterFactory, KvIter, ScanCounter, Storage, SyncMode, WriteBatch,
+    BatchOp, Cf, CompactionFilterFactory, KvIter, ScanCounter, SortedFile, Storage, SyncMode,
+    WriteBatch,
 };
-use crate::engine::error::Result;
+use crate::engine::error::{Error, Result};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -129,9 +130,73 @@ impl Storage for Memory {
         Ok(())
     }
 
+    fn sorted_file(&self, _cf: Cf, path: &std::path::Path) -> Result<Box<dyn SortedFile + '_>> {
+        Ok(Box::new(MemoryFile {
+            path: path.to_path_buf(),
+            entries: Vec::new(),
+            size: 0,
+        }))
+    }
+
+    fn ingest(&self, cf: Cf, files: &[std::path::PathBuf]) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        for path in files {
+            let bytes = std::fs::read(path).map_err(|e| Error::io("reading a sorted file", e))?;
+            let mut rest = bytes.as_slice();
+            while !rest.is_empty() {
+                let key = take_bytes(&mut rest)?;
+                let value = take_bytes(&mut rest)?;
+                batch.put(cf, key, value);
+            }
+        }
+        self.write(batch, SyncMode::Durable)?;
+        for path in files {
+            std::fs::remove_file(path).map_err(|e| Error::io("removing an ingested file", e))?;
+        }
+        Ok(())
+    }
+
     fn checkpoint(&self, _dir: &std::path::Path) -> Result<()> {
         Err(crate::engine::Error::Unsupported(
             "backing up a database that lives in memory".into(),
         ))
     }
+}
+
+/// A sorted file of the in-memory store: length-prefixed keys and values.
+struct MemoryFile {
+    path: std::path::PathBuf,
+    entries: Vec<u8>,
+    size: u64,
+}
+
+impl SortedFile for MemoryFile {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        for bytes in [key, value] {
+            self.entries
+                .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            self.entries.extend_from_slice(bytes);
+        }
+        self.size = self.entries.len() as u64;
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        std::fs::write(&self.path, &self.entries)
+            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))
+    }
+}
+
+/// The next length-prefixed byte string of a [`MemoryFile`].
+fn take_bytes(rest: &mut &[u8]) -> Result<Vec<u8>> {
+    let corrupt = || Error::Corruption("a sorted file ends inside an entry".into());
+    let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let bytes = tail.get(..len).ok_or_else(corrupt)?.to_vec();
+    *rest = &tail[len..];
+    Ok(bytes)
 }

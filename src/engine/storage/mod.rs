@@ -199,6 +199,31 @@ pub trait Storage: Send + Sync {
     /// Entries of [`Cf::Rows`] (row versions) scans have read since the
     /// store was opened.
     fn entries_scanned(&self) -> u64;
+
+    /// A new file at `path` that takes entries of `cf` in ascending key
+    /// order, for [`Storage::ingest`].
+    fn sorted_file(&self, cf: Cf, path: &std::path::Path) -> Result<Box<dyn SortedFile + '_>>;
+
+    /// Adds the entries of finished [`Storage::sorted_file`]s to `cf`, all
+    /// of them or none, durably; the files are moved into the store (they
+    /// are gone from their paths afterwards). Their keys must be keys no
+    /// write of the store has used.
+    fn ingest(&self, cf: Cf, files: &[std::path::PathBuf]) -> Result<()>;
+
+    /// Whether [`Storage::ingest`] can be used.
+    fn ingests(&self) -> bool {
+        true
+    }
+}
+
+/// A file of sorted entries being written (see [`Storage::sorted_file`]).
+pub trait SortedFile {
+    /// Appends an entry; keys must ascend strictly.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Bytes written so far (about).
+    fn size(&self) -> u64;
+    /// Completes the file and makes it durable.
+    fn finish(self: Box<Self>) -> Result<()>;
 }
 
 /// Counts the row versions a store's scans read.

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, CompactOptions, DBCompressionType, Options,
-    ReadOptions, SliceTransform, WriteOptions, DB,
+    BlockBasedOptions, ColumnFamilyDescriptor, CompactOptions, DBCompressionType,
+    IngestExternalFileOptions, Options, ReadOptions, SliceTransform, SstFileWriter, WriteOptions,
+    DB,
 };
 
 use super::{
-    BatchOp, Cf, CompactionFilter, CompactionFilterFactory, KvIter, ScanCounter, Storage, SyncMode,
-    WriteBatch,
+    BatchOp, Cf, CompactionFilter, CompactionFilterFactory, KvIter, ScanCounter, SortedFile,
+    Storage, SyncMode, WriteBatch,
 };
 use crate::engine::error::{Error, Result};
 
@@ -47,6 +48,9 @@ const MAX_OPEN_FILES: i32 = 512;
 /// RocksDB-backed storage.
 pub struct RocksDb {
     db: DB,
+    /// Each family's options (as in [`Cf::ALL`]), which files made for
+    /// ingestion are written with.
+    families: Vec<Options>,
     /// Row versions scans have read (see [`Storage::entries_scanned`]).
     scanned: ScanCounter,
 }
@@ -73,7 +77,7 @@ impl RocksDb {
         db_opts.set_max_open_files(MAX_OPEN_FILES);
 
         let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
-        let families = Cf::ALL.map(|cf| {
+        let family_options = Cf::ALL.map(|cf| {
             let mut opts = Options::default();
             opts.set_write_buffer_size(options.write_buffer_bytes);
             opts.set_compression_type(DBCompressionType::Lz4);
@@ -95,12 +99,17 @@ impl RocksDb {
                 }
             }
             opts.set_block_based_table_factory(&table);
-            ColumnFamilyDescriptor::new(cf.name(), opts)
+            opts
         });
+        let families = Cf::ALL
+            .iter()
+            .zip(&family_options)
+            .map(|(cf, opts)| ColumnFamilyDescriptor::new(cf.name(), opts.clone()));
         let db = DB::open_cf_descriptors(&db_opts, dir, families)
             .map_err(|e| Error::io(format!("opening RocksDB in {}", dir.display()), e))?;
         Ok(RocksDb {
             db,
+            families: family_options.into(),
             scanned: Default::default(),
         })
     }
@@ -198,6 +207,32 @@ impl Storage for RocksDb {
         Ok(())
     }
 
+    fn sorted_file(&self, cf: Cf, path: &Path) -> Result<Box<dyn SortedFile + '_>> {
+        let index = Cf::ALL
+            .iter()
+            .position(|c| *c == cf)
+            .expect("every family is listed");
+        let writer = SstFileWriter::create(&self.families[index]);
+        writer
+            .open(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        Ok(Box::new(SstFile {
+            writer,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    fn ingest(&self, cf: Cf, files: &[std::path::PathBuf]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut opts = IngestExternalFileOptions::default();
+        opts.set_move_files(true);
+        self.db
+            .ingest_external_file_cf_opts(self.cf(cf), &opts, files.to_vec())
+            .map_err(|e| Error::io("loading sorted files into RocksDB", e))
+    }
+
     fn checkpoint(&self, dir: &Path) -> Result<()> {
         rocksdb::checkpoint::Checkpoint::new(&self.db)
             .and_then(|c| c.create_checkpoint(dir))
@@ -211,6 +246,30 @@ impl Storage for RocksDb {
         self.db
             .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
         Ok(())
+    }
+}
+
+/// A table file made for [`Storage::ingest`].
+struct SstFile<'a> {
+    writer: SstFileWriter<'a>,
+    path: std::path::PathBuf,
+}
+
+impl SortedFile for SstFile<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.writer
+            .put(key, value)
+            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))
+    }
+
+    fn size(&self) -> u64 {
+        self.writer.file_size()
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.writer
+            .finish()
+            .map_err(|e| Error::io(format!("finishing {}", self.path.display()), e))
     }
 }
 
