@@ -137,52 +137,58 @@ fn load(
     if !bulk {
         session.copy_begin(table, columns)?;
     }
-    let (mut rows, mut bytes) = (0u64, 0u64);
-    let mut first = Some(first);
-    for file in &args.files {
-        let mut source = match first.take() {
-            Some(source) => source,
-            None => or_abort(session, open(file, args))?,
-        };
-        let names = or_abort(session, source.columns())?;
-        if names != header {
-            session.copy_abort();
-            session.bulk_abort();
-            bail!(
-                "{}: its columns ({}) are not those of {} ({})",
-                file.display(),
-                names.join(", "),
-                args.files[0].display(),
-                header.join(", ")
-            );
+    // One thread reads and splits the files; for a bulk load, a thread
+    // per core converts and encodes the rows; this one adds them.
+    let (sender, pieces) = std::sync::mpsc::sync_channel(4);
+    let read = || read_files(first, header, args, sender);
+    let loaded = std::thread::scope(|scope| {
+        scope.spawn(read);
+        if !bulk {
+            return copy_pieces(session, table, columns, pieces, args, &progress);
         }
-        loop {
-            let Some(batch) = or_abort(session, source.next_batch())? else {
-                break;
-            };
-            let loaded = if bulk {
-                session.bulk_rows(&batch.rows).map_err(|e| (e.row, e.error))
-            } else {
-                session.copy_rows(&batch.rows).map_err(|e| (None, e))
-            };
-            if let Err((row, e)) = loaded {
-                let row = match row {
-                    Some(row) => Some(row),
-                    None if !bulk => locate(session, table, columns, &batch.rows),
-                    None => None,
-                };
-                let line = row.map_or(batch.first_line, |i| batch.first_line + i);
-                bail!(
-                    "{}: line {line}: {e} (SQLSTATE {})",
-                    file.display(),
-                    e.sqlstate()
-                );
+        let encoder = session.bulk_encoder();
+        let encoder = or_abort(session, encoder.map_err(anyhow::Error::from))?;
+        let pieces = std::sync::Arc::new(std::sync::Mutex::new(pieces));
+        let (done, encoded) = std::sync::mpsc::sync_channel(4);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for _ in 0..workers {
+            let (encoder, pieces, done) = (encoder.clone(), pieces.clone(), done.clone());
+            scope.spawn(move || encode_pieces(&encoder, &pieces, &done));
+        }
+        drop((done, pieces));
+        let (mut rows, mut bytes, mut end) = (0u64, 0u64, None);
+        for item in encoded {
+            match or_abort(session, item)? {
+                Encoding::End { bytes } => end = Some(bytes),
+                Encoding::Rows {
+                    file,
+                    first_line,
+                    read,
+                    encoded,
+                } => {
+                    let encoded = encoded.map_err(|e| {
+                        let line = e.row.map_or(first_line, |i| first_line + i);
+                        anyhow::anyhow!(
+                            "{}: line {line}: {} (SQLSTATE {})",
+                            args.files[file].display(),
+                            e.error,
+                            e.error.sqlstate()
+                        )
+                    });
+                    let encoded = or_abort(session, encoded)?;
+                    rows += encoded.rows();
+                    if let Err(e) = session.bulk_add(encoded) {
+                        bail!("{table}: {e} (SQLSTATE {})", e.sqlstate());
+                    }
+                    bytes = bytes.max(read);
+                    progress.update(bytes, rows);
+                }
             }
-            rows += batch.rows.len() as u64;
-            progress.update(bytes + source.bytes(), rows);
         }
-        bytes += source.bytes();
-    }
+        end.map(|bytes| (rows, bytes))
+            .context("reading the files stopped")
+    });
+    let (rows, bytes) = loaded?;
     let finished = if bulk {
         session.bulk_commit().map(|_| ())
     } else {
@@ -197,6 +203,139 @@ fn load(
         bail!("{table}: {e} (SQLSTATE {})", e.sqlstate());
     }
     Ok((rows, bytes, progress.finish()))
+}
+
+/// What the reading thread hands on.
+enum Piece {
+    /// Rows of file `file`, read up to `bytes` of all the files.
+    Batch {
+        file: usize,
+        batch: Batch,
+        bytes: u64,
+    },
+    /// Every file is read: `bytes` in all.
+    End { bytes: u64 },
+}
+
+/// Rows of a bulk load, encoded by one of the threads that do that.
+enum Encoding {
+    /// The rows of a batch of file `file` starting at line `first_line`,
+    /// read up to `read` bytes of all the files.
+    Rows {
+        file: usize,
+        first_line: usize,
+        read: u64,
+        encoded: std::result::Result<omen::Encoded, omen::RowError>,
+    },
+    /// Every file is read: `bytes` in all.
+    End { bytes: u64 },
+}
+
+/// Encodes the batches of `pieces` with `encoder` into `done`, until
+/// either channel closes.
+fn encode_pieces(
+    encoder: &omen::BulkEncoder,
+    pieces: &std::sync::Mutex<std::sync::mpsc::Receiver<Result<Piece>>>,
+    done: &std::sync::mpsc::SyncSender<Result<Encoding>>,
+) {
+    loop {
+        let piece = match pieces.lock() {
+            Ok(pieces) => pieces.recv(),
+            Err(_) => return,
+        };
+        let Ok(piece) = piece else {
+            return;
+        };
+        let out = piece.map(|piece| match piece {
+            Piece::Batch { file, batch, bytes } => Encoding::Rows {
+                file,
+                first_line: batch.first_line,
+                read: bytes,
+                encoded: encoder.encode(&batch.rows),
+            },
+            Piece::End { bytes } => Encoding::End { bytes },
+        });
+        if done.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Loads the batches of `pieces` through the running COPY; returns the rows
+/// and bytes read.
+fn copy_pieces(
+    session: &mut Session,
+    table: &str,
+    columns: &[String],
+    pieces: std::sync::mpsc::Receiver<Result<Piece>>,
+    args: &Args,
+    progress: &Progress,
+) -> Result<(u64, u64)> {
+    let mut rows = 0u64;
+    for piece in pieces {
+        let (file, batch, bytes) = match or_abort(session, piece)? {
+            Piece::Batch { file, batch, bytes } => (file, batch, bytes),
+            Piece::End { bytes } => return Ok((rows, bytes)),
+        };
+        if let Err(e) = session.copy_rows(&batch.rows) {
+            let row = locate(session, table, columns, &batch.rows);
+            let line = row.map_or(batch.first_line, |i| batch.first_line + i);
+            bail!(
+                "{}: line {line}: {e} (SQLSTATE {})",
+                args.files[file].display(),
+                e.sqlstate()
+            );
+        }
+        rows += batch.rows.len() as u64;
+        progress.update(bytes, rows);
+    }
+    bail!("reading the files stopped")
+}
+
+/// Reads every file (the first already open, as `first`) and sends its
+/// rows to `out`, until the files end, one fails, or nobody listens.
+fn read_files(
+    first: Source,
+    header: &[String],
+    args: &Args,
+    out: std::sync::mpsc::SyncSender<Result<Piece>>,
+) {
+    let mut first = Some(first);
+    let mut bytes = 0;
+    let mut read = || -> Result<()> {
+        for (n, file) in args.files.iter().enumerate() {
+            let mut source = match first.take() {
+                Some(source) => source,
+                None => open(file, args)?,
+            };
+            let names = source.columns()?;
+            if names != header {
+                bail!(
+                    "{}: its columns ({}) are not those of {} ({})",
+                    file.display(),
+                    names.join(", "),
+                    args.files[0].display(),
+                    header.join(", ")
+                );
+            }
+            while let Some(batch) = source.next_batch()? {
+                let piece = Piece::Batch {
+                    file: n,
+                    batch,
+                    bytes: bytes + source.bytes(),
+                };
+                if out.send(Ok(piece)).is_err() {
+                    return Ok(());
+                }
+            }
+            bytes += source.bytes();
+        }
+        let _ = out.send(Ok(Piece::End { bytes }));
+        Ok(())
+    };
+    if let Err(e) = read() {
+        let _ = out.send(Err(e));
+    }
 }
 
 /// Which of `rows` fails to load, found by loading them one at a time in a
@@ -262,7 +401,7 @@ fn open(path: &Path, args: &Args) -> Result<Source> {
         bail!("reading standard input needs --format");
     }
     let format = FileFormat::of(path, args.common.format)?;
-    let input: Box<dyn Read> = if stdin {
+    let input: Box<dyn Read + Send> = if stdin {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)
@@ -284,7 +423,7 @@ fn open(path: &Path, args: &Args) -> Result<Source> {
 
 /// Newline-delimited JSON objects, or one array of them.
 struct Json {
-    input: BufReader<Box<dyn Read>>,
+    input: BufReader<Box<dyn Read + Send>>,
     array: bool,
     /// The first object's keys: the columns.
     keys: Option<Vec<String>>,

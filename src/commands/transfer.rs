@@ -209,7 +209,7 @@ pub struct Batch {
 
 /// CSV, TSV or COPY text, read a chunk of complete records at a time.
 pub struct Delimited {
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     copy: copy::Format,
     has_header: bool,
     buffer: Vec<u8>,
@@ -227,7 +227,7 @@ impl Delimited {
     /// Reads `input` (the file at `path`, for messages) in `copy`'s format;
     /// with `has_header` the first record names the columns.
     pub fn new(
-        input: Box<dyn Read>,
+        input: Box<dyn Read + Send>,
         copy: copy::Format,
         has_header: bool,
         path: &Path,

@@ -53,4 +53,6 @@ pub use store::{
     DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions, DIRECTORY_SCAN_LIMIT,
 };
 pub use transaction::{IsolationLevel, Mark, RowLock, RowLocker, Scan, Transaction, WriteKind};
-pub use version::{decode_version, into_version, split_versioned, versioned_key};
+pub use version::{
+    decode_version, into_version, split_versioned, versioned_key, ROW as VERSION_ROW,
+};

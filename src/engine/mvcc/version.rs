@@ -3,7 +3,8 @@
 
 use crate::engine::error::{Error, Result};
 
-const ROW: u8 = 0;
+/// The first byte of a stored version that holds a row.
+pub const ROW: u8 = 0;
 const TOMBSTONE: u8 = 1;
 
 /// The storage key of `user_key`'s version committed at `ts`.

@@ -42,7 +42,7 @@ use super::bulk::text_rows;
 use crate::engine::catalog::Table;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::locks::{Mode, Target};
-use crate::engine::mvcc::{into_version, versioned_key};
+use crate::engine::mvcc::{versioned_key, VERSION_ROW};
 use crate::engine::session::{commit, Open};
 use crate::engine::storage::{Cf, Storage, SyncMode, WriteBatch};
 use crate::engine::Session;
@@ -78,46 +78,168 @@ pub(crate) struct BulkIn {
     existing: bool,
 }
 
-/// Rows in memory: keys and encoded rows in one buffer.
+/// Bytes of the blocks a [`Run`] keeps its entries in.
+const BLOCK_BYTES: usize = 1 << 20;
+
+/// Keys and encoded rows in memory, in blocks that never move (so growing
+/// copies nothing, and runs join by handing blocks over).
 #[derive(Default)]
 struct Run {
-    bytes: Vec<u8>,
-    /// Offset of each entry, its key length and its value length.
-    entries: Vec<(usize, u32, u32)>,
+    blocks: Vec<Vec<u8>>,
+    /// Block, offset, key length and value length of each entry.
+    entries: Vec<(u32, u32, u32, u32)>,
+    /// Bytes of the blocks.
+    bytes: usize,
 }
 
 impl Run {
     fn push(&mut self, key: &[u8], value: &[u8]) {
-        self.entries
-            .push((self.bytes.len(), key.len() as u32, value.len() as u32));
-        self.bytes.extend_from_slice(key);
-        self.bytes.extend_from_slice(value);
+        let need = key.len() + value.len();
+        if self
+            .blocks
+            .last()
+            .is_none_or(|b| b.capacity() - b.len() < need)
+        {
+            let block = Vec::with_capacity(BLOCK_BYTES.max(need));
+            self.bytes += block.capacity();
+            self.blocks.push(block);
+        }
+        let n = self.blocks.len() - 1;
+        let block = &mut self.blocks[n];
+        self.entries.push((
+            n as u32,
+            block.len() as u32,
+            key.len() as u32,
+            value.len() as u32,
+        ));
+        block.extend_from_slice(key);
+        block.extend_from_slice(value);
+    }
+
+    /// Moves `other`'s entries to the end of this run.
+    fn append(&mut self, other: Run) {
+        let shift = self.blocks.len() as u32;
+        self.entries.extend(
+            other
+                .entries
+                .into_iter()
+                .map(|(b, at, k, v)| (b + shift, at, k, v)),
+        );
+        self.blocks.extend(other.blocks);
+        self.bytes += other.bytes;
     }
 
     fn size(&self) -> usize {
-        self.bytes.len() + self.entries.len() * std::mem::size_of::<(usize, u32, u32)>()
+        self.bytes + self.entries.len() * std::mem::size_of::<(u32, u32, u32, u32)>()
+    }
+
+    fn key_of(&self, (b, at, k, _): (u32, u32, u32, u32)) -> &[u8] {
+        &self.blocks[b as usize][at as usize..(at + k) as usize]
     }
 
     fn key(&self, i: usize) -> &[u8] {
-        let (at, k, _) = self.entries[i];
-        &self.bytes[at..at + k as usize]
+        self.key_of(self.entries[i])
     }
 
     fn value(&self, i: usize) -> &[u8] {
-        let (at, k, v) = self.entries[i];
-        &self.bytes[at + k as usize..at + k as usize + v as usize]
+        let (b, at, k, v) = self.entries[i];
+        &self.blocks[b as usize][(at + k) as usize..(at + k + v) as usize]
     }
 
     /// Orders the entries by key (stable, so equal keys stay in arrival order).
     fn sort(&mut self) {
-        let bytes = &self.bytes;
-        self.entries
-            .sort_by(|a, b| bytes[a.0..a.0 + a.1 as usize].cmp(&bytes[b.0..b.0 + b.1 as usize]));
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_by(|a, b| self.key_of(*a).cmp(self.key_of(*b)));
+        self.entries = entries;
     }
 
     fn clear(&mut self) {
-        self.bytes.clear();
-        self.entries.clear();
+        *self = Run::default();
+    }
+}
+
+/// Rows of a bulk load converted and encoded by a [`BulkEncoder`], for
+/// [`Session::bulk_add`].
+pub struct Encoded {
+    run: Run,
+    rows: u64,
+}
+
+impl Encoded {
+    /// How many rows.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// Converts and encodes the rows of a running bulk load; clones work on
+/// other threads, so a load can use every core.
+#[derive(Clone)]
+pub struct BulkEncoder {
+    shared: Arc<crate::engine::database::Shared>,
+    planner: Arc<super::Planner>,
+    table: Arc<Table>,
+    targets: Arc<[usize]>,
+    /// Definitions of the transaction block the load runs in.
+    overlay: Option<crate::engine::catalog::Overlay>,
+}
+
+impl BulkEncoder {
+    /// Rows of text fields (None for NULL), each field read as its
+    /// column's type reads a string literal, as COPY reads them; checked
+    /// against the table's constraints and encoded for storage.
+    pub fn encode(&self, rows: &[Vec<Option<String>>]) -> std::result::Result<Encoded, RowError> {
+        let _scope = self.overlay.as_ref().map(|o| o.enter());
+        if let Some((n, row)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() != self.targets.len())
+        {
+            let message = format!(
+                "a row has {} fields where {} are expected",
+                row.len(),
+                self.targets.len()
+            );
+            return Err(RowError {
+                row: Some(n),
+                error: Error::invalid(SqlState::BAD_COPY_FILE_FORMAT, message),
+            });
+        }
+        let (shared, table) = (&self.shared, &self.table);
+        let convert = |rows: &[Vec<Option<String>>]| {
+            let full = text_rows(shared, &self.planner, table, &self.targets, rows)?;
+            full.into_iter()
+                .map(|row| shared.checks.row(table, row))
+                .collect::<Result<Vec<_>>>()
+        };
+        let full = match convert(rows) {
+            Ok(full) => full,
+            Err(error) => {
+                // Which row: each on its own, until one fails the same way.
+                let row = (0..rows.len()).find(|&i| convert(&rows[i..=i]).is_err());
+                return Err(RowError { row, error });
+            }
+        };
+        let mut run = Run::default();
+        let mut value = Vec::new();
+        for row in full {
+            let key = if table.has_row_ids() {
+                let id = shared
+                    .row_ids
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                table.row_id_key(id)
+            } else {
+                table.row_key(&row)?
+            };
+            value.clear();
+            value.push(VERSION_ROW);
+            value.extend_from_slice(&table.encode_row(&row)?);
+            run.push(&key, &value);
+        }
+        Ok(Encoded {
+            run,
+            rows: rows.len() as u64,
+        })
     }
 }
 
@@ -202,6 +324,33 @@ impl Session {
         Ok(Some(fields))
     }
 
+    /// A converter of rows for the running bulk load, which other threads
+    /// may use (see [`Session::bulk_add`]).
+    pub fn bulk_encoder(&mut self) -> Result<BulkEncoder> {
+        let planner = self.planner()?;
+        let overlay = self.txn.as_ref().map(|open| open.overlay.clone());
+        let load = self.bulk.as_ref().ok_or_else(no_load)?;
+        Ok(BulkEncoder {
+            shared: self.shared.clone(),
+            planner,
+            table: load.table.clone(),
+            targets: load.targets.clone().into(),
+            overlay,
+        })
+    }
+
+    /// Adds rows a [`BulkEncoder`] of the running load encoded.
+    pub fn bulk_add(&mut self, encoded: Encoded) -> Result<()> {
+        let result = match self.bulk.as_mut() {
+            Some(load) => load.add(encoded),
+            None => Err(no_load()),
+        };
+        if result.is_err() {
+            self.bulk_abort();
+        }
+        result
+    }
+
     /// Adds rows of text fields (None for NULL), each field read as its
     /// column's type reads a string literal, as COPY reads them. A failure
     /// ends the load (and aborts a transaction block): nothing of it is
@@ -210,67 +359,17 @@ impl Session {
         &mut self,
         rows: &[Vec<Option<String>>],
     ) -> std::result::Result<u64, RowError> {
-        let _scope = self.catalog_scope();
-        let result = self.bulk_batch(rows);
-        if result.is_err() {
-            self.bulk_abort();
-        }
-        result
-    }
-
-    fn bulk_batch(&mut self, rows: &[Vec<Option<String>>]) -> std::result::Result<u64, RowError> {
-        let planner = self.planner()?;
-        let shared = self.shared.clone();
-        let load = self.bulk.as_mut().ok_or_else(|| {
-            Error::invalid(SqlState::PROTOCOL_VIOLATION, "rows without a bulk load")
-        })?;
-        if let Some((n, row)) = rows
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.len() != load.targets.len())
-        {
-            let message = format!(
-                "a row has {} fields where {} are expected",
-                row.len(),
-                load.targets.len()
-            );
-            return Err(RowError {
-                row: Some(n),
-                error: Error::invalid(SqlState::BAD_COPY_FILE_FORMAT, message),
-            });
-        }
-        let table = load.table.clone();
-        let convert = |rows: &[Vec<Option<String>>]| {
-            let full = text_rows(&shared, &planner, &table, &load.targets, rows)?;
-            full.into_iter()
-                .map(|row| shared.checks.row(&table, row))
-                .collect::<Result<Vec<_>>>()
-        };
-        let full = match convert(rows) {
-            Ok(full) => full,
-            Err(error) => {
-                // Which row: each on its own, until one fails the same way.
-                let row = (0..rows.len()).find(|&i| convert(&rows[i..=i]).is_err());
-                return Err(RowError { row, error });
+        let encoded = self.bulk_encoder()?.encode(rows);
+        let encoded = match encoded {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                self.bulk_abort();
+                return Err(e);
             }
         };
-        for row in full {
-            let key = if table.has_row_ids() {
-                let id = shared
-                    .row_ids
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                table.row_id_key(id)
-            } else {
-                table.row_key(&row)?
-            };
-            let value = into_version(Some(table.encode_row(&row)?));
-            load.run.push(&key, &value);
-            if load.run.size() >= load.run_bytes {
-                load.spill()?;
-            }
-        }
-        load.rows += rows.len() as u64;
-        Ok(rows.len() as u64)
+        let rows = encoded.rows;
+        self.bulk_add(encoded)?;
+        Ok(rows)
     }
 
     /// Finishes the running bulk load: writes its files and commits the
@@ -281,10 +380,7 @@ impl Session {
     pub fn bulk_commit(&mut self) -> Result<u64> {
         let _scope = self.catalog_scope();
         let Some(mut load) = self.bulk.take() else {
-            return Err(Error::invalid(
-                SqlState::PROTOCOL_VIOLATION,
-                "no bulk load is running",
-            ));
+            return Err(no_load());
         };
         let written = match load.write_files(&self.shared) {
             Ok(written) => written,
@@ -382,7 +478,20 @@ struct Files {
     keys: Option<Vec<u64>>,
 }
 
+fn no_load() -> Error {
+    Error::invalid(SqlState::PROTOCOL_VIOLATION, "no bulk load is running")
+}
+
 impl BulkIn {
+    fn add(&mut self, encoded: Encoded) -> Result<()> {
+        self.rows += encoded.rows;
+        self.run.append(encoded.run);
+        if self.run.size() >= self.run_bytes {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
     /// Sorts the rows in memory and writes them to a run file.
     fn spill(&mut self) -> Result<()> {
         self.run.sort();
