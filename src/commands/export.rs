@@ -20,7 +20,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use omen::engine::sql::format;
 use omen::Output;
 
-use super::transfer::{summary, Common, FileFormat, Progress};
+use flate2::write::GzEncoder;
+
+use super::transfer::{is_gzip, summary, Common, FileFormat, Progress};
 use crate::server::copy;
 
 /// Arguments of `omen export`.
@@ -61,13 +63,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let Some(Output::Rows(rows)) = outputs.into_iter().last() else {
         bail!("the query returns no rows to export");
     };
-    let mut out: BufWriter<Box<dyn Write>> = BufWriter::with_capacity(
+    let mut out = BufWriter::with_capacity(
         1 << 20,
         if to_stdout {
-            Box::new(std::io::stdout().lock())
+            Sink::Plain(Box::new(std::io::stdout().lock()))
         } else {
             let path = args.output.as_deref().expect("a file");
-            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            match is_gzip(path) {
+                true => Sink::Gzip(GzEncoder::new(file, flate2::Compression::default())),
+                false => Sink::Plain(Box::new(file)),
+            }
         },
     );
     let mut bytes = 0u64;
@@ -120,7 +127,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
-    out.flush().context("writing the export")?;
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(Sink::finish)
+        .context("writing the export")?;
     let seconds = progress.finish();
     if args.common.json || !args.common.quiet {
         let line = summary("exported", &name, written, bytes, seconds, args.common.json);
@@ -131,6 +141,39 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where an export writes: standard output or a file, or a file through
+/// gzip (its name ends in `.gz`).
+enum Sink {
+    Plain(Box<dyn Write>),
+    Gzip(GzEncoder<File>),
+}
+
+impl Sink {
+    /// Writes out what is buffered, and gzip's trailer.
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(mut out) => out.flush(),
+            Sink::Gzip(gzip) => gzip.finish().map(drop),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(out) => out.write(data),
+            Sink::Gzip(gzip) => gzip.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(out) => out.flush(),
+            Sink::Gzip(gzip) => gzip.flush(),
+        }
+    }
 }
 
 /// Row `r` of `batch` as a JSON object with the keys `names` (JSON-encoded).

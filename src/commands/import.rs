@@ -26,7 +26,8 @@ use anyhow::{bail, Context, Result};
 use omen::Session;
 
 use super::transfer::{
-    or_abort, summary, Batch, Common, Delimited, FileFormat, Progress, BATCH_ROWS,
+    is_gzip, or_abort, summary, without_gzip, Batch, Common, Delimited, FileFormat, Progress,
+    BATCH_ROWS,
 };
 
 /// Arguments of `omen import`.
@@ -127,10 +128,15 @@ fn load(
     header: &[String],
     args: &Args,
 ) -> Result<(u64, u64, f64)> {
+    // Bytes read are counted after decompression, so a gzip file has no
+    // known total.
     let total: Option<u64> = args
         .files
         .iter()
-        .map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+        .map(|f| {
+            let size = std::fs::metadata(f).ok().map(|m| m.len());
+            size.filter(|_| !is_gzip(f))
+        })
         .sum();
     let progress = Progress::new(total, args.common.quiet);
     let bulk = session.bulk_begin(table, columns)?.is_some();
@@ -401,11 +407,17 @@ fn open(path: &Path, args: &Args) -> Result<Source> {
         bail!("reading standard input needs --format");
     }
     let format = FileFormat::of(path, args.common.format)?;
-    let input: Box<dyn Read + Send> = if stdin {
+    let mut input: Box<dyn Read + Send> = if stdin {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)
     };
+    if is_gzip(path) {
+        input = Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            input,
+        )));
+    }
     Ok(match args.common.copy_format(format, false) {
         Some(copy) => Source::Delimited(Delimited::new(input, copy, !args.common.no_header, path)),
         None => Source::Json(Json {
@@ -584,7 +596,7 @@ impl<'de> serde::Deserialize<'de> for Object {
 
 /// The table a file loads into by default: its name without the extension.
 fn table_name_of(path: &Path) -> Result<String> {
-    let stem = path
+    let stem = without_gzip(path)
         .file_stem()
         .and_then(|s| s.to_str())
         .filter(|_| path != Path::new("-"))

@@ -61,6 +61,21 @@ impl Common {
     }
 }
 
+/// Whether `path` names a gzip file (it ends in `.gz`).
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// The file name of `path` without a `.gz` ending: the name that tells
+/// the format.
+pub fn without_gzip(path: &Path) -> &Path {
+    match is_gzip(path) {
+        true => path.file_stem().map_or(path, Path::new),
+        false => path,
+    }
+}
+
 /// A file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FileFormat {
@@ -82,7 +97,7 @@ impl FileFormat {
         if let Some(format) = given {
             return Ok(format);
         }
-        let extension = path
+        let extension = without_gzip(path)
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);

@@ -130,6 +130,13 @@ pub fn a_bulk_load_with_a_duplicate_or_bad_row_writes_nothing() {
     assert!(error.to_string().contains("Key (id)=(2500)"), "{error}");
     assert_sqlstate(load(&mut s, "m", &[rows(99_990..100_010)]), "23505");
     assert_eq!(count(&mut s, "m"), 1);
+    // Enough rows to be written in parts on two threads, the duplicate
+    // pair on both sides of the cut between them.
+    run(&mut s, "SET omen.memory_limit = '1GB'");
+    let across = vec![rows(0..99_999), rows(49_999..50_000)];
+    let error = load(&mut s, "m", &across).unwrap_err();
+    assert!(error.to_string().contains("Key (id)=(49999)"), "{error}");
+    run(&mut s, "SET omen.memory_limit = '1MB'");
 
     let columns = ["id".to_string(), "v".to_string()];
     let mut bad = rows(0..10);

@@ -217,6 +217,7 @@ fn main() {
         import_creates_a_typed_table_and_export_gives_it_back,
         a_bad_row_stops_the_import_and_changes_nothing,
         import_from_stdin_into_named_columns_and_dry_run,
+        gzip_files_export_and_import,
     ));
     trials.extend(tests!(server:
         simple_protocol_and_transaction_status,

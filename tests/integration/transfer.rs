@@ -21,6 +21,14 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
+/// A new data directory (in a temporary directory) where `sql` has run.
+fn database_with(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let db = tmp.path().join("db");
+    ok(omen(&db, &["repl", "-c", sql], b""));
+    (tmp, db)
+}
+
 /// The rows of `sql` as CSV, through `omen export`.
 fn csv(dir: &Path, sql: &str) -> String {
     ok(omen(dir, &["export", "--query", sql, "--quiet"], b""))
@@ -93,19 +101,8 @@ pub fn import_creates_a_typed_table_and_export_gives_it_back() {
 }
 
 pub fn a_bad_row_stops_the_import_and_changes_nothing() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let db = tmp.path().join("db");
-    ok(omen(
-        &db,
-        &[
-            "repl",
-            "-c",
-            "CREATE TABLE m (id int PRIMARY KEY, v int)",
-            "-c",
-            "INSERT INTO m VALUES (1, 1)",
-        ],
-        b"",
-    ));
+    let (tmp, db) =
+        database_with("CREATE TABLE m (id int PRIMARY KEY, v int); INSERT INTO m VALUES (1, 1)");
     let bad = tmp.path().join("bad.csv");
     let mut text = String::from("id,v\n");
     for i in 2..20_000 {
@@ -195,4 +192,39 @@ pub fn import_from_stdin_into_named_columns_and_dry_run() {
         csv(&db, "SELECT name, n IS NULL FROM p WHERE name = 'cy'"),
         "name,?column?\ncy,t\n"
     );
+}
+
+/// `.gz` files: export compresses, import decompresses (the format and
+/// the table's name come from the name without `.gz`), and the table
+/// comes back whole.
+pub fn gzip_files_export_and_import() {
+    let (tmp, db) = database_with(
+        "CREATE TABLE g (id int PRIMARY KEY, t text); \
+         INSERT INTO g SELECT x, 'row ' || x FROM generate_series(1, 5000) AS s(x)",
+    );
+    let file = tmp.path().join("copy.csv.gz");
+    let path = file.to_str().expect("utf-8");
+    ok(omen(
+        &db,
+        &["export", "--table", "g", "-o", path, "--quiet"],
+        b"",
+    ));
+    let bytes = std::fs::read(&file).expect("read");
+    assert_eq!(&bytes[..2], b"\x1f\x8b", "not gzip");
+    assert!(
+        bytes.len() < 30_000,
+        "not compressed: {} bytes",
+        bytes.len()
+    );
+    ok(omen(&db, &["import", path, "--quiet"], b""));
+    assert_eq!(
+        csv(&db, "SELECT count(*), sum(id), max(t) FROM copy"),
+        "count,sum,max\n5000,12502500,row 999\n"
+    );
+    // A damaged file fails and loads nothing.
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).expect("write");
+    let out = omen(&db, &["import", path, "--table", "g2"], b"");
+    assert!(!out.status.success());
+    let out = omen(&db, &["repl", "-c", "SELECT * FROM g2"], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("42P01"));
 }

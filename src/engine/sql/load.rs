@@ -523,9 +523,10 @@ impl BulkIn {
             self.spill()?;
         }
         let directory_keys = shared.directories.covers(self.table.id);
-        let mut out = Output {
+        let output = |part: usize| Output {
             storage,
             staging: &self.staging,
+            part,
             table: &self.table,
             at: self.at,
             file: None,
@@ -538,43 +539,96 @@ impl BulkIn {
         };
         if self.spilled.is_empty() {
             self.run.sort();
-            for i in 0..self.run.entries.len() {
-                out.put(self.run.key(i), self.run.value(i))?;
-            }
+            let files = write_parts(&self.run, output)?;
             self.run.clear();
-        } else {
-            let mut heap = BinaryHeap::new();
-            let mut readers = Vec::new();
-            for (n, path) in self.spilled.iter().enumerate() {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                let mut reader = RunReader {
-                    input: BufReader::with_capacity(1 << 20, file),
-                    path: path.clone(),
-                };
-                if let Some(entry) = reader.next()? {
-                    heap.push(std::cmp::Reverse((entry, n)));
-                }
-                readers.push(reader);
+            return Ok(files);
+        }
+        let mut out = output(0);
+        let mut heap = BinaryHeap::new();
+        let mut readers = Vec::new();
+        for (n, path) in self.spilled.iter().enumerate() {
+            let file = std::fs::File::open(path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let mut reader = RunReader {
+                input: BufReader::with_capacity(1 << 20, file),
+                path: path.clone(),
+            };
+            if let Some(entry) = reader.next()? {
+                heap.push(std::cmp::Reverse((entry, n)));
             }
-            while let Some(std::cmp::Reverse(((key, value), n))) = heap.pop() {
-                out.put(&key, &value)?;
-                if let Some(entry) = readers[n].next()? {
-                    heap.push(std::cmp::Reverse((entry, n)));
-                }
+            readers.push(reader);
+        }
+        while let Some(std::cmp::Reverse(((key, value), n))) = heap.pop() {
+            out.put(&key, &value)?;
+            if let Some(entry) = readers[n].next()? {
+                heap.push(std::cmp::Reverse((entry, n)));
             }
-            for path in &self.spilled {
-                let _ = std::fs::remove_file(path);
-            }
+        }
+        for path in &self.spilled {
+            let _ = std::fs::remove_file(path);
         }
         out.finish()
     }
+}
+
+/// Rows of a sorted run below this many are written by one thread.
+const PARALLEL_WRITE_ROWS: usize = 100_000;
+
+/// Writes the sorted `run` into storage files, in parts of equal size on
+/// a thread per core; `output(part)` makes the writer of each.
+fn write_parts<'a>(run: &Run, output: impl Fn(usize) -> Output<'a> + Sync) -> Result<Files> {
+    let n = run.entries.len();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let parts = if n < PARALLEL_WRITE_ROWS { 1 } else { threads };
+    let bounds: Vec<usize> = (0..=parts).map(|p| p * n / parts).collect();
+    // A key on both sides of a cut is a duplicate no part sees.
+    if let Some(&cut) = bounds[1..parts]
+        .iter()
+        .find(|&&cut| cut > 0 && cut < n && run.key(cut - 1) == run.key(cut))
+    {
+        return Err(output(0).duplicate(run.value(cut)));
+    }
+    let written: Vec<Result<Files>> = std::thread::scope(|scope| {
+        let output = &output;
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .enumerate()
+            .map(|(part, range)| {
+                let range = range[0]..range[1];
+                scope.spawn(move || {
+                    let mut out = output(part);
+                    for i in range {
+                        out.put(run.key(i), run.value(i))?;
+                    }
+                    out.finish()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut files = Files {
+        paths: Vec::new(),
+        keys: None,
+    };
+    for part in written {
+        let part = part?;
+        files.paths.extend(part.paths);
+        if let Some(keys) = part.keys {
+            files.keys.get_or_insert_with(Vec::new).extend(keys);
+        }
+    }
+    Ok(files)
 }
 
 /// Writes merged rows into storage files, checking their keys.
 struct Output<'a> {
     storage: &'a dyn Storage,
     staging: &'a Path,
+    /// Which part of the rows this writes (its files' names start with it).
+    part: usize,
     table: &'a Table,
     at: u64,
     file: Option<Box<dyn crate::engine::storage::SortedFile + 'a>>,
@@ -600,7 +654,8 @@ impl Output<'_> {
         }
         if self.file.as_ref().is_none_or(|f| f.size() >= FILE_BYTES) {
             self.close()?;
-            let path = self.staging.join(format!("{:04}.sst", self.paths.len()));
+            let name = format!("{:02}-{:04}.sst", self.part, self.paths.len());
+            let path = self.staging.join(name);
             self.file = Some(self.storage.sorted_file(Cf::Rows, &path)?);
             self.paths.push(path);
         }
