@@ -33,5 +33,7 @@ pub const BUILD: &str = env!("OMEN_BUILD");
 /// `0.1.0 (opt-level 3, release profile)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OMEN_BUILD"), ")");
 
-pub use engine::sql::{BulkEncoder, Encoded, Output, PreparedStatement, RowError, Rows};
+pub use engine::sql::{
+    BulkEncoder, Encoded, OnDuplicate, Output, PreparedStatement, RowError, Rows,
+};
 pub use engine::{Database, Durability, Error, IsolationLevel, Options, Result, Session, SqlState};

@@ -133,7 +133,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .context("writing the export")?;
     let seconds = progress.finish();
     if args.common.json || !args.common.quiet {
-        let line = summary("exported", &name, written, bytes, seconds, args.common.json);
+        let totals = (written, bytes, seconds);
+        let line = summary("exported", &name, totals, &[], args.common.json);
         if args.common.json && !to_stdout {
             println!("{line}");
         } else {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use omen::Session;
+use omen::{OnDuplicate, RowError, Session};
 
 use super::transfer::{
     is_gzip, or_abort, summary, without_gzip, Batch, Common, Delimited, FileFormat, Progress,
@@ -47,6 +47,51 @@ pub struct Args {
     /// Print the table's columns and the first rows, and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// What a row does whose primary key another row of the import, or of
+    /// the table, holds.
+    #[arg(long, value_enum, default_value_t = Conflict::Error)]
+    on_conflict: Conflict,
+    /// Leave out up to N rows that do not convert or break a constraint,
+    /// instead of failing at the first.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    skip_errors: u64,
+    /// Write the rows --skip-errors leaves out to FILE, as CSV: file, line,
+    /// SQLSTATE, error, then the row's fields.
+    #[arg(long, value_name = "FILE", requires = "skip_errors")]
+    rejects: Option<PathBuf>,
+}
+
+/// `--on-conflict`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Conflict {
+    /// Fail the import (23505), loading nothing.
+    Error,
+    /// Keep the row the table has, or the first of the import's.
+    Skip,
+    /// Keep the last of the import's rows, replacing the table's.
+    Update,
+}
+
+impl Conflict {
+    fn on_duplicate(self) -> OnDuplicate {
+        match self {
+            Conflict::Error => OnDuplicate::Error,
+            Conflict::Skip => OnDuplicate::Skip,
+            Conflict::Update => OnDuplicate::Update,
+        }
+    }
+}
+
+/// What an import did.
+struct Loaded {
+    /// Rows written.
+    rows: u64,
+    bytes: u64,
+    seconds: f64,
+    /// Rows --skip-errors left out.
+    rejected: u64,
+    /// Rows whose key was taken (skipped, or replaced by a later one).
+    duplicates: u64,
 }
 
 /// Rows the types of a new table are chosen from.
@@ -93,17 +138,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let outcome = load(&mut session, &table, &columns, sample, &header, &args);
     match outcome {
-        Ok((rows, bytes, seconds)) => {
+        Ok(loaded) => {
+            let totals = (loaded.rows, loaded.bytes, loaded.seconds);
+            let notes = [
+                ("rows left out", loaded.rejected),
+                ("duplicate keys", loaded.duplicates),
+            ];
             if args.common.json {
-                println!(
-                    "{}",
-                    summary("imported", &table, rows, bytes, seconds, true)
-                );
+                println!("{}", summary("imported", &table, totals, &notes, true));
             } else if !args.common.quiet {
-                eprintln!(
-                    "{}",
-                    summary("imported", &table, rows, bytes, seconds, false)
-                );
+                eprintln!("{}", summary("imported", &table, totals, &notes, false));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -118,8 +162,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// Loads every file in one bulk load (or one COPY, for a table a bulk load
 /// cannot take), the first already open, as `first`, its column names
-/// `header`; returns the rows, bytes and seconds. Commits the transaction
-/// block the session may be in.
+/// `header`. Commits the transaction block the session may be in.
 fn load(
     session: &mut Session,
     table: &str,
@@ -127,7 +170,7 @@ fn load(
     first: Source,
     header: &[String],
     args: &Args,
-) -> Result<(u64, u64, f64)> {
+) -> Result<Loaded> {
     // Bytes read are counted after decompression, so a gzip file has no
     // known total.
     let total: Option<u64> = args
@@ -139,10 +182,22 @@ fn load(
         })
         .sum();
     let progress = Progress::new(total, args.common.quiet);
-    let bulk = session.bulk_begin(table, columns)?.is_some();
+    let on_duplicate = args.on_conflict.on_duplicate();
+    let bulk = session.bulk_begin(table, columns, on_duplicate)?.is_some();
     if !bulk {
+        if args.on_conflict != Conflict::Error || args.skip_errors > 0 {
+            bail!(
+                "--on-conflict and --skip-errors need a bulk load, which a table with secondary indexes or foreign keys, or a database that archives its commits, cannot take"
+            );
+        }
         session.copy_begin(table, columns)?;
     }
+    let mut rejects = match &args.rejects {
+        Some(path) => Some(csv::WriterBuilder::new().flexible(true).from_writer(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     // One thread reads and splits the files; for a bulk load, a thread
     // per core converts and encodes the rows; this one adds them.
     let (sender, pieces) = std::sync::mpsc::sync_channel(4);
@@ -150,20 +205,36 @@ fn load(
     let loaded = std::thread::scope(|scope| {
         scope.spawn(read);
         if !bulk {
-            return copy_pieces(session, table, columns, pieces, args, &progress);
+            return copy_pieces(session, table, columns, pieces, args, &progress)
+                .map(|(rows, bytes)| (rows, bytes, 0));
         }
         let encoder = session.bulk_encoder();
         let encoder = or_abort(session, encoder.map_err(anyhow::Error::from))?;
-        let pieces = std::sync::Arc::new(std::sync::Mutex::new(pieces));
+        // Pieces are numbered as they are taken, and added in that order:
+        // the file's order, which decides which of two rows with one key
+        // comes first.
+        let pieces = std::sync::Arc::new(std::sync::Mutex::new((pieces, 0u64)));
         let (done, encoded) = std::sync::mpsc::sync_channel(4);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let skip = args.skip_errors > 0;
         for _ in 0..workers {
             let (encoder, pieces, done) = (encoder.clone(), pieces.clone(), done.clone());
-            scope.spawn(move || encode_pieces(&encoder, &pieces, &done));
+            scope.spawn(move || encode_pieces(&encoder, skip, &pieces, &done));
         }
         drop((done, pieces));
-        let (mut rows, mut bytes, mut end) = (0u64, 0u64, None);
-        for item in encoded {
+        let (mut rows, mut bytes, mut end, mut rejected) = (0u64, 0u64, None, 0u64);
+        let mut early = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        let in_order = encoded.into_iter().flat_map(|(seq, item)| {
+            early.insert(seq, item);
+            let mut ready = Vec::new();
+            while let Some(item) = early.remove(&next) {
+                ready.push(item);
+                next += 1;
+            }
+            ready
+        });
+        for item in in_order {
             match or_abort(session, item)? {
                 Encoding::End { bytes } => end = Some(bytes),
                 Encoding::Rows {
@@ -171,6 +242,7 @@ fn load(
                     first_line,
                     read,
                     encoded,
+                    left_out,
                 } => {
                     let encoded = encoded.map_err(|e| {
                         let line = e.row.map_or(first_line, |i| first_line + i);
@@ -182,6 +254,30 @@ fn load(
                         )
                     });
                     let encoded = or_abort(session, encoded)?;
+                    let name = args.files[file].display().to_string();
+                    for ((i, e), fields) in encoded.rejected().iter().zip(&left_out) {
+                        rejected += 1;
+                        let line = first_line + i;
+                        if rejected > args.skip_errors {
+                            session.bulk_abort();
+                            bail!(
+                                "{name}: line {line}: {e} (SQLSTATE {}); more than {} rows failed",
+                                e.sqlstate(),
+                                args.skip_errors
+                            );
+                        }
+                        if let Some(out) = &mut rejects {
+                            let mut record = vec![
+                                name.clone(),
+                                line.to_string(),
+                                e.sqlstate().code().to_string(),
+                                e.to_string(),
+                            ];
+                            record.extend(fields.iter().map(|f| f.clone().unwrap_or_default()));
+                            let written = out.write_record(&record);
+                            or_abort(session, written.context("writing the rejects file"))?;
+                        }
+                    }
                     rows += encoded.rows();
                     if let Err(e) = session.bulk_add(encoded) {
                         bail!("{table}: {e} (SQLSTATE {})", e.sqlstate());
@@ -191,12 +287,19 @@ fn load(
                 }
             }
         }
-        end.map(|bytes| (rows, bytes))
+        end.map(|bytes| (rows, bytes, rejected))
             .context("reading the files stopped")
     });
-    let (rows, bytes) = loaded?;
+    let (rows, bytes, rejected) = loaded?;
+    if let Some(out) = &mut rejects {
+        if let Err(e) = out.flush() {
+            session.copy_abort();
+            session.bulk_abort();
+            bail!("writing the rejects file: {e}");
+        }
+    }
     let finished = if bulk {
-        session.bulk_commit().map(|_| ())
+        session.bulk_commit()
     } else {
         session
             .copy_end()
@@ -204,11 +307,19 @@ fn load(
                 true => session.commit(),
                 false => Ok(()),
             })
+            .map(|_| rows)
     };
-    if let Err(e) = finished {
-        bail!("{table}: {e} (SQLSTATE {})", e.sqlstate());
-    }
-    Ok((rows, bytes, progress.finish()))
+    let written = match finished {
+        Ok(written) => written,
+        Err(e) => bail!("{table}: {e} (SQLSTATE {})", e.sqlstate()),
+    };
+    Ok(Loaded {
+        rows: written,
+        bytes,
+        seconds: progress.finish(),
+        rejected,
+        duplicates: rows - written,
+    })
 }
 
 /// What the reading thread hands on.
@@ -232,36 +343,59 @@ enum Encoding {
         first_line: usize,
         read: u64,
         encoded: std::result::Result<omen::Encoded, omen::RowError>,
+        /// The fields of the rows `encoded` left out, in its order.
+        left_out: Vec<Vec<Option<String>>>,
     },
     /// Every file is read: `bytes` in all.
     End { bytes: u64 },
 }
 
-/// Encodes the batches of `pieces` with `encoder` into `done`, until
-/// either channel closes.
+/// Encodes the batches of `pieces` with `encoder` into `done`, each with
+/// the number of the piece it came from, until either channel closes; with
+/// `skip`, rows that fail are left out.
 fn encode_pieces(
     encoder: &omen::BulkEncoder,
-    pieces: &std::sync::Mutex<std::sync::mpsc::Receiver<Result<Piece>>>,
-    done: &std::sync::mpsc::SyncSender<Result<Encoding>>,
+    skip: bool,
+    pieces: &std::sync::Mutex<(std::sync::mpsc::Receiver<Result<Piece>>, u64)>,
+    done: &std::sync::mpsc::SyncSender<(u64, Result<Encoding>)>,
 ) {
     loop {
-        let piece = match pieces.lock() {
-            Ok(pieces) => pieces.recv(),
+        let (seq, piece) = match pieces.lock() {
+            Ok(mut pieces) => {
+                let piece = pieces.0.recv();
+                pieces.1 += 1;
+                (pieces.1 - 1, piece)
+            }
             Err(_) => return,
         };
         let Ok(piece) = piece else {
             return;
         };
         let out = piece.map(|piece| match piece {
-            Piece::Batch { file, batch, bytes } => Encoding::Rows {
-                file,
-                first_line: batch.first_line,
-                read: bytes,
-                encoded: encoder.encode(&batch.rows),
-            },
+            Piece::Batch { file, batch, bytes } => {
+                let encoded = match skip {
+                    true => encoder.encode_skipping(&batch.rows).map_err(RowError::from),
+                    false => encoder.encode(&batch.rows),
+                };
+                let left_out = match &encoded {
+                    Ok(encoded) => encoded
+                        .rejected()
+                        .iter()
+                        .map(|(i, _)| batch.rows[*i].clone())
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                Encoding::Rows {
+                    file,
+                    first_line: batch.first_line,
+                    read: bytes,
+                    encoded,
+                    left_out,
+                }
+            }
             Piece::End { bytes } => Encoding::End { bytes },
         });
-        if done.send(out).is_err() {
+        if done.send((seq, out)).is_err() {
             return;
         }
     }

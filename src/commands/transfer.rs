@@ -195,19 +195,34 @@ impl Progress {
 }
 
 /// The closing summary: one line for people, or JSON for scripts.
-pub fn summary(verb: &str, table: &str, rows: u64, bytes: u64, seconds: f64, json: bool) -> String {
+/// `notes` are further counts (name, count), shown when not zero.
+pub fn summary(
+    verb: &str,
+    table: &str,
+    (rows, bytes, seconds): (u64, u64, f64),
+    notes: &[(&str, u64)],
+    json: bool,
+) -> String {
     let rate = rows as f64 / seconds.max(1e-6);
     if json {
-        serde_json::json!({
+        let mut object = serde_json::json!({
             "table": table,
             "rows": rows,
             "bytes": bytes,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "rows_per_second": rate.round(),
-        })
-        .to_string()
+        });
+        for (name, count) in notes {
+            object[name.replace(' ', "_")] = (*count).into();
+        }
+        object.to_string()
     } else {
-        format!("{verb} {rows} rows ({bytes} bytes) in {seconds:.2} s, {rate:.0} rows/s")
+        let mut line =
+            format!("{verb} {rows} rows ({bytes} bytes) in {seconds:.2} s, {rate:.0} rows/s");
+        for (name, count) in notes.iter().filter(|(_, n)| *n > 0) {
+            line.push_str(&format!(", {count} {name}"));
+        }
+        line
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use omen::Session;
+use omen::{OnDuplicate, Session};
 
 use crate::support::{assert_sqlstate, ints, run, texts, TestDb};
 
@@ -24,8 +24,17 @@ fn rows(ids: impl IntoIterator<Item = i64>) -> Rows {
 
 /// Loads `batches` into columns (id, v) of `table` in one bulk load.
 fn load(s: &mut Session, table: &str, batches: &[Rows]) -> omen::Result<u64> {
+    load_with(s, table, batches, OnDuplicate::Error)
+}
+
+fn load_with(
+    s: &mut Session,
+    table: &str,
+    batches: &[Rows],
+    on_duplicate: OnDuplicate,
+) -> omen::Result<u64> {
     let columns = ["id".to_string(), "v".to_string()];
-    assert_eq!(s.bulk_begin(table, &columns)?, Some(2));
+    assert_eq!(s.bulk_begin(table, &columns, on_duplicate)?, Some(2));
     for batch in batches {
         s.bulk_rows(batch).map_err(|e| e.error)?;
     }
@@ -60,7 +69,10 @@ pub fn bulk_loads_spill_merge_and_appear_at_one_commit() {
     assert_eq!(count(&mut before, "m"), 1);
 
     let columns = ["id".to_string(), "v".to_string()];
-    assert_eq!(s.bulk_begin("m", &columns).unwrap(), Some(2));
+    assert_eq!(
+        s.bulk_begin("m", &columns, OnDuplicate::Error).unwrap(),
+        Some(2)
+    );
     let mut during = t.session();
     run(&mut during, "BEGIN ISOLATION LEVEL REPEATABLE READ");
     assert_eq!(count(&mut during, "m"), 1);
@@ -141,7 +153,7 @@ pub fn a_bulk_load_with_a_duplicate_or_bad_row_writes_nothing() {
     let columns = ["id".to_string(), "v".to_string()];
     let mut bad = rows(0..10);
     bad[7][0] = Some("seven".into());
-    s.bulk_begin("m", &columns).unwrap();
+    s.bulk_begin("m", &columns, OnDuplicate::Error).unwrap();
     let error = s.bulk_rows(&bad).unwrap_err();
     assert_eq!(
         (error.row, error.error.sqlstate().code()),
@@ -149,7 +161,7 @@ pub fn a_bulk_load_with_a_duplicate_or_bad_row_writes_nothing() {
     );
     let mut null = rows(0..10);
     null[3][1] = None;
-    s.bulk_begin("m", &columns).unwrap();
+    s.bulk_begin("m", &columns, OnDuplicate::Error).unwrap();
     let error = s.bulk_rows(&null).unwrap_err();
     assert_eq!(
         (error.row, error.error.sqlstate().code()),
@@ -157,7 +169,7 @@ pub fn a_bulk_load_with_a_duplicate_or_bad_row_writes_nothing() {
     );
     let mut no = rows(0..10);
     no[4][1] = Some("no".into());
-    s.bulk_begin("m", &columns).unwrap();
+    s.bulk_begin("m", &columns, OnDuplicate::Error).unwrap();
     let error = s.bulk_rows(&no).unwrap_err();
     assert_eq!(
         (error.row, error.error.sqlstate().code()),
@@ -167,6 +179,70 @@ pub fn a_bulk_load_with_a_duplicate_or_bad_row_writes_nothing() {
     assert_eq!(staged(t.dir.path()), 0, "staging files left behind");
     // The table was not left locked.
     run(&mut s, "INSERT INTO m VALUES (1, 'one')");
+}
+
+/// Duplicate keys can be skipped (the row there, or the first, stays) or
+/// replace (the last row wins), also over rows of the table; a snapshot
+/// taken during the load still reads the replaced rows after it commits,
+/// garbage collection notwithstanding. Rows that do not convert can be
+/// left out and listed.
+pub fn duplicates_can_be_skipped_or_replaced_and_bad_rows_left_out() {
+    let t = TestDb::new();
+    let mut s = t.session();
+    run(
+        &mut s,
+        "CREATE TABLE m (id bigint PRIMARY KEY, v text); \
+         INSERT INTO m VALUES (1, 'old1'), (2, 'old2')",
+    );
+    let one = |id: i64, v: &str| vec![Some(id.to_string()), Some(v.to_string())];
+    let skip = vec![vec![one(2, "new2"), one(3, "a")], vec![one(3, "b")]];
+    assert_eq!(load_with(&mut s, "m", &skip, OnDuplicate::Skip).unwrap(), 1);
+    assert_eq!(
+        texts(&mut s, "SELECT v FROM m ORDER BY id"),
+        vec!["old1", "old2", "a"]
+    );
+
+    let columns = ["id".to_string(), "v".to_string()];
+    s.bulk_begin("m", &columns, OnDuplicate::Update).unwrap();
+    let mut during = t.session();
+    run(&mut during, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    assert_eq!(
+        texts(&mut during, "SELECT v FROM m WHERE id = 1"),
+        vec!["old1"]
+    );
+    s.bulk_rows(&[one(1, "new1"), one(4, "x")]).unwrap();
+    s.bulk_rows(&[one(4, "y")]).unwrap();
+    assert_eq!(s.bulk_commit().unwrap(), 2);
+    t.db.gc().unwrap();
+    assert_eq!(
+        texts(&mut during, "SELECT v FROM m WHERE id = 1"),
+        vec!["old1"]
+    );
+    assert_eq!(count(&mut during, "m"), 3);
+    run(&mut during, "COMMIT");
+    assert_eq!(
+        texts(&mut s, "SELECT v FROM m ORDER BY id"),
+        vec!["new1", "old2", "a", "y"]
+    );
+
+    s.bulk_begin("m", &columns, OnDuplicate::Error).unwrap();
+    let encoder = s.bulk_encoder().unwrap();
+    let batch = vec![
+        one(10, "ten"),
+        vec![Some("x".into()), None],
+        one(11, "eleven"),
+    ];
+    let encoded = encoder.encode_skipping(&batch).unwrap();
+    assert_eq!(encoded.rows(), 2);
+    let rejected: Vec<_> = encoded
+        .rejected()
+        .iter()
+        .map(|(i, e)| (*i, e.sqlstate().code()))
+        .collect();
+    assert_eq!(rejected, vec![(1, "22P02")]);
+    s.bulk_add(encoded).unwrap();
+    assert_eq!(s.bulk_commit().unwrap(), 2);
+    assert_eq!(count(&mut s, "m"), 6);
 }
 
 /// Tables whose rows need more than their own keys checked or indexed go
@@ -183,7 +259,11 @@ pub fn tables_with_indexes_or_foreign_keys_are_not_bulk_loaded() {
     );
     let columns = ["id".to_string(), "v".to_string()];
     for table in ["p", "c", "u", "i"] {
-        assert_eq!(s.bulk_begin(table, &columns).unwrap(), None, "{table}");
+        assert_eq!(
+            s.bulk_begin(table, &columns, OnDuplicate::Error).unwrap(),
+            None,
+            "{table}"
+        );
     }
     // After a refusal the session works as before.
     run(&mut s, "INSERT INTO i VALUES (1, 'a')");
@@ -199,7 +279,10 @@ pub fn a_bulk_load_in_a_block_commits_the_new_table_with_its_rows() {
     run(&mut s, "CREATE TABLE n (id int, v text)");
     let batches = vec![rows(0..3000), rows(0..3000)];
     let columns = ["id".to_string(), "v".to_string()];
-    assert_eq!(s.bulk_begin("n", &columns).unwrap(), Some(2));
+    assert_eq!(
+        s.bulk_begin("n", &columns, OnDuplicate::Error).unwrap(),
+        Some(2)
+    );
     for batch in &batches {
         s.bulk_rows(batch).unwrap();
     }
@@ -214,7 +297,7 @@ pub fn a_bulk_load_in_a_block_commits_the_new_table_with_its_rows() {
 
     run(&mut s, "BEGIN");
     run(&mut s, "CREATE TABLE n2 (id int PRIMARY KEY, v text)");
-    s.bulk_begin("n2", &columns).unwrap();
+    s.bulk_begin("n2", &columns, OnDuplicate::Error).unwrap();
     let mut bad = rows(0..5);
     bad[2][0] = Some("two".into());
     assert!(s.bulk_rows(&bad).is_err());

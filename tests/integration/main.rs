@@ -72,6 +72,7 @@ fn main() {
     trials.extend(tests!(bulk:
         bulk_loads_spill_merge_and_appear_at_one_commit,
         a_bulk_load_with_a_duplicate_or_bad_row_writes_nothing,
+        duplicates_can_be_skipped_or_replaced_and_bad_rows_left_out,
         tables_with_indexes_or_foreign_keys_are_not_bulk_loaded,
         a_bulk_load_in_a_block_commits_the_new_table_with_its_rows,
         killing_an_import_leaves_nothing_or_everything,
@@ -218,6 +219,7 @@ fn main() {
         a_bad_row_stops_the_import_and_changes_nothing,
         import_from_stdin_into_named_columns_and_dry_run,
         gzip_files_export_and_import,
+        import_leaves_out_bad_rows_and_resolves_duplicate_keys,
     ));
     trials.extend(tests!(server:
         simple_protocol_and_transaction_status,

@@ -228,3 +228,99 @@ pub fn gzip_files_export_and_import() {
     let out = omen(&db, &["repl", "-c", "SELECT * FROM g2"], b"");
     assert!(String::from_utf8_lossy(&out.stderr).contains("42P01"));
 }
+
+/// `--skip-errors N` leaves out up to N rows that fail (listed with their
+/// line in `--rejects`); one more fails the import. `--on-conflict skip`
+/// keeps the table's row or the file's first, `update` the file's last.
+pub fn import_leaves_out_bad_rows_and_resolves_duplicate_keys() {
+    let (tmp, db) = database_with(
+        "CREATE TABLE k (id int PRIMARY KEY, v text NOT NULL); INSERT INTO k VALUES (1, 'one')",
+    );
+    let file = tmp.path().join("k.csv");
+    std::fs::write(&file, "id,v\n1,uno\n2,two\nx,bad\n3,\n2,dos\n").expect("write");
+    let path = file.to_str().expect("utf-8");
+    let rejects = tmp.path().join("rejects.csv");
+    let out = omen(&db, &["import", path, "--skip-errors", "1"], b"");
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("line 5:") && error.contains("23502"),
+        "{error}"
+    );
+    let out = omen(&db, &["import", path, "--skip-errors", "2"], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("23505"));
+    assert_eq!(csv(&db, "SELECT * FROM k ORDER BY id"), "id,v\n1,one\n");
+
+    let summary = ok(omen(
+        &db,
+        &[
+            "import",
+            path,
+            "--skip-errors",
+            "2",
+            "--rejects",
+            rejects.to_str().expect("utf-8"),
+            "--on-conflict",
+            "skip",
+            "--json",
+        ],
+        b"",
+    ));
+    assert!(summary.contains("\"rows\":1"), "{summary}");
+    assert!(summary.contains("\"rows_left_out\":2"), "{summary}");
+    assert!(summary.contains("\"duplicate_keys\":2"), "{summary}");
+    assert_eq!(
+        csv(&db, "SELECT * FROM k ORDER BY id"),
+        "id,v\n1,one\n2,two\n"
+    );
+    let listed = std::fs::read_to_string(&rejects).expect("rejects file");
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(
+        lines[0].contains(",4,22P02,") && lines[0].ends_with(",x,bad"),
+        "{listed}"
+    );
+    assert!(lines[1].contains(",5,23502,"), "{listed}");
+
+    ok(omen(
+        &db,
+        &[
+            "import",
+            path,
+            "--skip-errors",
+            "2",
+            "--on-conflict",
+            "update",
+            "--quiet",
+        ],
+        b"",
+    ));
+    assert_eq!(
+        csv(&db, "SELECT * FROM k ORDER BY id"),
+        "id,v\n1,uno\n2,dos\n"
+    );
+    // Over many batches, encoded on several threads, the file's order decides.
+    let mut text = String::from("id,v\n");
+    for round in ["first", "second"] {
+        for id in 100..20_100 {
+            text.push_str(&format!("{id},{round}\n"));
+        }
+    }
+    std::fs::write(&file, text).expect("write");
+    for (conflict, kept) in [("skip", "first"), ("update", "second")] {
+        let table = format!("k_{conflict}");
+        let args = [
+            "import",
+            path,
+            "--table",
+            &table,
+            "--primary-key",
+            "id",
+            "--on-conflict",
+            conflict,
+        ];
+        ok(omen(&db, &args, b""));
+        let sql = format!("SELECT v, count(*) FROM {table} GROUP BY v");
+        assert_eq!(csv(&db, &sql), format!("v,count\n{kept},20000\n"));
+    }
+}

@@ -17,6 +17,21 @@ pub struct Horizon {
     visible: AtomicU64,
     active: Mutex<BTreeMap<u64, usize>>,
     retention_micros: u64,
+    /// Versions that snapshots taken in a window must not see (bulk loads).
+    hidden: parking_lot::RwLock<Vec<Hidden>>,
+    /// The end of the latest window in `hidden`: snapshots at or after it
+    /// read as they are.
+    hidden_until: AtomicU64,
+}
+
+/// Versions at timestamp `at` of keys under `prefix`, which snapshots
+/// taken from `at` up to `until` (exclusive) read past, as if taken at
+/// `at - 1`: the rows of a bulk load, stamped at a timestamp reserved before
+/// they were written and made visible by the commit at `until`.
+struct Hidden {
+    prefix: Vec<u8>,
+    at: u64,
+    until: u64,
 }
 
 impl Horizon {
@@ -26,7 +41,35 @@ impl Horizon {
             visible: AtomicU64::new(visible),
             active: Mutex::new(BTreeMap::new()),
             retention_micros,
+            hidden: Default::default(),
+            hidden_until: AtomicU64::new(0),
         }
+    }
+
+    /// Makes snapshots taken from `at` up to `until` read keys under
+    /// `prefix` as of `at - 1`, so that versions written at `at` (a
+    /// reserved timestamp) appear at `until`. The writer must keep every
+    /// other write away from those keys meanwhile (a table lock). Until no
+    /// such snapshot is left, garbage collection keeps what they read.
+    pub fn hide(&self, prefix: Vec<u8>, at: u64, until: u64) {
+        let oldest = self.oldest_snapshot();
+        let mut hidden = self.hidden.write();
+        hidden.retain(|h| h.until > oldest);
+        hidden.push(Hidden { prefix, at, until });
+        self.hidden_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// The timestamp a snapshot at `read_ts` reads `key` (or a range
+    /// starting there) at: `read_ts`, unless [`Horizon::hide`] says otherwise.
+    pub fn snapshot_for(&self, key: &[u8], read_ts: u64) -> u64 {
+        if read_ts >= self.hidden_until.load(Ordering::Acquire) {
+            return read_ts;
+        }
+        self.hidden
+            .read()
+            .iter()
+            .find(|h| (h.at..h.until).contains(&read_ts) && key.starts_with(&h.prefix))
+            .map_or(read_ts, |h| h.at - 1)
     }
 
     /// The newest commit timestamp readers may see.
@@ -77,7 +120,17 @@ impl Horizon {
         let visible = self.visible();
         let oldest = active.keys().next().copied().unwrap_or(visible);
         let retained = now_micros().saturating_sub(self.retention_micros);
-        oldest.min(visible).min(retained)
+        // Snapshots a bulk load's window moves back read what was there
+        // before it: keep that.
+        let hidden = self
+            .hidden
+            .read()
+            .iter()
+            .filter(|h| h.until > oldest)
+            .map(|h| h.at - 1)
+            .min()
+            .unwrap_or(u64::MAX);
+        oldest.min(visible).min(retained).min(hidden)
     }
 }
 

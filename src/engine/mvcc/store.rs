@@ -98,21 +98,6 @@ pub struct Mvcc {
     pipeline: Pipeline,
     options: MvccOptions,
     directory: Option<Arc<dyn KeyDirectory>>,
-    /// Versions that snapshots taken in a window must not see (bulk loads).
-    hidden: parking_lot::RwLock<Vec<Hidden>>,
-    /// The end of the latest window in `hidden`: snapshots at or after it
-    /// read as they are.
-    hidden_until: std::sync::atomic::AtomicU64,
-}
-
-/// Versions at timestamp `at` of keys under `prefix`, which snapshots
-/// taken from `at` up to `until` (exclusive) read past, as if taken at
-/// `at - 1`: the rows of a bulk load, stamped at a timestamp reserved before
-/// they were written and made visible by the commit at `until`.
-struct Hidden {
-    prefix: Vec<u8>,
-    at: u64,
-    until: u64,
 }
 
 impl Mvcc {
@@ -132,8 +117,6 @@ impl Mvcc {
             pipeline: Pipeline::new(last_ts),
             options,
             directory,
-            hidden: Default::default(),
-            hidden_until: Default::default(),
         }))
     }
 
@@ -146,29 +129,16 @@ impl Mvcc {
 
     /// Makes snapshots taken from `at` up to `until` read keys under
     /// `prefix` as of `at - 1`, so that versions written at `at` (a
-    /// reserved timestamp) appear at `until`. The writer must keep every
-    /// other write away from those keys meanwhile (a table lock).
+    /// reserved timestamp) appear at `until` (see [`Horizon::hide`]).
     pub fn hide_versions(&self, prefix: Vec<u8>, at: u64, until: u64) {
-        let oldest = self.horizon.oldest_snapshot();
-        let mut hidden = self.hidden.write();
-        hidden.retain(|h| h.until > oldest);
-        hidden.push(Hidden { prefix, at, until });
-        self.hidden_until
-            .fetch_max(until, std::sync::atomic::Ordering::AcqRel);
+        self.horizon.hide(prefix, at, until);
     }
 
     /// The timestamp a snapshot at `read_ts` reads `key` (or a range
     /// starting there) at: `read_ts`, unless a bulk load hides its versions
     /// from it.
     pub(super) fn snapshot_for(&self, key: &[u8], read_ts: u64) -> u64 {
-        if read_ts >= self.hidden_until.load(std::sync::atomic::Ordering::Acquire) {
-            return read_ts;
-        }
-        self.hidden
-            .read()
-            .iter()
-            .find(|h| (h.at..h.until).contains(&read_ts) && key.starts_with(&h.prefix))
-            .map_or(read_ts, |h| h.at - 1)
+        self.horizon.snapshot_for(key, read_ts)
     }
 
     /// Starts a transaction at the newest visible commit.

@@ -76,6 +76,7 @@ pub(crate) struct BulkIn {
     /// Whether the table may hold rows already (it was committed before
     /// the load), so each key must be looked up.
     existing: bool,
+    on_duplicate: OnDuplicate,
 }
 
 /// Bytes of the blocks a [`Run`] keeps its entries in.
@@ -163,6 +164,8 @@ impl Run {
 pub struct Encoded {
     run: Run,
     rows: u64,
+    /// Rows left out (their index in the batch) and why.
+    rejected: Vec<(usize, Error)>,
 }
 
 impl Encoded {
@@ -170,6 +173,25 @@ impl Encoded {
     pub fn rows(&self) -> u64 {
         self.rows
     }
+
+    /// The rows [`BulkEncoder::encode_skipping`] left out, by their index
+    /// in the batch, with the reason.
+    pub fn rejected(&self) -> &[(usize, Error)] {
+        &self.rejected
+    }
+}
+
+/// What a bulk load does with a row whose primary key another row of the
+/// load, or of the table, holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Fails the load with 23505 (the default).
+    #[default]
+    Error,
+    /// Keeps the row that was there or came first.
+    Skip,
+    /// Keeps the row that came last, replacing the table's.
+    Update,
 }
 
 /// Converts and encodes the rows of a running bulk load; clones work on
@@ -189,35 +211,54 @@ impl BulkEncoder {
     /// column's type reads a string literal, as COPY reads them; checked
     /// against the table's constraints and encoded for storage.
     pub fn encode(&self, rows: &[Vec<Option<String>>]) -> std::result::Result<Encoded, RowError> {
+        self.encode_rows(rows, false)
+    }
+
+    /// As [`BulkEncoder::encode`], but rows that fail to convert or break a
+    /// constraint are left out: [`Encoded::rejected`] lists them.
+    pub fn encode_skipping(&self, rows: &[Vec<Option<String>>]) -> Result<Encoded> {
+        self.encode_rows(rows, true).map_err(|e| e.error)
+    }
+
+    fn encode_rows(
+        &self,
+        rows: &[Vec<Option<String>>],
+        skip: bool,
+    ) -> std::result::Result<Encoded, RowError> {
         let _scope = self.overlay.as_ref().map(|o| o.enter());
-        if let Some((n, row)) = rows
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.len() != self.targets.len())
-        {
-            let message = format!(
-                "a row has {} fields where {} are expected",
-                row.len(),
-                self.targets.len()
-            );
-            return Err(RowError {
-                row: Some(n),
-                error: Error::invalid(SqlState::BAD_COPY_FILE_FORMAT, message),
-            });
-        }
         let (shared, table) = (&self.shared, &self.table);
         let convert = |rows: &[Vec<Option<String>>]| {
+            if let Some(row) = rows.iter().find(|r| r.len() != self.targets.len()) {
+                let message = format!(
+                    "a row has {} fields where {} are expected",
+                    row.len(),
+                    self.targets.len()
+                );
+                return Err(Error::invalid(SqlState::BAD_COPY_FILE_FORMAT, message));
+            }
             let full = text_rows(shared, &self.planner, table, &self.targets, rows)?;
             full.into_iter()
                 .map(|row| shared.checks.row(table, row))
                 .collect::<Result<Vec<_>>>()
         };
+        let mut rejected = Vec::new();
         let full = match convert(rows) {
             Ok(full) => full,
-            Err(error) => {
+            Err(error) if !skip => {
                 // Which row: each on its own, until one fails the same way.
                 let row = (0..rows.len()).find(|&i| convert(&rows[i..=i]).is_err());
                 return Err(RowError { row, error });
+            }
+            // Each row on its own, keeping those that convert.
+            Err(_) => {
+                let mut full = Vec::with_capacity(rows.len());
+                for i in 0..rows.len() {
+                    match convert(&rows[i..=i]) {
+                        Ok(row) => full.extend(row),
+                        Err(e) => rejected.push((i, e)),
+                    }
+                }
+                full
             }
         };
         let mut run = Run::default();
@@ -237,8 +278,9 @@ impl BulkEncoder {
             run.push(&key, &value);
         }
         Ok(Encoded {
+            rows: run.entries.len() as u64,
             run,
-            rows: rows.len() as u64,
+            rejected,
         })
     }
 }
@@ -266,7 +308,12 @@ impl Session {
     /// transaction has written rows: load with COPY then. Rows follow with
     /// [`Session::bulk_rows`]; [`Session::bulk_commit`] commits them, with
     /// the whole transaction.
-    pub fn bulk_begin(&mut self, table: &str, columns: &[String]) -> Result<Option<usize>> {
+    pub fn bulk_begin(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        on_duplicate: OnDuplicate,
+    ) -> Result<Option<usize>> {
         let _scope = self.catalog_scope();
         self.copy_abort();
         self.bulk_abort();
@@ -320,6 +367,7 @@ impl Session {
             spilled: Vec::new(),
             rows: 0,
             existing,
+            on_duplicate,
         }));
         Ok(Some(fields))
     }
@@ -374,9 +422,9 @@ impl Session {
 
     /// Finishes the running bulk load: writes its files and commits the
     /// transaction it runs in (its own, or the open transaction block),
-    /// making every row visible at once. Returns the rows loaded. 23505 when
-    /// two rows, or a row and the table, share a primary key; nothing is
-    /// then written.
+    /// making every row visible at once. Returns the rows written. When two
+    /// rows, or a row and the table, share a primary key: 23505 and nothing
+    /// written, unless the load's [`OnDuplicate`] skips or replaces.
     pub fn bulk_commit(&mut self) -> Result<u64> {
         let _scope = self.catalog_scope();
         let Some(mut load) = self.bulk.take() else {
@@ -389,9 +437,9 @@ impl Session {
                 return Err(e);
             }
         };
-        let Files { paths, keys } = written;
+        let Files { paths, keys, rows } = written;
         let shared = self.shared.clone();
-        let (table, at, rows) = (load.table.clone(), load.at, load.rows);
+        let (table, at) = (load.table.clone(), load.at);
         let ingested: Arc<parking_lot::Mutex<Option<Error>>> = Default::default();
         let apply = {
             let (shared, paths, failed) = (shared.clone(), paths.clone(), ingested.clone());
@@ -476,6 +524,8 @@ impl Session {
 struct Files {
     paths: Vec<PathBuf>,
     keys: Option<Vec<u64>>,
+    /// Rows written (duplicates skipped or replaced are not).
+    rows: u64,
 }
 
 fn no_load() -> Error {
@@ -531,7 +581,9 @@ impl BulkIn {
             at: self.at,
             file: None,
             paths: Vec::new(),
-            last: None,
+            pending: None,
+            on_duplicate: self.on_duplicate,
+            rows: 0,
             keys: Vec::new(),
             collect_keys: directory_keys,
             existing: self.existing,
@@ -580,14 +632,20 @@ fn write_parts<'a>(run: &Run, output: impl Fn(usize) -> Output<'a> + Sync) -> Re
     let n = run.entries.len();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let parts = if n < PARALLEL_WRITE_ROWS { 1 } else { threads };
-    let bounds: Vec<usize> = (0..=parts).map(|p| p * n / parts).collect();
-    // A key on both sides of a cut is a duplicate no part sees.
-    if let Some(&cut) = bounds[1..parts]
-        .iter()
-        .find(|&&cut| cut > 0 && cut < n && run.key(cut - 1) == run.key(cut))
-    {
-        return Err(output(0).duplicate(run.value(cut)));
+    // Rows of one key stay in one part: no other part would see them.
+    let mut bounds = vec![0];
+    for p in 1..parts {
+        let mut cut = (p * n / parts).max(bounds[p - 1]);
+        while cut > 0 && cut < n && run.key(cut - 1) == run.key(cut) {
+            let out = output(0);
+            if out.on_duplicate == OnDuplicate::Error {
+                return Err(out.duplicate(run.value(cut)));
+            }
+            cut += 1;
+        }
+        bounds.push(cut);
     }
+    bounds.push(n);
     let written: Vec<Result<Files>> = std::thread::scope(|scope| {
         let output = &output;
         let handles: Vec<_> = bounds
@@ -612,9 +670,11 @@ fn write_parts<'a>(run: &Run, output: impl Fn(usize) -> Output<'a> + Sync) -> Re
     let mut files = Files {
         paths: Vec::new(),
         keys: None,
+        rows: 0,
     };
     for part in written {
         let part = part?;
+        files.rows += part.rows;
         files.paths.extend(part.paths);
         if let Some(keys) = part.keys {
             files.keys.get_or_insert_with(Vec::new).extend(keys);
@@ -633,7 +693,12 @@ struct Output<'a> {
     at: u64,
     file: Option<Box<dyn crate::engine::storage::SortedFile + 'a>>,
     paths: Vec<PathBuf>,
-    last: Option<Vec<u8>>,
+    /// The entry before the one being put, not written yet: a later one
+    /// with its key may replace it.
+    pending: Option<(Vec<u8>, Vec<u8>)>,
+    on_duplicate: OnDuplicate,
+    /// Rows written.
+    rows: u64,
     keys: Vec<u64>,
     collect_keys: bool,
     existing: bool,
@@ -641,11 +706,45 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
+    /// Takes the next entry in key order (equal keys in the order the
+    /// rows came).
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let taken = self.last.as_deref() == Some(key)
-            || (self.existing && self.shared.mvcc.read_latest(key)?.is_some());
-        if taken {
-            return Err(self.duplicate(value));
+        if let Some((last, last_value)) = &mut self.pending {
+            if last.as_slice() == key {
+                return match self.on_duplicate {
+                    OnDuplicate::Error => Err(self.duplicate(value)),
+                    OnDuplicate::Skip => Ok(()),
+                    OnDuplicate::Update => {
+                        last_value.clear();
+                        last_value.extend_from_slice(value);
+                        Ok(())
+                    }
+                };
+            }
+        }
+        let next = match self.pending.take() {
+            Some((mut k, mut v)) => {
+                self.write(&k, &v)?;
+                k.clear();
+                k.extend_from_slice(key);
+                v.clear();
+                v.extend_from_slice(value);
+                (k, v)
+            }
+            None => (key.to_vec(), value.to_vec()),
+        };
+        self.pending = Some(next);
+        Ok(())
+    }
+
+    /// Writes an entry whose key no other entry of the load has.
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.existing && self.shared.mvcc.read_latest(key)?.is_some() {
+            match self.on_duplicate {
+                OnDuplicate::Error => return Err(self.duplicate(value)),
+                OnDuplicate::Skip => return Ok(()),
+                OnDuplicate::Update => {}
+            }
         }
         if self.collect_keys {
             if let Some(k) = self.shared.directories.key_number(self.table.id, key) {
@@ -661,13 +760,7 @@ impl Output<'_> {
         }
         let file = self.file.as_mut().expect("opened above");
         file.put(&versioned_key(key, self.at), value)?;
-        match &mut self.last {
-            Some(last) => {
-                last.clear();
-                last.extend_from_slice(key);
-            }
-            None => self.last = Some(key.to_vec()),
-        }
+        self.rows += 1;
         Ok(())
     }
 
@@ -696,10 +789,14 @@ impl Output<'_> {
     }
 
     fn finish(mut self) -> Result<Files> {
+        if let Some((key, value)) = self.pending.take() {
+            self.write(&key, &value)?;
+        }
         self.close()?;
         Ok(Files {
             paths: std::mem::take(&mut self.paths),
             keys: self.collect_keys.then(|| std::mem::take(&mut self.keys)),
+            rows: self.rows,
         })
     }
 }

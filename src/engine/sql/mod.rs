@@ -47,7 +47,7 @@ pub use describe::{placeholder, placeholder_count, Description, MAX_PARAMETERS};
 pub(super) use execute::default_settings;
 pub use execute::{ident, parse, parse_timeout, table_name, Output};
 pub(crate) use load::{recover as recover_bulk_loads, BulkIn};
-pub use load::{BulkEncoder, Encoded, RowError};
+pub use load::{BulkEncoder, Encoded, OnDuplicate, RowError};
 pub use planner::{default_parallelism, Planner, PlannerContext, Rows};
 pub(crate) use prepared::PreparedStatements;
 pub use prepared::{
