@@ -124,6 +124,33 @@ pub fn bulk_loads_spill_merge_and_appear_at_one_commit() {
     assert_sqlstate(s.execute("INSERT INTO m VALUES (19999, 'again')"), "23505");
 }
 
+/// Rows that arrive in key order make runs whose ranges do not overlap,
+/// written without merging; duplicates inside one run still count.
+pub fn runs_in_key_order_are_written_without_a_merge() {
+    let t = TestDb::new();
+    let mut s = t.session();
+    run(&mut s, "CREATE TABLE m (id bigint PRIMARY KEY, v text)");
+    run(&mut s, "SET omen.memory_limit = '1MB'");
+    let batches: Vec<Rows> = (0..20).map(|b| rows(b * 1000..(b + 1) * 1000)).collect();
+    assert_eq!(load(&mut s, "m", &batches).unwrap(), 20_000);
+    assert_eq!(
+        ints(&mut s, "SELECT count(*), min(id), max(id) FROM m"),
+        vec![20_000]
+    );
+    assert_eq!(
+        ints(
+            &mut s,
+            "SELECT id FROM m WHERE id > 12_997 ORDER BY id LIMIT 3"
+        ),
+        vec![12_998, 12_999, 13_000]
+    );
+    let mut twice: Vec<Rows> = (20..25).map(|b| rows(b * 1000..(b + 1) * 1000)).collect();
+    twice[3].push(rows(23_500..23_501).remove(0));
+    let error = load(&mut s, "m", &twice).unwrap_err();
+    assert!(error.to_string().contains("Key (id)=(23500)"), "{error}");
+    assert_eq!(count(&mut s, "m"), 20_000);
+}
+
 /// A duplicate key (within the load, across its runs, or against the
 /// table), a value that does not convert and a constraint violation each
 /// fail the load, naming the row where they can, and write nothing.

@@ -71,6 +71,7 @@ fn main() {
     ));
     trials.extend(tests!(bulk:
         bulk_loads_spill_merge_and_appear_at_one_commit,
+        runs_in_key_order_are_written_without_a_merge,
         a_bulk_load_with_a_duplicate_or_bad_row_writes_nothing,
         duplicates_can_be_skipped_or_replaced_and_bad_rows_left_out,
         tables_with_indexes_or_foreign_keys_are_not_bulk_loaded,

@@ -71,12 +71,19 @@ pub(crate) struct BulkIn {
     run: Run,
     run_bytes: usize,
     /// Run files written so far, each sorted.
-    spilled: Vec<PathBuf>,
+    spilled: Vec<Spilled>,
     rows: u64,
     /// Whether the table may hold rows already (it was committed before
     /// the load), so each key must be looked up.
     existing: bool,
     on_duplicate: OnDuplicate,
+}
+
+/// A sorted run written to a file, with its first and last key.
+struct Spilled {
+    path: PathBuf,
+    first: Vec<u8>,
+    last: Vec<u8>,
 }
 
 /// Bytes of the blocks a [`Run`] keeps its entries in.
@@ -532,6 +539,25 @@ fn no_load() -> Error {
     Error::invalid(SqlState::PROTOCOL_VIOLATION, "no bulk load is running")
 }
 
+impl Files {
+    /// The files of parts written in key order, as one.
+    fn join(parts: Vec<Files>) -> Files {
+        let mut files = Files {
+            paths: Vec::new(),
+            keys: None,
+            rows: 0,
+        };
+        for part in parts {
+            files.rows += part.rows;
+            files.paths.extend(part.paths);
+            if let Some(keys) = part.keys {
+                files.keys.get_or_insert_with(Vec::new).extend(keys);
+            }
+        }
+        files
+    }
+}
+
 impl BulkIn {
     fn add(&mut self, encoded: Encoded) -> Result<()> {
         self.rows += encoded.rows;
@@ -560,7 +586,12 @@ impl BulkIn {
         }
         out.flush()
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        self.spilled.push(path);
+        let n = self.run.entries.len();
+        let (first, last) = match n {
+            0 => (Vec::new(), Vec::new()),
+            _ => (self.run.key(0).to_vec(), self.run.key(n - 1).to_vec()),
+        };
+        self.spilled.push(Spilled { path, first, last });
         self.run.clear();
         Ok(())
     }
@@ -595,16 +626,60 @@ impl BulkIn {
             self.run.clear();
             return Ok(files);
         }
+        let files = self.merge_runs(output);
+        for run in &self.spilled {
+            let _ = std::fs::remove_file(&run.path);
+        }
+        files
+    }
+
+    /// Writes the spilled runs into storage files: each on its own, on a
+    /// thread per core, when their key ranges do not overlap (as rows that
+    /// arrive in key order give); else merged into one sorted stream.
+    fn merge_runs<'a>(&self, output: impl Fn(usize) -> Output<'a> + Sync) -> Result<Files> {
+        let mut order: Vec<usize> = (0..self.spilled.len()).collect();
+        order.sort_by(|a, b| self.spilled[*a].first.cmp(&self.spilled[*b].first));
+        let apart = order
+            .windows(2)
+            .all(|w| self.spilled[w[0]].last < self.spilled[w[1]].first);
+        if apart {
+            let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+            let group = order.len().div_ceil(threads);
+            let output = &output;
+            let written: Vec<Result<Vec<Files>>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = order
+                    .chunks(group)
+                    .map(|runs| {
+                        scope.spawn(move || {
+                            runs.iter()
+                                .map(|&n| {
+                                    let mut out = output(n);
+                                    let mut reader = RunReader::open(&self.spilled[n].path)?;
+                                    while let Some((key, value)) = reader.next()? {
+                                        out.put(&key, &value)?;
+                                    }
+                                    out.finish()
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            let mut parts = Vec::new();
+            for group in written {
+                parts.extend(group?);
+            }
+            return Ok(Files::join(parts));
+        }
         let mut out = output(0);
         let mut heap = BinaryHeap::new();
         let mut readers = Vec::new();
-        for (n, path) in self.spilled.iter().enumerate() {
-            let file = std::fs::File::open(path)
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            let mut reader = RunReader {
-                input: BufReader::with_capacity(1 << 20, file),
-                path: path.clone(),
-            };
+        for (n, run) in self.spilled.iter().enumerate() {
+            let mut reader = RunReader::open(&run.path)?;
             if let Some(entry) = reader.next()? {
                 heap.push(std::cmp::Reverse((entry, n)));
             }
@@ -615,9 +690,6 @@ impl BulkIn {
             if let Some(entry) = readers[n].next()? {
                 heap.push(std::cmp::Reverse((entry, n)));
             }
-        }
-        for path in &self.spilled {
-            let _ = std::fs::remove_file(path);
         }
         out.finish()
     }
@@ -667,20 +739,9 @@ fn write_parts<'a>(run: &Run, output: impl Fn(usize) -> Output<'a> + Sync) -> Re
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    let mut files = Files {
-        paths: Vec::new(),
-        keys: None,
-        rows: 0,
-    };
-    for part in written {
-        let part = part?;
-        files.rows += part.rows;
-        files.paths.extend(part.paths);
-        if let Some(keys) = part.keys {
-            files.keys.get_or_insert_with(Vec::new).extend(keys);
-        }
-    }
-    Ok(files)
+    Ok(Files::join(
+        written.into_iter().collect::<Result<Vec<_>>>()?,
+    ))
 }
 
 /// Writes merged rows into storage files, checking their keys.
@@ -808,6 +869,15 @@ struct RunReader {
 }
 
 impl RunReader {
+    fn open(path: &Path) -> Result<RunReader> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Ok(RunReader {
+            input: BufReader::with_capacity(1 << 20, file),
+            path: path.to_path_buf(),
+        })
+    }
+
     fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let mut len = [0u8; 4];
         match self.input.read_exact(&mut len) {
