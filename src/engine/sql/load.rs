@@ -464,11 +464,7 @@ impl Session {
             })
         };
         let mut record = WriteBatch::new();
-        record.put(
-            Cf::Meta,
-            pending_key(at),
-            pending_value(&load.staging, &paths),
-        );
+        record.put(Cf::Meta, pending_key(at), pending_value(&paths));
         let committed = match load.implicit.take() {
             Some(open) => {
                 open.txn.lock().add_unversioned(record, None, Some(apply));
@@ -908,11 +904,16 @@ fn pending_key(at: u64) -> Vec<u8> {
     key
 }
 
-/// The staging directory and the files in it, one per line.
-fn pending_value(staging: &Path, files: &[PathBuf]) -> Vec<u8> {
-    let mut lines = vec![staging.to_string_lossy().into_owned()];
-    lines.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
-    lines.join("\n").into_bytes()
+/// The names of a load's files (in its directory under the staging
+/// directory, named after its timestamp), one per line. Names, not paths:
+/// a copy of the database (a backup) must never reach for the original's.
+fn pending_value(files: &[PathBuf]) -> Vec<u8> {
+    let names: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    names.join("\n").into_bytes()
 }
 
 /// Finishes loads that committed before a crash and removes what loads
@@ -923,11 +924,16 @@ pub(crate) fn recover(storage: &dyn Storage, staging: &Path) -> Result<()> {
         .scan(Cf::Meta, PENDING_PREFIX, Some(b"bulk.pending/"))
         .collect::<Result<_>>()?;
     for (key, value) in pending {
+        let at = key
+            .strip_prefix(PENDING_PREFIX)
+            .and_then(|at| at.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| Error::Corruption("a pending bulk load's key is malformed".into()))?;
+        let dir = staging.join(at.to_string());
         let text = String::from_utf8_lossy(&value).into_owned();
         let files: Vec<PathBuf> = text
             .lines()
-            .skip(1)
-            .map(PathBuf::from)
+            .map(|name| dir.join(name))
             .filter(|f| f.exists())
             .collect();
         storage.ingest(Cf::Rows, &files)?;
@@ -969,7 +975,7 @@ mod tests {
         record.put(
             Cf::Meta,
             pending_key(5),
-            pending_value(&committed, std::slice::from_ref(&file)),
+            pending_value(std::slice::from_ref(&file)),
         );
         storage.write(record, SyncMode::Durable).unwrap();
 
@@ -982,7 +988,7 @@ mod tests {
         assert!(!staging.exists());
 
         let mut record = WriteBatch::new();
-        record.put(Cf::Meta, pending_key(7), pending_value(&committed, &[file]));
+        record.put(Cf::Meta, pending_key(7), pending_value(&[file]));
         storage.write(record, SyncMode::Durable).unwrap();
         recover(&storage, &staging).unwrap();
         assert_eq!(storage.get(Cf::Meta, &pending_key(7)).unwrap(), None);
