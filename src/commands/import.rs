@@ -26,8 +26,8 @@ use anyhow::{bail, Context, Result};
 use omen::{OnDuplicate, RowError, Session};
 
 use super::transfer::{
-    is_gzip, or_abort, summary, without_gzip, Batch, Common, Delimited, FileFormat, Progress,
-    BATCH_ROWS,
+    is_gzip, or_abort, summary, without_gzip, Batch, Chunk, Common, Delimited, FileFormat,
+    Progress, BATCH_ROWS,
 };
 
 /// Arguments of `omen import`.
@@ -327,7 +327,7 @@ enum Piece {
     /// Rows of file `file`, read up to `bytes` of all the files.
     Batch {
         file: usize,
-        batch: Batch,
+        chunk: Chunk,
         bytes: u64,
     },
     /// Every file is read: `bytes` in all.
@@ -371,8 +371,9 @@ fn encode_pieces(
         let Ok(piece) = piece else {
             return;
         };
-        let out = piece.map(|piece| match piece {
-            Piece::Batch { file, batch, bytes } => {
+        let out = piece.and_then(|piece| match piece {
+            Piece::Batch { file, chunk, bytes } => {
+                let batch = chunk.into_batch()?;
                 let encoded = match skip {
                     true => encoder.encode_skipping(&batch.rows).map_err(RowError::from),
                     false => encoder.encode(&batch.rows),
@@ -385,15 +386,15 @@ fn encode_pieces(
                         .collect(),
                     Err(_) => Vec::new(),
                 };
-                Encoding::Rows {
+                Ok(Encoding::Rows {
                     file,
                     first_line: batch.first_line,
                     read: bytes,
                     encoded,
                     left_out,
-                }
+                })
             }
-            Piece::End { bytes } => Encoding::End { bytes },
+            Piece::End { bytes } => Ok(Encoding::End { bytes }),
         });
         if done.send((seq, out)).is_err() {
             return;
@@ -413,10 +414,11 @@ fn copy_pieces(
 ) -> Result<(u64, u64)> {
     let mut rows = 0u64;
     for piece in pieces {
-        let (file, batch, bytes) = match or_abort(session, piece)? {
-            Piece::Batch { file, batch, bytes } => (file, batch, bytes),
+        let (file, chunk, bytes) = match or_abort(session, piece)? {
+            Piece::Batch { file, chunk, bytes } => (file, chunk, bytes),
             Piece::End { bytes } => return Ok((rows, bytes)),
         };
+        let batch = or_abort(session, chunk.into_batch())?;
         if let Err(e) = session.copy_rows(&batch.rows) {
             let row = locate(session, table, columns, &batch.rows);
             let line = row.map_or(batch.first_line, |i| batch.first_line + i);
@@ -458,10 +460,10 @@ fn read_files(
                     header.join(", ")
                 );
             }
-            while let Some(batch) = source.next_batch()? {
+            while let Some(chunk) = source.next_chunk()? {
                 let piece = Piece::Batch {
                     file: n,
-                    batch,
+                    chunk,
                     bytes: bytes + source.bytes(),
                 };
                 if out.send(Ok(piece)).is_err() {
@@ -527,10 +529,10 @@ impl Source {
         }
     }
 
-    fn next_batch(&mut self) -> Result<Option<Batch>> {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>> {
         match self {
-            Source::Delimited(d) => d.next_batch(),
-            Source::Json(j) => j.next_batch(),
+            Source::Delimited(d) => d.next_chunk(),
+            Source::Json(j) => Ok(j.next_batch()?.map(Chunk::Rows)),
         }
     }
 }

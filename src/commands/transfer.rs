@@ -237,6 +237,41 @@ pub struct Batch {
     pub first_line: usize,
 }
 
+/// Rows read from a file, parsed or still bytes.
+pub enum Chunk {
+    /// Parsed rows.
+    Rows(Batch),
+    /// Complete CSV records, the first on line `first_line` of `path`.
+    Records {
+        data: Vec<u8>,
+        first_line: usize,
+        format: copy::Format,
+        path: PathBuf,
+    },
+}
+
+impl Chunk {
+    /// The rows, parsed if they are not yet.
+    pub fn into_batch(self) -> Result<Batch> {
+        match self {
+            Chunk::Rows(batch) => Ok(batch),
+            Chunk::Records {
+                data,
+                first_line,
+                format,
+                path,
+            } => {
+                let parsed = copy::parse(&data, &format, first_line - 1)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                Ok(Batch {
+                    rows: parsed.rows,
+                    first_line,
+                })
+            }
+        }
+    }
+}
+
 /// CSV, TSV or COPY text, read a chunk of complete records at a time.
 pub struct Delimited {
     input: Box<dyn Read + Send>,
@@ -295,18 +330,62 @@ impl Delimited {
                 }
                 return self.parse(end).map(|()| true);
             }
-            let start = self.buffer.len();
-            self.buffer.resize(start + CHUNK_BYTES, 0);
-            let n = self
-                .input
-                .read(&mut self.buffer[start..])
-                .with_context(|| format!("reading {}", self.path.display()))?;
-            self.buffer.truncate(start + n);
-            self.bytes += n as u64;
-            if self.records == 0 && start == 0 && self.buffer.starts_with(b"\xEF\xBB\xBF") {
-                self.buffer.drain(..3);
+            self.read_more()?;
+        }
+    }
+
+    /// Reads up to another chunk of the input into `buffer`.
+    fn read_more(&mut self) -> Result<()> {
+        let start = self.buffer.len();
+        self.buffer.resize(start + CHUNK_BYTES, 0);
+        let n = self
+            .input
+            .read(&mut self.buffer[start..])
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        self.buffer.truncate(start + n);
+        self.bytes += n as u64;
+        if self.records == 0 && start == 0 && self.buffer.starts_with(b"\xEF\xBB\xBF") {
+            self.buffer.drain(..3);
+        }
+        self.eof = n == 0;
+        Ok(())
+    }
+
+    /// The next records: rows already parsed (those read with the header)
+    /// first, then, for CSV and TSV, chunks of complete records as bytes,
+    /// for another thread to parse ([`Chunk::into_batch`]); COPY text,
+    /// whose end marker stops the reading, is parsed here. None at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk>> {
+        self.header()?;
+        if !self.pending.is_empty() || !self.copy.csv {
+            return Ok(self.next_batch()?.map(Chunk::Rows));
+        }
+        loop {
+            let end = copy::complete_records(&self.buffer, &self.copy);
+            if end > 0 && (self.buffer.len() >= CHUNK_BYTES || self.eof) {
+                let rest = self.buffer.split_off(end);
+                let data = std::mem::replace(&mut self.buffer, rest);
+                let first_line = self.records + 1;
+                self.records += data.iter().filter(|b| **b == b'\n').count();
+                return Ok(Some(Chunk::Records {
+                    data,
+                    first_line,
+                    format: self.copy.clone(),
+                    path: self.path.clone(),
+                }));
             }
-            self.eof = n == 0;
+            if self.eof {
+                if self.buffer.is_empty() {
+                    return Ok(None);
+                }
+                // A last record without its newline.
+                self.buffer.push(b'\n');
+                if copy::complete_records(&self.buffer, &self.copy) == 0 {
+                    bail!("{}: a quoted field does not end", self.path.display());
+                }
+                continue;
+            }
+            self.read_more()?;
         }
     }
 

@@ -119,6 +119,21 @@ pub fn a_bad_row_stops_the_import_and_changes_nothing() {
     let error = String::from_utf8_lossy(&out.stderr);
     assert!(error.contains("bad.csv: line 20000:"), "{error}");
     assert!(error.contains("22P02"), "{error}");
+    // Far into a file of many chunks, which other threads parse; CRLF
+    // line ends.
+    let mut text = String::from("id,v\r\n");
+    for i in 2..150_000 {
+        text.push_str(&format!("{i},{i}\r\n"));
+    }
+    text = text.replace("\r\n123456,123456\r\n", "\r\n123456,x\r\n");
+    std::fs::write(&bad, &text).expect("write");
+    let out = omen(
+        &db,
+        &["import", bad.to_str().expect("utf-8"), "--table", "m"],
+        b"",
+    );
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("bad.csv: line 123456:"), "{error}");
     assert_eq!(csv(&db, "SELECT count(*) FROM m"), "count\n1\n");
     // A duplicate key, and a new table that is not left behind.
     let dup = tmp.path().join("dup.csv");
