@@ -63,10 +63,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let Some(Output::Rows(rows)) = outputs.into_iter().last() else {
         bail!("the query returns no rows to export");
     };
-    let mut out = BufWriter::with_capacity(
+    let mut out: BufWriter<Sink> = BufWriter::with_capacity(
         1 << 20,
         if to_stdout {
-            Sink::Plain(Box::new(std::io::stdout().lock()))
+            Sink::Plain(Box::new(std::io::stdout()))
         } else {
             let path = args.output.as_deref().expect("a file");
             let file =
@@ -78,52 +78,72 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
     );
     let mut bytes = 0u64;
-    let mut write = |data: &[u8]| -> Result<()> {
-        bytes += data.len() as u64;
-        out.write_all(data).context("writing the export")
-    };
     let mut written = 0u64;
-    match args.common.copy_format(format, !args.common.no_header) {
-        Some(copy) => {
-            if let Some(header) = copy::header(&rows, &copy) {
-                write(&header)?;
-            }
-            for batch in &rows.batches {
-                for line in copy::batch_lines(batch, &copy) {
-                    write(&line)?;
-                }
-                written += batch.num_rows() as u64;
-                progress.update(0, written);
-            }
+    if format == FileFormat::Parquet {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(out, rows.schema.clone(), Some(props))
+                .context("writing Parquet")?;
+        for batch in &rows.batches {
+            writer.write(batch).context("writing Parquet")?;
+            written += batch.num_rows() as u64;
+            progress.update(0, written);
         }
-        None => {
-            let array = format == FileFormat::Json;
-            let names: Vec<String> = rows
-                .schema
-                .fields()
-                .iter()
-                .map(|f| serde_json::to_string(f.name()).expect("a string encodes"))
-                .collect();
-            // NDJSON: one object a line; an array: `[`, objects separated by
-            // `,` and a newline, `]`.
-            let (open, between, close): (&[u8], &[u8], &[u8]) = if array {
-                (b"[\n", b",\n", b"\n]\n")
-            } else {
-                (b"", b"\n", b"\n")
-            };
-            write(open)?;
-            for batch in &rows.batches {
-                for r in 0..batch.num_rows() {
-                    if written > 0 {
-                        write(between)?;
-                    }
-                    write(object(batch, r, &names).as_bytes())?;
-                    written += 1;
+        out = writer.into_inner().context("writing Parquet")?;
+        out.flush().context("writing Parquet")?;
+        bytes = match args.output.as_deref().filter(|_| !to_stdout) {
+            Some(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            None => 0,
+        };
+    } else {
+        let mut write = |data: &[u8]| -> Result<()> {
+            bytes += data.len() as u64;
+            out.write_all(data).context("writing the export")
+        };
+        match args.common.copy_format(format, !args.common.no_header) {
+            Some(copy) => {
+                if let Some(header) = copy::header(&rows, &copy) {
+                    write(&header)?;
                 }
-                progress.update(0, written);
+                for batch in &rows.batches {
+                    for line in copy::batch_lines(batch, &copy) {
+                        write(&line)?;
+                    }
+                    written += batch.num_rows() as u64;
+                    progress.update(0, written);
+                }
             }
-            if written > 0 || array {
-                write(close)?;
+            None => {
+                let array = format == FileFormat::Json;
+                let names: Vec<String> = rows
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| serde_json::to_string(f.name()).expect("a string encodes"))
+                    .collect();
+                // NDJSON: one object a line; an array: `[`, objects separated by
+                // `,` and a newline, `]`.
+                let (open, between, close): (&[u8], &[u8], &[u8]) = if array {
+                    (b"[\n", b",\n", b"\n]\n")
+                } else {
+                    (b"", b"\n", b"\n")
+                };
+                write(open)?;
+                for batch in &rows.batches {
+                    for r in 0..batch.num_rows() {
+                        if written > 0 {
+                            write(between)?;
+                        }
+                        write(object(batch, r, &names).as_bytes())?;
+                        written += 1;
+                    }
+                    progress.update(0, written);
+                }
+                if written > 0 || array {
+                    write(close)?;
+                }
             }
         }
     }
@@ -147,7 +167,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// Where an export writes: standard output or a file, or a file through
 /// gzip (its name ends in `.gz`).
 enum Sink {
-    Plain(Box<dyn Write>),
+    Plain(Box<dyn Write + Send>),
     Gzip(GzEncoder<File>),
 }
 

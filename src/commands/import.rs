@@ -111,10 +111,29 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (create, names) = if exists {
         (None, header.iter().map(|h| column_name(h)).collect())
     } else {
+        let types = match &sample {
+            Source::Parquet(p) => {
+                let types = p.schema.fields().iter().map(|f| {
+                    parquet_column_type(f.data_type()).with_context(|| {
+                        format!(
+                            "{}: column {} is of type {}, which no column type of omen holds",
+                            first.display(),
+                            f.name(),
+                            f.data_type()
+                        )
+                    })
+                });
+                Some(types.collect::<Result<Vec<_>>>()?)
+            }
+            _ => None,
+        };
         let rows = sample.sample(SAMPLE_ROWS)?;
-        let (sql, names) = create_table(&table, &header, &rows, &args.primary_key)?;
+        let (sql, names) = create_table(&table, &header, &rows, types, &args.primary_key)?;
         (Some(sql), names)
     };
+    if matches!(sample, Source::Parquet(_)) && args.skip_errors > 0 {
+        bail!("--skip-errors reads text; a Parquet file's rows are typed");
+    }
     // Without a header, fields fill the columns in order.
     let columns: Vec<String> = if header.is_empty() { Vec::new() } else { names };
     if args.dry_run {
@@ -372,6 +391,17 @@ fn encode_pieces(
             return;
         };
         let out = piece.and_then(|piece| match piece {
+            Piece::Batch {
+                file,
+                chunk: Chunk::Columns { columns, first },
+                bytes,
+            } => Ok(Encoding::Rows {
+                file,
+                first_line: first,
+                read: bytes,
+                encoded: encoder.encode_arrays(&columns),
+                left_out: Vec::new(),
+            }),
             Piece::Batch { file, chunk, bytes } => {
                 let batch = chunk.into_batch()?;
                 let encoded = match skip {
@@ -502,6 +532,7 @@ fn locate(
 enum Source {
     Delimited(Delimited),
     Json(Json),
+    Parquet(Parquet),
 }
 
 impl Source {
@@ -510,6 +541,7 @@ impl Source {
         match self {
             Source::Delimited(d) => d.bytes,
             Source::Json(j) => j.bytes,
+            Source::Parquet(p) => p.bytes(),
         }
     }
 
@@ -518,6 +550,7 @@ impl Source {
         match self {
             Source::Delimited(d) => d.header(),
             Source::Json(j) => j.header(),
+            Source::Parquet(p) => Ok(p.schema.fields().iter().map(|f| f.name().clone()).collect()),
         }
     }
 
@@ -526,6 +559,7 @@ impl Source {
         match self {
             Source::Delimited(d) => d.peek(n),
             Source::Json(j) => j.peek(n),
+            Source::Parquet(p) => p.peek(n),
         }
     }
 
@@ -533,6 +567,7 @@ impl Source {
         match self {
             Source::Delimited(d) => d.next_chunk(),
             Source::Json(j) => Ok(j.next_batch()?.map(Chunk::Rows)),
+            Source::Parquet(p) => p.next_chunk(),
         }
     }
 }
@@ -543,6 +578,12 @@ fn open(path: &Path, args: &Args) -> Result<Source> {
         bail!("reading standard input needs --format");
     }
     let format = FileFormat::of(path, args.common.format)?;
+    if format == FileFormat::Parquet {
+        if stdin || is_gzip(path) {
+            bail!("{}: a Parquet file must be a plain file", path.display());
+        }
+        return Parquet::open(path).map(Source::Parquet);
+    }
     let mut input: Box<dyn Read + Send> = if stdin {
         Box::new(std::io::stdin())
     } else {
@@ -566,6 +607,115 @@ fn open(path: &Path, args: &Args) -> Result<Source> {
             done: false,
             path: path.to_path_buf(),
         }),
+    })
+}
+
+/// A Parquet file, read a batch of rows at a time.
+struct Parquet {
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    /// Batches read ahead for a sample, handed out first.
+    pending: std::collections::VecDeque<datafusion::arrow::record_batch::RecordBatch>,
+    /// Rows handed out so far, and in the file.
+    rows: usize,
+    total: usize,
+    size: u64,
+    path: PathBuf,
+}
+
+impl Parquet {
+    fn open(path: &Path) -> Result<Parquet> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let size = file.metadata().map_or(0, |m| m.len());
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .with_context(|| format!("{}: not a Parquet file", path.display()))?;
+        let total = builder.metadata().file_metadata().num_rows().max(0) as usize;
+        let schema = builder.schema().clone();
+        let reader = builder
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(Parquet {
+            schema,
+            reader,
+            pending: Default::default(),
+            rows: 0,
+            total,
+            size,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Bytes read, as the share of rows read.
+    fn bytes(&self) -> u64 {
+        (self.size as f64 * self.rows as f64 / self.total.max(1) as f64) as u64
+    }
+
+    fn read(&mut self) -> Result<Option<datafusion::arrow::record_batch::RecordBatch>> {
+        self.reader
+            .next()
+            .transpose()
+            .with_context(|| format!("reading {}", self.path.display()))
+    }
+
+    /// Up to `n` rows from the start, as text; they are handed out again.
+    fn peek(&mut self, n: usize) -> Result<Vec<Vec<Option<String>>>> {
+        while self.pending.iter().map(|b| b.num_rows()).sum::<usize>() < n {
+            match self.read()? {
+                Some(batch) => self.pending.push_back(batch),
+                None => break,
+            }
+        }
+        let mut rows = Vec::new();
+        for batch in &self.pending {
+            let chunk = Chunk::Columns {
+                columns: batch.columns().to_vec(),
+                first: 1,
+            };
+            rows.extend(chunk.into_batch()?.rows);
+        }
+        rows.truncate(n);
+        Ok(rows)
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<Chunk>> {
+        let batch = match self.pending.pop_front() {
+            Some(batch) => batch,
+            None => match self.read()? {
+                Some(batch) => batch,
+                None => return Ok(None),
+            },
+        };
+        let first = self.rows + 1;
+        self.rows += batch.num_rows();
+        Ok(Some(Chunk::Columns {
+            columns: batch.columns().to_vec(),
+            first,
+        }))
+    }
+}
+
+/// The SQL type a new table's column gets for Parquet's (Arrow's) type.
+fn parquet_column_type(data_type: &datafusion::arrow::datatypes::DataType) -> Option<String> {
+    use datafusion::arrow::datatypes::DataType as T;
+    Some(match data_type {
+        T::Boolean => "boolean".into(),
+        T::Int8 | T::Int16 | T::UInt8 => "smallint".into(),
+        T::Int32 | T::UInt16 => "integer".into(),
+        T::Int64 | T::UInt32 => "bigint".into(),
+        T::UInt64 => "numeric(20, 0)".into(),
+        T::Float16 | T::Float32 => "real".into(),
+        T::Float64 => "double precision".into(),
+        T::Decimal128(p, s) | T::Decimal256(p, s) => format!("numeric({p}, {s})"),
+        T::Utf8 | T::LargeUtf8 | T::Utf8View => "text".into(),
+        T::Binary | T::LargeBinary | T::BinaryView | T::FixedSizeBinary(_) => "bytea".into(),
+        T::Date32 | T::Date64 => "date".into(),
+        T::Time32(_) | T::Time64(_) => "time".into(),
+        T::Timestamp(_, None) => "timestamp".into(),
+        T::Timestamp(_, Some(_)) => "timestamptz".into(),
+        T::Dictionary(_, values) => return parquet_column_type(values),
+        _ => return None,
     })
 }
 
@@ -772,10 +922,13 @@ fn quote(name: &str) -> String {
 
 /// CREATE TABLE for a new table: a column for each header field (column0,
 /// column1, ... without a header), typed by what its sampled values all parse as.
+/// `types`: the columns' types when the file says them (Parquet), else
+/// they are inferred from `sample`.
 fn create_table(
     table: &str,
     header: &[String],
     sample: &[Vec<Option<String>>],
+    types: Option<Vec<String>>,
     primary_key: &[String],
 ) -> Result<(String, Vec<String>)> {
     let width = sample
@@ -809,7 +962,11 @@ fn create_table(
             let values = sample
                 .iter()
                 .filter_map(|r| r.get(i).and_then(|v| v.as_deref()));
-            format!("  {} {}", quote(name), infer(values))
+            let sql_type = match types.as_ref().and_then(|t| t.get(i)) {
+                Some(given) => given.clone(),
+                None => infer(values).to_string(),
+            };
+            format!("  {} {sql_type}", quote(name))
         })
         .collect();
     let mut sql = format!("CREATE TABLE {} (\n{}", quote(table), columns.join(",\n"));

@@ -89,6 +89,8 @@ pub enum FileFormat {
     Ndjson,
     /// A JSON array of objects.
     Json,
+    /// Apache Parquet.
+    Parquet,
 }
 
 impl FileFormat {
@@ -107,8 +109,9 @@ impl FileFormat {
             Some("txt" | "copy") => FileFormat::Text,
             Some("ndjson" | "jsonl") => FileFormat::Ndjson,
             Some("json") => FileFormat::Json,
+            Some("parquet") => FileFormat::Parquet,
             _ => anyhow::bail!(
-                "cannot tell the format of {} from its name; give --format csv, tsv, text, ndjson or json",
+                "cannot tell the format of {} from its name; give --format csv, tsv, text, ndjson, json or parquet",
                 path.display()
             ),
         })
@@ -125,7 +128,7 @@ impl FileFormat {
             FileFormat::Csv => (true, ',', ""),
             FileFormat::Tsv => (true, '\t', ""),
             FileFormat::Text => (false, '\t', "\\N"),
-            FileFormat::Ndjson | FileFormat::Json => return None,
+            FileFormat::Ndjson | FileFormat::Json | FileFormat::Parquet => return None,
         };
         Some(copy::Format {
             csv,
@@ -241,6 +244,11 @@ pub struct Batch {
 pub enum Chunk {
     /// Parsed rows.
     Rows(Batch),
+    /// Typed columns (a Parquet file's), the first row being row `first`.
+    Columns {
+        columns: Vec<datafusion::arrow::array::ArrayRef>,
+        first: usize,
+    },
     /// Complete CSV records, the first on line `first_line` of `path`.
     Records {
         data: Vec<u8>,
@@ -255,6 +263,22 @@ impl Chunk {
     pub fn into_batch(self) -> Result<Batch> {
         match self {
             Chunk::Rows(batch) => Ok(batch),
+            // As text, in the form each type's input reads back.
+            Chunk::Columns { columns, first } => {
+                let rows = columns.first().map_or(0, |c| c.len());
+                let rows = (0..rows)
+                    .map(|r| {
+                        columns
+                            .iter()
+                            .map(|c| omen::engine::sql::format::text(c.as_ref(), r))
+                            .collect()
+                    })
+                    .collect();
+                Ok(Batch {
+                    rows,
+                    first_line: first,
+                })
+            }
             Chunk::Records {
                 data,
                 first_line,

@@ -220,6 +220,7 @@ fn main() {
         a_bad_row_stops_the_import_and_changes_nothing,
         import_from_stdin_into_named_columns_and_dry_run,
         gzip_files_export_and_import,
+        parquet_files_export_and_import,
         import_leaves_out_bad_rows_and_resolves_duplicate_keys,
     ));
     trials.extend(tests!(server:

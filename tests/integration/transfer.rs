@@ -339,3 +339,65 @@ pub fn import_leaves_out_bad_rows_and_resolves_duplicate_keys() {
         assert_eq!(csv(&db, &sql), format!("v,count\n{kept},20000\n"));
     }
 }
+
+/// Parquet both ways: export writes a Parquet file, import reads it back
+/// into a new table (types from the file's schema) or an existing one, and
+/// the rows come back equal, NULLs and all.
+pub fn parquet_files_export_and_import() {
+    let (tmp, db) = database_with(
+        "CREATE TABLE pq (id bigint PRIMARY KEY, name text, score double precision, \
+         born date, at timestamptz, ok boolean, n numeric(10, 2), k int); \
+         INSERT INTO pq VALUES \
+         (1, 'ann', 1.5, '2000-01-02', '2026-01-01 10:00:00+00', true, 12.34, 7), \
+         (2, 'bö \"q\", x', -1e300, NULL, NULL, false, -0.01, NULL), \
+         (3, NULL, 'NaN', '1999-12-31', '2026-06-30 23:59:59.25+02', NULL, NULL, -2147483648)",
+    );
+    let file = tmp.path().join("out.parquet");
+    let path = file.to_str().expect("utf-8");
+    ok(omen(
+        &db,
+        &["export", "--table", "pq", "-o", path, "--quiet"],
+        b"",
+    ));
+    let bytes = std::fs::read(&file).expect("read");
+    assert_eq!(&bytes[..4], b"PAR1", "not Parquet");
+    let dry = ok(omen(
+        &db,
+        &["import", path, "--table", "pq2", "--dry-run"],
+        b"",
+    ));
+    assert!(dry.contains("\"at\" timestamptz"), "{dry}");
+    assert!(dry.contains("\"k\" integer"), "{dry}");
+    ok(omen(
+        &db,
+        &[
+            "import",
+            path,
+            "--table",
+            "pq2",
+            "--primary-key",
+            "id",
+            "--quiet",
+        ],
+        b"",
+    ));
+    let all = |table: &str| csv(&db, &format!("SELECT * FROM {table} ORDER BY id"));
+    assert_eq!(all("pq2"), all("pq"));
+    // Into the existing table: its keys are taken.
+    let out = omen(&db, &["import", path, "--table", "pq"], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("23505"));
+    ok(omen(
+        &db,
+        &[
+            "import",
+            path,
+            "--table",
+            "pq",
+            "--on-conflict",
+            "skip",
+            "--quiet",
+        ],
+        b"",
+    ));
+    assert_eq!(all("pq2"), all("pq"));
+}

@@ -268,6 +268,60 @@ impl BulkEncoder {
                 full
             }
         };
+        self.encode_full(full, rejected)
+    }
+
+    /// Rows whose columns arrive as Arrow arrays (a Parquet file's), one per
+    /// column the load fills, in order: each converted as an INSERT assigns
+    /// a value of that type to the column, checked and encoded.
+    pub fn encode_arrays(
+        &self,
+        columns: &[datafusion::arrow::array::ArrayRef],
+    ) -> std::result::Result<Encoded, RowError> {
+        let _scope = self.overlay.as_ref().map(|o| o.enter());
+        let (shared, table) = (&self.shared, &self.table);
+        if columns.len() != self.targets.len() {
+            let message = format!(
+                "{} columns where {} are expected",
+                columns.len(),
+                self.targets.len()
+            );
+            return Err(Error::invalid(SqlState::BAD_COPY_FILE_FORMAT, message).into());
+        }
+        let convert = |columns: &[datafusion::arrow::array::ArrayRef]| {
+            let arrays = columns
+                .iter()
+                .zip(self.targets.iter())
+                .map(|(array, &c)| {
+                    let column = &table.columns[c];
+                    super::execute::assign(array, column.data_type, &column.name)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let full =
+                super::execute::full_rows(shared, &self.planner, table, &self.targets, &arrays)?;
+            full.into_iter()
+                .map(|row| shared.checks.row(table, row))
+                .collect::<Result<Vec<_>>>()
+        };
+        let full = match convert(columns) {
+            Ok(full) => full,
+            Err(error) => {
+                let rows = columns.first().map_or(0, |c| c.len());
+                let one = |i: usize| -> Vec<_> { columns.iter().map(|c| c.slice(i, 1)).collect() };
+                let row = (0..rows).find(|&i| convert(&one(i)).is_err());
+                return Err(RowError { row, error });
+            }
+        };
+        self.encode_full(full, Vec::new())
+    }
+
+    /// Encodes converted rows for storage.
+    fn encode_full(
+        &self,
+        full: Vec<Vec<crate::engine::types::Value>>,
+        rejected: Vec<(usize, Error)>,
+    ) -> std::result::Result<Encoded, RowError> {
+        let (shared, table) = (&self.shared, &self.table);
         let mut run = Run::default();
         let mut value = Vec::new();
         for row in full {
