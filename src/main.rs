@@ -22,9 +22,9 @@ enum Command {
     Repl(commands::repl::Args),
     /// Serve the database over the PostgreSQL wire protocol (psql, drivers, pgbench).
     Serve(commands::serve::Args),
-    /// Load CSV, TSV, COPY text or JSON files into a table, all or nothing.
+    /// Load CSV, TSV, COPY text, JSON or Parquet files into a table, all or nothing.
     Import(commands::import::Args),
-    /// Write a table or a query's result as CSV, TSV, COPY text or JSON.
+    /// Write a table or a query's result as CSV, TSV, COPY text, JSON or Parquet.
     Export(commands::export::Args),
     /// Back up a database into a repository, online and incremental; --list shows the backups.
     Backup(commands::backup::Args),

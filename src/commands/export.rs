@@ -1,5 +1,5 @@
-//! `omen export`: a table or a query's result as CSV, TSV, COPY text, NDJSON
-//! or a JSON array, to a file or standard output.
+//! `omen export`: a table or a query's result as CSV, TSV, COPY text, NDJSON,
+//! a JSON array or Parquet, to a file (gzip for `.gz`) or standard output.
 //!
 //! The rows are one query's, so they come from one snapshot while writers go
 //! on. Delimited formats are written as PostgreSQL's COPY TO writes them

@@ -1,4 +1,4 @@
-//! `omen import`: CSV, TSV, COPY text and JSON files into a table, all or
+//! `omen import`: CSV, TSV, COPY text, JSON and Parquet files into a table, all or
 //! nothing.
 //!
 //! ```text
