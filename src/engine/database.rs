@@ -64,6 +64,10 @@ pub(super) struct Shared {
     pub directories: Arc<Directories>,
     /// Serialises schema changes, which read the catalog before committing.
     pub ddl: Mutex<()>,
+    /// Held shared by a bulk load from before its commit to the end of its
+    /// ingest, and exclusively while a backup takes its checkpoint: a
+    /// checkpoint never holds a load's commit without the load's rows.
+    pub ingesting: parking_lot::RwLock<()>,
     /// The next hidden row id for tables without a primary key. Ids start at
     /// the open time (or past the newest commit) in microseconds times 1024,
     /// so ids given out before a restart stay below those given out after it
@@ -370,6 +374,7 @@ impl Database {
             catalog,
             directories,
             ddl: Mutex::new(()),
+            ingesting: parking_lot::RwLock::new(()),
             runtime,
             memory_limit,
             parallelism: options
@@ -463,11 +468,11 @@ impl Database {
             )
         })?;
         let _ = std::fs::remove_dir_all(&checkpoint);
-        let stored = self
-            .shared
-            .mvcc
-            .storage()
-            .checkpoint(&checkpoint)
+        let checkpointed = {
+            let _no_ingest = self.shared.ingesting.write();
+            self.shared.mvcc.storage().checkpoint(&checkpoint)
+        };
+        let stored = checkpointed
             .map_err(Failure::from)
             .and_then(|()| repository.store(&checkpoint, &self.shared.id, progress));
         let _ = std::fs::remove_dir_all(&checkpoint);

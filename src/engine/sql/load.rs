@@ -519,6 +519,8 @@ impl Session {
         };
         let mut record = WriteBatch::new();
         record.put(Cf::Meta, pending_key(at), pending_value(&paths));
+        // A backup's checkpoint waits for the ingest (see `Shared::ingesting`).
+        let ingesting = shared.ingesting.read();
         let committed = match load.implicit.take() {
             Some(open) => {
                 open.txn.lock().add_unversioned(record, None, Some(apply));
@@ -534,6 +536,7 @@ impl Session {
                 )),
             },
         };
+        drop(ingesting);
         let failed_ingest = ingested.lock().take();
         let outcome = match (committed, failed_ingest) {
             // Committed and on disk, but not yet in the table: the next open
