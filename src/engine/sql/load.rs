@@ -3,9 +3,11 @@
 //! transaction's write buffer.
 //!
 //! ```text
-//!   rows of text fields --(COPY's input rules, defaults, checks)--> (key, row)
-//!        --> sorted runs in memory --(past the run size)--> run files
-//!        --(merge: duplicate keys, keys already in the table)--> sorted files
+//!   rows of text fields, or typed columns --(COPY's input rules, or INSERT's
+//!        assignment; defaults, checks)--> (key, row)       [BulkEncoder, any thread]
+//!        --> a run in memory --(past the run size: sorted)--> run files
+//!        --(sorted; runs merged unless their key ranges are apart; duplicate
+//!           keys and keys already in the table per OnDuplicate)--> SST files
 //!        --(the transaction's commit at T)--> ingested, visible at T
 //! ```
 //!
@@ -13,16 +15,18 @@
 //! written before the commit has one. So a load reserves a timestamp of its
 //! own first (`at`) and stamps its rows with it, and the commit that ingests
 //! them (at `T`) hides them from snapshots taken between `at` and `T`
-//! ([`Mvcc::hide_versions`]), which read the table as of `at - 1`. The table
+//! ([`Horizon::hide`]), which read the table as of `at - 1`. The table
 //! lock, taken before `at`, keeps every other write off the table until the
-//! commit, so that is the table as those snapshots would see it.
+//! commit, so that is the table as those snapshots would see it; garbage
+//! collection keeps what they read while they run.
 //!
 //! Atomicity: the commit records the files to ingest in the meta family
 //! and ingests them before it becomes visible. A crash after the record is
 //! on disk and before the ingest ends is finished at the next open
 //! ([`recover`]): ingesting a file twice writes the same versions again. A
 //! load that never committed leaves only its staging directory, which the
-//! next open removes.
+//! next open removes. A backup's checkpoint waits for an ingest in progress
+//! (`Shared::ingesting`).
 //!
 //! Memory stays bounded by the run size: rows are kept in memory up to it,
 //! then sorted and written to a run file; the runs are merged at the end.
@@ -31,7 +35,7 @@
 //! archive their commits (ingested files would bypass the archive), take
 //! rows through COPY instead; [`Session::bulk_begin`] says so.
 //!
-//! [`Mvcc::hide_versions`]: crate::engine::mvcc::Mvcc::hide_versions
+//! [`Horizon::hide`]: crate::engine::mvcc::Horizon::hide
 
 use std::collections::BinaryHeap;
 use std::io::{BufReader, BufWriter, Read, Write};
