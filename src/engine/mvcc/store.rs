@@ -122,23 +122,9 @@ impl Mvcc {
 
     /// A commit timestamp of its own, with nothing written at it: the
     /// version timestamp of a bulk load, whose rows a later commit makes
-    /// visible (see [`Mvcc::hide_versions`]).
+    /// visible (see [`Horizon::hide`]).
     pub fn reserve_timestamp(&self) -> Result<u64> {
         self.commit_unversioned(WriteBatch::new(), None, None)
-    }
-
-    /// Makes snapshots taken from `at` up to `until` read keys under
-    /// `prefix` as of `at - 1`, so that versions written at `at` (a
-    /// reserved timestamp) appear at `until` (see [`Horizon::hide`]).
-    pub fn hide_versions(&self, prefix: Vec<u8>, at: u64, until: u64) {
-        self.horizon.hide(prefix, at, until);
-    }
-
-    /// The timestamp a snapshot at `read_ts` reads `key` (or a range
-    /// starting there) at: `read_ts`, unless a bulk load hides its versions
-    /// from it.
-    pub(super) fn snapshot_for(&self, key: &[u8], read_ts: u64) -> u64 {
-        self.horizon.snapshot_for(key, read_ts)
     }
 
     /// Starts a transaction at the newest visible commit.

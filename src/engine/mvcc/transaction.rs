@@ -312,7 +312,7 @@ impl Transaction {
             self.reads.push(key.to_vec());
         }
         self.mvcc
-            .read_at(key, self.mvcc.snapshot_for(key, self.read_ts))
+            .read_at(key, self.mvcc.horizon().snapshot_for(key, self.read_ts))
     }
 
     /// Keys in `from..to` (to the end when `to` is None) with their values, in key order.
@@ -328,7 +328,7 @@ impl Transaction {
         } else {
             Some(self.writes.range::<[u8], _>((Bound::Included(from), upper)))
         };
-        let read_ts = self.mvcc.snapshot_for(from, self.read_ts);
+        let read_ts = self.mvcc.horizon().snapshot_for(from, self.read_ts);
         // A range the key directory shows empty needs no storage read.
         let stored: KvIter<'_> = if self.mvcc.range_is_empty(from, to, read_ts) {
             Box::new(std::iter::empty())

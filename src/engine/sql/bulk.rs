@@ -46,7 +46,7 @@ pub fn copy_booleans(sql: &str) -> String {
 /// Rows of text fields (None for NULL) for columns `targets` of `table`,
 /// each field read as its column's type reads a string literal, completed
 /// with the other columns' defaults.
-pub(super) fn text_rows(
+fn text_rows(
     shared: &crate::engine::database::Shared,
     planner: &super::Planner,
     table: &Table,

@@ -42,7 +42,9 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::bulk::text_rows;
+use datafusion::arrow::array::{ArrayRef, StringArray};
+
+use super::execute::{assign, full_rows};
 use crate::engine::catalog::Table;
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::locks::{Mode, Target};
@@ -76,7 +78,6 @@ pub(crate) struct BulkIn {
     run_bytes: usize,
     /// Run files written so far, each sorted.
     spilled: Vec<Spilled>,
-    rows: u64,
     /// Whether the table may hold rows already (it was committed before
     /// the load), so each key must be looked up.
     existing: bool,
@@ -236,54 +237,40 @@ impl BulkEncoder {
         rows: &[Vec<Option<String>>],
         skip: bool,
     ) -> std::result::Result<Encoded, RowError> {
-        let _scope = self.overlay.as_ref().map(|o| o.enter());
-        let (shared, table) = (&self.shared, &self.table);
-        let convert = |rows: &[Vec<Option<String>>]| {
-            if let Some(row) = rows.iter().find(|r| r.len() != self.targets.len()) {
-                let message = format!(
-                    "a row has {} fields where {} are expected",
-                    row.len(),
-                    self.targets.len()
-                );
-                return Err(Error::invalid(SqlState::BAD_COPY_FILE_FORMAT, message));
+        // Rows of the wrong width go first; the others become text columns.
+        let (mut rejected, mut kept) = (Vec::new(), Vec::with_capacity(rows.len()));
+        for (i, row) in rows.iter().enumerate() {
+            if row.len() == self.targets.len() {
+                kept.push(i);
+                continue;
             }
-            let full = text_rows(shared, &self.planner, table, &self.targets, rows)?;
-            full.into_iter()
-                .map(|row| shared.checks.row(table, row))
-                .collect::<Result<Vec<_>>>()
-        };
-        let mut rejected = Vec::new();
-        let full = match convert(rows) {
-            Ok(full) => full,
-            Err(error) if !skip => {
-                // Which row: each on its own, until one fails the same way.
-                let row = (0..rows.len()).find(|&i| convert(&rows[i..=i]).is_err());
-                return Err(RowError { row, error });
+            let message = format!(
+                "a row has {} fields where {} are expected",
+                row.len(),
+                self.targets.len()
+            );
+            let error = Error::invalid(SqlState::BAD_COPY_FILE_FORMAT, message);
+            if !skip {
+                return Err(RowError {
+                    row: Some(i),
+                    error,
+                });
             }
-            // Each row on its own, keeping those that convert.
-            Err(_) => {
-                let mut full = Vec::with_capacity(rows.len());
-                for i in 0..rows.len() {
-                    match convert(&rows[i..=i]) {
-                        Ok(row) => full.extend(row),
-                        Err(e) => rejected.push((i, e)),
-                    }
-                }
-                full
-            }
-        };
-        self.encode_full(full, rejected)
+            rejected.push((i, error));
+        }
+        let columns: Vec<ArrayRef> = (0..self.targets.len())
+            .map(|f| {
+                let text = kept.iter().map(|&i| rows[i][f].as_deref());
+                Arc::new(StringArray::from_iter(text)) as ArrayRef
+            })
+            .collect();
+        self.encode_columns(&columns, skip, &kept, rejected)
     }
 
     /// Rows whose columns arrive as Arrow arrays (a Parquet file's), one per
     /// column the load fills, in order: each converted as an INSERT assigns
     /// a value of that type to the column, checked and encoded.
-    pub fn encode_arrays(
-        &self,
-        columns: &[datafusion::arrow::array::ArrayRef],
-    ) -> std::result::Result<Encoded, RowError> {
-        let _scope = self.overlay.as_ref().map(|o| o.enter());
-        let (shared, table) = (&self.shared, &self.table);
+    pub fn encode_arrays(&self, columns: &[ArrayRef]) -> std::result::Result<Encoded, RowError> {
         if columns.len() != self.targets.len() {
             let message = format!(
                 "{} columns where {} are expected",
@@ -292,31 +279,62 @@ impl BulkEncoder {
             );
             return Err(Error::invalid(SqlState::BAD_COPY_FILE_FORMAT, message).into());
         }
-        let convert = |columns: &[datafusion::arrow::array::ArrayRef]| {
+        let rows: Vec<usize> = (0..columns.first().map_or(0, |c| c.len())).collect();
+        self.encode_columns(columns, false, &rows, Vec::new())
+    }
+
+    /// Converts `columns` (text columns read by each type's input rules, or
+    /// typed ones assigned as INSERT assigns), completes, checks and encodes
+    /// the rows; `index` gives each row's place in the caller's batch. With
+    /// `skip`, rows that fail join `rejected`; else the first fails it all.
+    fn encode_columns(
+        &self,
+        columns: &[ArrayRef],
+        skip: bool,
+        index: &[usize],
+        mut rejected: Vec<(usize, Error)>,
+    ) -> std::result::Result<Encoded, RowError> {
+        let _scope = self.overlay.as_ref().map(|o| o.enter());
+        let (shared, table) = (&self.shared, &self.table);
+        let convert = |columns: &[ArrayRef]| {
             let arrays = columns
                 .iter()
                 .zip(self.targets.iter())
                 .map(|(array, &c)| {
                     let column = &table.columns[c];
-                    super::execute::assign(array, column.data_type, &column.name)
+                    assign(array, column.data_type, &column.name)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let full =
-                super::execute::full_rows(shared, &self.planner, table, &self.targets, &arrays)?;
+            let full = full_rows(shared, &self.planner, table, &self.targets, &arrays)?;
             full.into_iter()
                 .map(|row| shared.checks.row(table, row))
                 .collect::<Result<Vec<_>>>()
         };
+        let one = |r: usize| -> Vec<ArrayRef> { columns.iter().map(|c| c.slice(r, 1)).collect() };
         let full = match convert(columns) {
             Ok(full) => full,
-            Err(error) => {
-                let rows = columns.first().map_or(0, |c| c.len());
-                let one = |i: usize| -> Vec<_> { columns.iter().map(|c| c.slice(i, 1)).collect() };
-                let row = (0..rows).find(|&i| convert(&one(i)).is_err());
-                return Err(RowError { row, error });
+            Err(error) if !skip => {
+                // Which row: each on its own, until one fails the same way.
+                let row = (0..index.len()).find(|&r| convert(&one(r)).is_err());
+                return Err(RowError {
+                    row: row.map(|r| index[r]),
+                    error,
+                });
+            }
+            // Each row on its own, keeping those that convert.
+            Err(_) => {
+                let mut full = Vec::with_capacity(index.len());
+                for (r, &i) in index.iter().enumerate() {
+                    match convert(&one(r)) {
+                        Ok(row) => full.extend(row),
+                        Err(e) => rejected.push((i, e)),
+                    }
+                }
+                rejected.sort_by_key(|(i, _)| *i);
+                full
             }
         };
-        self.encode_full(full, Vec::new())
+        self.encode_full(full, rejected)
     }
 
     /// Encodes converted rows for storage.
@@ -430,7 +448,6 @@ impl Session {
             run: Run::default(),
             run_bytes,
             spilled: Vec::new(),
-            rows: 0,
             existing,
             on_duplicate,
         }));
@@ -511,7 +528,7 @@ impl Session {
             let prefix = table.key_prefix();
             let id = table.id;
             Box::new(move |ts: u64| {
-                shared.mvcc.hide_versions(prefix, at, ts);
+                shared.mvcc.horizon().hide(prefix, at, ts);
                 if let Err(e) = shared.mvcc.storage().ingest(Cf::Rows, &paths) {
                     *failed.lock() = Some(e);
                     return;
@@ -617,7 +634,6 @@ impl Files {
 
 impl BulkIn {
     fn add(&mut self, encoded: Encoded) -> Result<()> {
-        self.rows += encoded.rows;
         self.run.append(encoded.run);
         if self.run.size() >= self.run_bytes {
             self.spill()?;
