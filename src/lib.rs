@@ -34,6 +34,6 @@ pub const BUILD: &str = env!("OMEN_BUILD");
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OMEN_BUILD"), ")");
 
 pub use engine::sql::{
-    BulkEncoder, Encoded, OnDuplicate, Output, PreparedStatement, RowError, Rows,
+    BulkEncoder, Encoded, OnDuplicate, Output, PreparedStatement, RowError, RowStream, Rows,
 };
 pub use engine::{Database, Durability, Error, IsolationLevel, Options, Result, Session, SqlState};

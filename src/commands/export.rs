@@ -18,7 +18,6 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Float32Type, Float64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use omen::engine::sql::format;
-use omen::Output;
 
 use flate2::write::GzEncoder;
 
@@ -42,6 +41,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let mut created = None;
+    let result = export(args, &mut created);
+    if let (Err(_), Some(path)) = (&result, created) {
+        // A failed export leaves no partial file behind.
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Runs the export; `created` gets the file it creates.
+fn export(args: Args, created: &mut Option<std::path::PathBuf>) -> Result<ExitCode> {
     let to_stdout = args.output.as_deref().is_none_or(|o| o == Path::new("-"));
     let format = match (&args.output, args.common.format) {
         (_, Some(format)) => format,
@@ -59,10 +69,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let db = args.common.open()?;
     let mut session = db.session();
     let progress = Progress::new(None, args.common.quiet);
-    let outputs = session.execute(&sql)?;
-    let Some(Output::Rows(rows)) = outputs.into_iter().last() else {
+    // Statements before the last run first; the last one's rows are read
+    // as they are written.
+    let mut statements = omen::engine::sql::parse(&sql)?;
+    let last = statements.pop().context("the query is empty")?;
+    for statement in statements {
+        session.execute_statement(statement)?;
+    }
+    let Some(mut rows) = session.query_batches(last)? else {
         bail!("the query returns no rows to export");
     };
+    let schema = rows.schema().clone();
     let mut out: BufWriter<Sink> = BufWriter::with_capacity(
         1 << 20,
         if to_stdout {
@@ -71,6 +88,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let path = args.output.as_deref().expect("a file");
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            *created = Some(path.to_path_buf());
             match is_gzip(path) {
                 true => Sink::Gzip(GzEncoder::new(file, flate2::Compression::default())),
                 false => Sink::Plain(Box::new(file)),
@@ -83,11 +101,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let props = parquet::file::properties::WriterProperties::builder()
             .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
             .build();
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(out, rows.schema.clone(), Some(props))
-                .context("writing Parquet")?;
-        for batch in &rows.batches {
-            writer.write(batch).context("writing Parquet")?;
+        let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema, Some(props))
+            .context("writing Parquet")?;
+        for batch in rows {
+            let batch = batch?;
+            writer.write(&batch).context("writing Parquet")?;
             written += batch.num_rows() as u64;
             progress.update(0, written);
         }
@@ -104,11 +122,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         };
         match args.common.copy_format(format, !args.common.no_header) {
             Some(copy) => {
-                if let Some(header) = copy::header(&rows, &copy) {
+                if let Some(header) = copy::header(&schema, &copy) {
                     write(&header)?;
                 }
-                for batch in &rows.batches {
-                    for line in copy::batch_lines(batch, &copy) {
+                for batch in rows.by_ref() {
+                    let batch = batch?;
+                    for line in copy::batch_lines(&batch, &copy) {
                         write(&line)?;
                     }
                     written += batch.num_rows() as u64;
@@ -117,8 +136,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             None => {
                 let array = format == FileFormat::Json;
-                let names: Vec<String> = rows
-                    .schema
+                let names: Vec<String> = schema
                     .fields()
                     .iter()
                     .map(|f| serde_json::to_string(f.name()).expect("a string encodes"))
@@ -131,12 +149,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     (b"", b"\n", b"\n")
                 };
                 write(open)?;
-                for batch in &rows.batches {
+                for batch in rows.by_ref() {
+                    let batch = batch?;
                     for r in 0..batch.num_rows() {
                         if written > 0 {
                             write(between)?;
                         }
-                        write(object(batch, r, &names).as_bytes())?;
+                        write(object(&batch, r, &names).as_bytes())?;
                         written += 1;
                     }
                     progress.update(0, written);

@@ -485,22 +485,25 @@ pub fn copy_file(session: &mut omen::Session, copy: &copy::Copy) -> Result<u64> 
     let path = Path::new(file);
     if copy.to_stdout {
         let query = copy::query_of(copy.source.clone())?;
-        let omen::Output::Rows(rows) = session.execute_statement(query)? else {
+        let Some(batches) = session.query_batches(query)? else {
             bail!("the COPY query returns no rows");
         };
         let mut out = std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {file}"))?,
         );
-        if let Some(header) = copy::header(&rows, &copy.format) {
+        if let Some(header) = copy::header(batches.schema(), &copy.format) {
             out.write_all(&header)?;
         }
-        for batch in &rows.batches {
-            for line in copy::batch_lines(batch, &copy.format) {
+        let mut rows = 0;
+        for batch in batches {
+            let batch = batch?;
+            for line in copy::batch_lines(&batch, &copy.format) {
                 out.write_all(&line)?;
             }
+            rows += batch.num_rows() as u64;
         }
         out.flush().with_context(|| format!("writing {file}"))?;
-        return Ok(rows.len() as u64);
+        return Ok(rows);
     }
     let datafusion::sql::sqlparser::ast::CopySource::Table {
         table_name,

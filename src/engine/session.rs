@@ -66,6 +66,8 @@ pub struct Session {
     pub(super) statement_cache: super::sql::StatementCache,
     /// Cursors declared WITH HOLD by transactions that committed.
     pub(super) held_cursors: super::sql::Cursors,
+    /// Query results being read ([`Session::streaming`]).
+    pub(super) streams: super::sql::Streams,
     /// How the session's transactions take row locks.
     pub(super) locker: Arc<crate::engine::mvcc::RowLocker>,
 }
@@ -75,6 +77,7 @@ impl Drop for Session {
         // The open transaction ends first (its locks with it), then the
         // session-level advisory locks.
         self.copy = None;
+        self.close_streams();
         self.txn = None;
         self.shared.locks.release(self.id, None);
         self.shared.activity.remove(self.id);
@@ -219,6 +222,7 @@ impl Session {
             prepared: Default::default(),
             statement_cache: Default::default(),
             held_cursors: Default::default(),
+            streams: Default::default(),
             locker,
         }
     }
@@ -315,6 +319,7 @@ impl Session {
                 message: "SET TRANSACTION ISOLATION LEVEL must be called before any query".into(),
             });
         }
+        self.close_block_streams();
         let old = self.txn.take().expect("checked above");
         old.into_transaction().rollback();
         self.begin_with(isolation)
@@ -380,6 +385,7 @@ impl Session {
     /// Commits the open transaction. An aborted transaction is rolled back
     /// instead, and the call fails with 25P02.
     pub fn commit(&mut self) -> Result<()> {
+        self.close_block_streams();
         let Some(mut open) = self.txn.take() else {
             return Err(no_transaction());
         };
@@ -403,6 +409,7 @@ impl Session {
 
     /// Discards the open transaction.
     pub fn rollback(&mut self) -> Result<()> {
+        self.close_block_streams();
         let open = self.txn.take().ok_or_else(no_transaction)?;
         open.into_transaction().rollback();
         Ok(())
@@ -413,6 +420,7 @@ impl Session {
         // A statement ends a COPY whose client stopped sending without saying so.
         self.copy_abort();
         self.bulk_abort();
+        self.settle_streams();
         match &mut self.txn {
             Some(open) => {
                 open.begin_statement()?;

@@ -121,34 +121,53 @@ impl Shell {
             return Ok(ok);
         }
         let started = Instant::now();
-        let outcome = self.session.execute(text);
-        let elapsed = started.elapsed();
+        let outcome = self.session.streaming(|session| session.execute(text));
         for notice in self.session.take_notices() {
             eprintln!("WARNING:  {notice}");
         }
-        let ok = match outcome {
-            Ok(outputs) => {
-                let stdout = std::io::stdout();
-                let mut out = stdout.lock();
-                for output in outputs {
-                    match output {
-                        Output::Rows(rows) => output::write_rows(&mut out, &rows, self.format)?,
-                        command if self.format == Format::Table => writeln!(out, "{command}")?,
-                        _ => {}
-                    }
+        let ok = match outcome.map(|outputs| self.print(outputs)) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => match e.downcast::<omen::Error>() {
+                // Reading the rows failed.
+                Ok(e) => {
+                    self.report(&e);
+                    false
                 }
-                out.flush()?;
-                true
-            }
+                Err(e) => return Err(e),
+            },
             Err(e) => {
                 self.report(&e);
                 false
             }
         };
+        let elapsed = started.elapsed();
         if self.timing {
             eprintln!("Time: {:.3} ms", elapsed.as_secs_f64() * 1000.0);
         }
         Ok(ok)
+    }
+
+    /// Prints statements' outputs, reading streamed rows as they are printed.
+    fn print(&mut self, outputs: Vec<Output>) -> Result<()> {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for output in outputs {
+            match output {
+                Output::Rows(rows) => {
+                    let batches = rows.batches.into_iter().map(Ok);
+                    output::write_rows(&mut out, &rows.schema, batches, self.format)?
+                }
+                Output::Stream(stream) => {
+                    let session = &mut self.session;
+                    let batches = std::iter::from_fn(|| session.next_batch(&stream).transpose());
+                    output::write_rows(&mut out, stream.schema(), batches, self.format)?
+                }
+                command if self.format == Format::Table => writeln!(out, "{command}")?,
+                _ => {}
+            }
+        }
+        out.flush()?;
+        Ok(())
     }
 
     fn report(&mut self, e: &omen::Error) {

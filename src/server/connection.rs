@@ -13,8 +13,11 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{self, Statement};
-use futures::{stream, Sink, SinkExt, StreamExt};
+use futures::stream::BoxStream;
+use futures::{stream, FutureExt, Sink, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -37,7 +40,7 @@ use super::wire;
 use super::{log, Server, ServerBackends};
 use omen::engine::sql::{Parsed, StatementCache};
 use omen::engine::types::Value;
-use omen::{Error, Output, PreparedStatement, Session, SqlState};
+use omen::{Error, Output, PreparedStatement, RowStream, Rows, Session, SqlState};
 
 /// A statement prepared by Parse: parsed once, described once, its fast-path
 /// form kept.
@@ -317,9 +320,21 @@ impl Inner {
                     }
                 }
                 let mut results = Vec::new();
-                for statement in statements {
+                let count = statements.len();
+                for (i, statement) in statements.into_iter().enumerate() {
                     let before = session.in_transaction() && !implicit;
-                    let result = session.execute_parsed(statement);
+                    // The last statement's rows are read as they are sent;
+                    // earlier ones are collected, as their transaction may
+                    // end before the response goes out.
+                    let result = if i + 1 == count && !implicit {
+                        session
+                            .streaming(|session| session.execute_parsed(statement))
+                            .and_then(|output| Answer::new(session, output))
+                    } else {
+                        session
+                            .execute_parsed(statement)
+                            .and_then(|output| Answer::new(session, output))
+                    };
                     let failed = result.is_err();
                     results.push((result, before, session.in_transaction() && !implicit));
                     if failed {
@@ -344,14 +359,145 @@ impl Inner {
         results
             .into_iter()
             .map(|(result, before, after)| match result {
-                Ok(output) => response(output, before, after, &|_| FieldFormat::Text),
+                Ok(answer) => self.response(answer, before, after, &|_| FieldFormat::Text),
                 Err(e) => Ok(Response::Error(Box::new(error_info(&e)))),
             })
             .collect()
     }
 }
 
+/// A statement's result as the connection sends it: a command's tag or
+/// collected rows, or rows still to be read from the session.
+pub enum Answer {
+    /// A command's tag.
+    Command(Output),
+    Rows(Rows),
+    /// Rows read from the session as they are sent; `first` is None for a
+    /// query without rows.
+    Stream {
+        stream: RowStream,
+        first: Option<RecordBatch>,
+    },
+}
+
+impl Answer {
+    /// `output`, with the first batch of rows still to be read read now, so
+    /// a query that fails at once says so before its row description.
+    fn new(session: &mut Session, output: Output) -> Result<Answer, Error> {
+        Ok(match output {
+            Output::Stream(stream) => {
+                let first = session.next_batch(&stream)?;
+                Answer::Stream { stream, first }
+            }
+            Output::Rows(rows) => Answer::Rows(rows),
+            output => Answer::Command(output),
+        })
+    }
+}
+
+/// A result's batches as the response reads them.
+type Batches = BoxStream<'static, PgWireResult<RecordBatch>>;
+
 impl Inner {
+    /// The columns and batches of a result with rows: collected ones, or
+    /// read from the session one at a time as the response asks for them.
+    fn batches(&self, answer: Answer) -> (SchemaRef, Batches) {
+        match answer {
+            Answer::Rows(rows) => (
+                rows.schema,
+                stream::iter(rows.batches.into_iter().map(Ok)).boxed(),
+            ),
+            Answer::Command(_) => (Arc::new(Schema::empty()), stream::empty().boxed()),
+            Answer::Stream {
+                stream,
+                first: None,
+            } => (stream.schema().clone(), stream::empty().boxed()),
+            Answer::Stream {
+                stream,
+                first: Some(first),
+            } => {
+                let schema = stream.schema().clone();
+                let me = self.me.clone();
+                let rest = stream::unfold(Some(stream), move |stream| {
+                    let me = me.clone();
+                    async move {
+                        // The end, an error, or a connection that is gone.
+                        let (stream, inner) = (stream?, me.upgrade()?);
+                        let next = inner
+                            .run(move |session| {
+                                let next = session.next_batch(&stream);
+                                (stream, next)
+                            })
+                            .await;
+                        match next {
+                            Ok((stream, Ok(Some(batch)))) => Some((Ok(batch), Some(stream))),
+                            Ok((_, Ok(None))) => None,
+                            Ok((_, Err(e))) => Some((Err(user_error(e)), None)),
+                            Err(e) => Some((Err(e), None)),
+                        }
+                    }
+                });
+                (
+                    schema,
+                    stream::once(async { Ok(first) }).chain(rest).boxed(),
+                )
+            }
+        }
+    }
+
+    /// The response for one statement's result; `before` and `after` say
+    /// whether a transaction was open around it, which moves the status byte.
+    fn response(
+        &self,
+        answer: Answer,
+        before: bool,
+        after: bool,
+        format: &dyn Fn(usize) -> FieldFormat,
+    ) -> PgWireResult<Response> {
+        let command = match &answer {
+            Answer::Command(output) => {
+                let tag = Tag::new(&output.to_string());
+                return Ok(match (before, after) {
+                    (false, true) => Response::TransactionStart(tag),
+                    (true, false) => Response::TransactionEnd(tag),
+                    _ => Response::Execution(tag),
+                });
+            }
+            Answer::Rows(rows) => rows.command,
+            Answer::Stream { .. } => None,
+        };
+        let (schema, mut batches) = self.batches(answer);
+        let fields = Arc::new(wire::fields(&schema, format));
+        // Rows are encoded a batch at a time as they are sent. The first
+        // batch, in hand already, is encoded now, so a format omen cannot
+        // send fails before the row description goes out.
+        let first = match batches.next().now_or_never().flatten() {
+            Some(batch) => {
+                wire::encode_rows(std::slice::from_ref(&batch?), &fields).map_err(user_error)?
+            }
+            None => Vec::new(),
+        };
+        let encode = fields.clone();
+        let rest = batches.flat_map(move |batch| {
+            let rows: Vec<PgWireResult<DataRow>> = match batch.and_then(|batch| {
+                wire::encode_rows(std::slice::from_ref(&batch), &encode).map_err(user_error)
+            }) {
+                Ok(rows) => rows.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            stream::iter(rows)
+        });
+        let data = stream::iter(first.into_iter().map(Ok)).chain(rest);
+        let mut response = QueryResponse::new(fields, data);
+        match command {
+            // The row count follows the tag; INSERT's carries an oid of 0 first.
+            Some("INSERT") => response.set_command_tag("INSERT 0"),
+            Some(tag) => response.set_command_tag(tag),
+            None => {}
+        }
+        Ok(Response::Query(response))
+    }
+
     /// Starts COPY FROM STDIN (the client sends data next) or runs COPY TO
     /// STDOUT.
     async fn start_copy(&self, copy: Copy) -> PgWireResult<Result<Response, Error>> {
@@ -387,22 +533,31 @@ impl Inner {
                 Err(e) => return Ok(Err(e)),
             };
             let result = self
-                .run(move |session| session.execute_statement(query))
+                .run(move |session| {
+                    session
+                        .streaming(|session| session.execute_statement(query))
+                        .and_then(|output| Answer::new(session, output))
+                })
                 .await?;
-            return Ok(result.map(|output| {
-                let Output::Rows(rows) = output else {
-                    unreachable!("a query returns rows")
-                };
-                let columns = rows.schema.fields().len();
-                // Lines are made a batch at a time as they are sent.
-                let header = copy::header(&rows, &format);
-                let lines = stream::iter(rows.batches)
-                    .flat_map(move |batch| stream::iter(copy::batch_lines(&batch, &format)));
+            return Ok(result.map(|answer| {
+                let (schema, batches) = self.batches(answer);
+                // Lines are made a batch at a time as they are read and sent.
+                let header = copy::header(&schema, &format).map(Ok);
+                let lines = batches.flat_map(move |batch| {
+                    let lines: Vec<PgWireResult<Vec<u8>>> = match batch {
+                        Ok(batch) => copy::batch_lines(&batch, &format)
+                            .into_iter()
+                            .map(Ok)
+                            .collect(),
+                        Err(e) => vec![Err(e)],
+                    };
+                    stream::iter(lines)
+                });
                 let data = stream::iter(header).chain(lines);
                 Response::CopyOut(CopyResponse::new(
                     0,
-                    columns,
-                    data.map(|line| Ok(CopyData::new(line.into()))),
+                    schema.fields().len(),
+                    data.map(|line| line.map(|line| CopyData::new(line.into()))),
                 ))
             }));
         }
@@ -516,57 +671,6 @@ impl CopyHandler for Connection {
             SqlState::QUERY_CANCELED,
             format!("COPY from stdin failed: {}", fail.message),
         ))
-    }
-}
-
-/// The response for one statement's output; `before` and `after` say whether
-/// a transaction was open around it, which moves the status byte.
-fn response(
-    output: Output,
-    before: bool,
-    after: bool,
-    format: &dyn Fn(usize) -> FieldFormat,
-) -> PgWireResult<Response> {
-    match output {
-        Output::Rows(rows) => {
-            let fields = Arc::new(wire::fields(&rows.schema, format));
-            // Rows are encoded a batch at a time as they are sent, not all
-            // before the first; the first batch is encoded now, so a format
-            // omen cannot send fails before the row description goes out.
-            let mut batches = rows.batches.into_iter();
-            let first = match batches.next() {
-                Some(batch) => {
-                    wire::encode_rows(std::slice::from_ref(&batch), &fields).map_err(user_error)?
-                }
-                None => Vec::new(),
-            };
-            let encode = fields.clone();
-            let rest = stream::iter(batches).flat_map(move |batch| {
-                let rows: Vec<PgWireResult<DataRow>> =
-                    match wire::encode_rows(std::slice::from_ref(&batch), &encode) {
-                        Ok(rows) => rows.into_iter().map(Ok).collect(),
-                        Err(e) => vec![Err(user_error(e))],
-                    };
-                stream::iter(rows)
-            });
-            let data = stream::iter(first.into_iter().map(Ok)).chain(rest);
-            let mut response = QueryResponse::new(fields, data);
-            match rows.command {
-                // The row count follows the tag; INSERT's carries an oid of 0 first.
-                Some("INSERT") => response.set_command_tag("INSERT 0"),
-                Some(tag) => response.set_command_tag(tag),
-                None => {}
-            }
-            Ok(Response::Query(response))
-        }
-        Output::Command { .. } => {
-            let tag = Tag::new(&output.to_string());
-            Ok(match (before, after) {
-                (false, true) => Response::TransactionStart(tag),
-                (true, false) => Response::TransactionEnd(tag),
-                _ => Response::Execution(tag),
-            })
-        }
     }
 }
 
@@ -769,7 +873,7 @@ impl ExtendedQueryHandler for Connection {
         &self,
         client: &mut C,
         portal: &Portal<Self::Statement>,
-        _max_rows: usize,
+        max_rows: usize,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -803,9 +907,13 @@ impl ExtendedQueryHandler for Connection {
                 session.set_query_text(&prepared.text);
                 let before = session.in_transaction();
                 let values = parameter_values(&prepared, &parameters, &format);
-                let result = session.execute_prepared_with(&prepared.engine, &values, |_| {
-                    bind(&prepared, &parameters, &format)
-                });
+                let result = session
+                    .streaming(|session| {
+                        session.execute_prepared_with(&prepared.engine, &values, |_| {
+                            bind(&prepared, &parameters, &format)
+                        })
+                    })
+                    .and_then(|output| Answer::new(session, output));
                 (
                     result,
                     before,
@@ -816,9 +924,26 @@ impl ExtendedQueryHandler for Connection {
             .await?;
         send_notices(client, notices).await?;
         let format = portal.result_column_format.clone();
-        response(result.map_err(user_error)?, before, after, &|i| {
-            format.format_for(i)
-        })
+        let response = self
+            .inner
+            .response(result.map_err(user_error)?, before, after, &|i| {
+                format.format_for(i)
+            })?;
+        match response {
+            // All the rows at once: sent here as they are read (pgwire would
+            // gather them first). With a row limit, pgwire reads that many
+            // per Execute and suspends the portal in between.
+            Response::Query(mut rows) if max_rows == 0 => {
+                let tag = rows.command_tag().to_string();
+                let mut sent = 0;
+                while let Some(row) = rows.data_rows().next().await {
+                    client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                    sent += 1;
+                }
+                Ok(Response::Execution(Tag::new(&tag).with_rows(sent)))
+            }
+            response => Ok(response),
+        }
     }
 
     async fn do_describe_statement<C>(

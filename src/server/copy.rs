@@ -9,9 +9,10 @@ use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use omen::engine::sql::format;
-use omen::{Error, Rows, SqlState};
+use omen::{Error, SqlState};
 
 /// A COPY statement, read.
 pub struct Copy {
@@ -403,9 +404,9 @@ fn quoted_fields(raw: &[u8], format: &Format, count: usize) -> Vec<bool> {
 }
 
 /// COPY TO's header line, when the format asks for one.
-pub fn header(rows: &Rows, format: &Format) -> Option<Vec<u8>> {
+pub fn header(schema: &SchemaRef, format: &Format) -> Option<Vec<u8>> {
     format.header.then(|| {
-        let names = rows.schema.fields().iter().map(|f| Some(f.name().clone()));
+        let names = schema.fields().iter().map(|f| Some(f.name().clone()));
         join(names, format)
     })
 }

@@ -107,6 +107,8 @@ fn main() {
         a_snapshot_scan_ignores_commits_between_its_batches,
         scan_memory_does_not_grow_with_the_table,
         large_scans_run_in_partitions,
+        results_are_read_as_the_client_takes_them,
+        results_past_the_memory_limit_stream_to_clients,
     ));
     trials.extend(tests!(wire_values:
         extreme_values_over_the_wire,

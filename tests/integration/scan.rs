@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use omen::{IsolationLevel, Output, Session};
 
-use crate::server::{connect, runtime, simple_rows, Server};
+use crate::server::{connect, fill_padded, runtime, simple_rows, Server};
 use crate::support::{ints, run, TestDb};
 
 /// The text of an EXPLAIN.
@@ -255,4 +255,167 @@ pub fn large_scans_run_in_partitions() {
     assert!(s.execute("SET omen.parallelism = 0").is_err());
     let shown = run(&mut s, "SHOW omen.parallelism");
     assert!(matches!(&shown[0], Output::Rows(_)));
+}
+
+/// Runs `sql` with its rows left to be read.
+fn start(s: &mut Session, sql: &str) -> omen::RowStream {
+    match s.streaming(|s| s.execute(sql)).expect(sql).pop() {
+        Some(Output::Stream(stream)) => stream,
+        other => panic!("{sql} gave {other:?}"),
+    }
+}
+
+/// The first column (bigint) of the rows of `stream` still to come.
+fn rest(s: &mut Session, stream: &omen::RowStream) -> omen::Result<Vec<i64>> {
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::Int64Type;
+    let mut values = Vec::new();
+    while let Some(batch) = s.next_batch(stream)? {
+        let column: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
+        values.extend(column.values().iter().copied());
+    }
+    Ok(values)
+}
+
+pub fn results_are_read_as_the_client_takes_them() {
+    // Bug: a query's whole result was collected before its first row went
+    // to the client, so every result sat in memory at once and one larger
+    // than the memory limit failed with 53200.
+    let t = table(50_000);
+    let mut s = t.session();
+    let stream = start(&mut s, "SELECT id, v FROM t");
+    let before = s.rows_scanned();
+    let first = rest_of_one(&mut s, &stream);
+    assert!(
+        s.rows_scanned() - before < 10_000,
+        "the first batch read {} rows",
+        s.rows_scanned() - before
+    );
+    let mut ids = first;
+    ids.extend(rest(&mut s, &stream).expect("rows"));
+    assert_eq!(ids, (0..50_000).collect::<Vec<i64>>());
+
+    // Outside a transaction block a result keeps its snapshot while others
+    // commit, and the session runs other statements meanwhile.
+    let stream = start(&mut s, "SELECT id FROM t");
+    let mut ids = rest_of_one(&mut s, &stream);
+    let mut other = t.session();
+    run(&mut other, "DELETE FROM t WHERE id >= 40000");
+    run(&mut other, "INSERT INTO t VALUES (70000, 0)");
+    assert_eq!(ints(&mut s, "SELECT count(*) FROM t"), vec![40_001]);
+    ids.extend(rest(&mut s, &stream).expect("rows"));
+    assert_eq!(ids, (0..50_000).collect::<Vec<i64>>());
+
+    // Inside a block, a later statement of the same transaction does not
+    // change the rows an earlier query returns.
+    run(&mut s, "BEGIN");
+    let stream = start(&mut s, "SELECT v::bigint FROM t");
+    let mut values = rest_of_one(&mut s, &stream);
+    run(&mut s, "UPDATE t SET v = -1");
+    values.extend(rest(&mut s, &stream).expect("rows"));
+    assert_eq!(values.len(), 40_001);
+    assert!(
+        values.iter().all(|&v| v >= 0),
+        "a later UPDATE showed through"
+    );
+    // COMMIT closes the block's results, as it closes PostgreSQL's portals.
+    let stream = start(&mut s, "SELECT id FROM t");
+    run(&mut s, "COMMIT");
+    crate::support::assert_sqlstate(s.next_batch(&stream), "34000");
+    assert_eq!(ints(&mut s, "SELECT min(v) FROM t"), vec![-1]);
+
+    // An error met while reading fails the block, as any failing statement.
+    run(&mut s, "BEGIN");
+    let stream = start(&mut s, "SELECT 100 / (id - 39000) FROM t");
+    crate::support::assert_sqlstate(rest(&mut s, &stream), "22012");
+    crate::support::assert_sqlstate(s.execute("SELECT 1"), "25P02");
+    run(&mut s, "ROLLBACK");
+    // Dropping an unread result ends its transaction at the next call.
+    let stream = start(&mut s, "SELECT id FROM t");
+    drop(stream);
+    assert_eq!(ints(&mut s, "SELECT count(*) FROM t"), vec![40_001]);
+}
+
+/// The first batch of `stream` (which has one), first column.
+fn rest_of_one(s: &mut Session, stream: &omen::RowStream) -> Vec<i64> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let batch = s.next_batch(stream).expect("a batch").expect("rows");
+    batch
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
+}
+
+pub fn results_past_the_memory_limit_stream_to_clients() {
+    // Bug: the server collected a result before sending it, so one larger
+    // than --memory-limit failed with 53200 over every protocol.
+    let server = Server::start_with(&["--memory-limit", "32MB"], &[]);
+    runtime().block_on(async {
+        let client = connect(&server.conninfo("a", None)).await.expect("connect");
+        // 300,000 rows of 200 bytes: about twice the limit.
+        fill_padded(&client, "big", "repeat('p', 200)").await;
+        let rows = client
+            .simple_query("SELECT id, pad FROM big")
+            .await
+            .expect("simple");
+        let count = rows
+            .iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count();
+        assert_eq!(count, 300_000);
+        let rows = client
+            .query("SELECT id, pad FROM big WHERE id >= $1", &[&0i64])
+            .await
+            .expect("extended");
+        assert_eq!(rows.len(), 300_000);
+        let mut lines = 0;
+        let copy = client.copy_out("COPY big TO STDOUT").await.expect("copy");
+        futures::pin_mut!(copy);
+        while let Some(data) = futures::StreamExt::next(&mut copy).await {
+            lines += data
+                .expect("copy data")
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+        }
+        assert_eq!(lines, 300_000);
+
+        // Execute with a row limit: pages of that many rows, in order.
+        let mut client = client;
+        let txn = client.transaction().await.expect("begin");
+        let statement = txn
+            .prepare("SELECT id FROM big ORDER BY id")
+            .await
+            .expect("prepare");
+        let portal = txn.bind(&statement, &[]).await.expect("bind");
+        let mut pages = Vec::new();
+        let mut next = 0i64;
+        loop {
+            let page = txn.query_portal(&portal, 100_000).await.expect("page");
+            for row in &page {
+                assert_eq!(row.get::<_, i64>(0), next);
+                next += 1;
+            }
+            pages.push(page.len());
+            if page.len() < 100_000 {
+                break;
+            }
+        }
+        assert_eq!(pages, vec![100_000, 100_000, 100_000, 0]);
+        txn.commit().await.expect("commit");
+
+        // An error partway through a result reaches the client, and the
+        // connection goes on.
+        let e = client
+            .simple_query("SELECT 1000 / (id - 250000) FROM big")
+            .await
+            .unwrap_err();
+        assert_eq!(crate::server::code(&e), "22012", "{e:?}");
+        assert_eq!(
+            simple_rows(&client, "SELECT count(*) FROM big").await,
+            vec![vec![Some("300000".into())]]
+        );
+    });
 }

@@ -177,6 +177,29 @@ pub async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>>
         .collect()
 }
 
+/// Creates `table (id bigint primary key, pad text)` and fills it with ids
+/// 0..300,000, `pad` being `pad_sql` of `value`, in ten statements (each
+/// small enough for a 32 MB memory limit).
+pub async fn fill_padded(client: &Client, table: &str, pad_sql: &str) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id BIGINT PRIMARY KEY, pad TEXT)"
+        ))
+        .await
+        .expect("create");
+    for batch in 0..10 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {table} SELECT value, {pad_sql} \
+                 FROM generate_series({}, {}) AS value",
+                batch * 30_000,
+                batch * 30_000 + 29_999
+            ))
+            .await
+            .expect("load");
+    }
+}
+
 pub fn code(e: &tokio_postgres::Error) -> String {
     e.code()
         .map(|c| c.code().to_string())

@@ -29,8 +29,24 @@ impl sqllogictest::DB for OmenDb {
     type ColumnType = DefaultColumnType;
 
     fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, omen::Error> {
-        let outputs = self.session.execute(sql)?;
-        Ok(match outputs.into_iter().last() {
+        // Queries stream, as they do over the wire.
+        let outputs = self.session.streaming(|s| s.execute(sql))?;
+        let rows = match outputs.into_iter().last() {
+            Some(Output::Stream(stream)) => {
+                let mut batches = Vec::new();
+                while let Some(batch) = self.session.next_batch(&stream)? {
+                    batches.push(batch);
+                }
+                let schema = stream.schema().clone();
+                Some(Output::Rows(omen::Rows {
+                    schema,
+                    batches,
+                    command: None,
+                }))
+            }
+            other => other,
+        };
+        Ok(match rows {
             Some(Output::Rows(rows)) => {
                 let types = rows
                     .schema
@@ -57,7 +73,7 @@ impl sqllogictest::DB for OmenDb {
                 DBOutput::Rows { types, rows: out }
             }
             Some(Output::Command { rows, .. }) => DBOutput::StatementComplete(rows.unwrap_or(0)),
-            None => DBOutput::StatementComplete(0),
+            Some(Output::Stream(_)) | None => DBOutput::StatementComplete(0),
         })
     }
 

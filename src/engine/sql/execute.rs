@@ -37,10 +37,12 @@ use crate::engine::session::{aborted, insert_row, lock_for_change, Open, Session
 use crate::engine::types::{DataType, Value};
 
 /// What one statement produced.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Output {
     /// A query's rows.
     Rows(Rows),
+    /// A query's rows, still to be read ([`Session::streaming`]).
+    Stream(super::RowStream),
     /// A statement without rows: its command tag (`INSERT`, `CREATE TABLE`,
     /// ...) and, for DML, the number of rows it touched.
     Command {
@@ -79,6 +81,8 @@ impl fmt::Display for Output {
             } => write!(f, "INSERT 0 {n}"),
             Output::Command { tag, rows: Some(n) } => write!(f, "{tag} {n}"),
             Output::Command { tag, rows: None } => f.write_str(tag),
+            // Its rows are counted as they are read.
+            Output::Stream(_) => f.write_str("SELECT"),
         }
     }
 }
@@ -229,6 +233,9 @@ impl Session {
         if self.is_aborted() && !ends_transaction {
             return Err(aborted());
         }
+        if !ends_transaction {
+            self.settle_streams();
+        }
         self.canceller.reset();
         self.copy_abort();
         self.report_state(true);
@@ -260,6 +267,7 @@ impl Session {
 
     /// Runs a statement; `text` gets its SQL for the log should it panic.
     pub(super) fn dispatch(&mut self, statement: Statement, text: &mut String) -> Result<Output> {
+        let streaming = self.take_streaming();
         if let Some(output) = self.fast_path(&statement)? {
             return Ok(output);
         }
@@ -282,6 +290,9 @@ impl Session {
                 return self.select_locked(query);
             }
             refuse_row_locks(&query)?;
+            if streaming {
+                return self.start_stream(Statement::Query(query));
+            }
             return self.query(Statement::Query(query));
         }
         refuse_row_locks(&statement)?;
@@ -452,6 +463,7 @@ impl Session {
                 savepoint: Some(name),
                 ..
             } => {
+                self.close_block_streams();
                 let open = self.savepoint_transaction("ROLLBACK TO SAVEPOINT")?;
                 let i = savepoint_index(open, &name)?;
                 open.savepoints.truncate(i + 1);

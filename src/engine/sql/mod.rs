@@ -30,6 +30,7 @@ mod pg_functions;
 mod planner;
 mod prepared;
 mod provider;
+mod results;
 mod roles;
 mod row_locks;
 mod scan;
@@ -53,5 +54,7 @@ pub(crate) use prepared::PreparedStatements;
 pub use prepared::{
     bind_parameters, Parsed, PreparedStatement, StatementCache, STATEMENT_CACHE_ENTRIES,
 };
+pub(crate) use results::Streams;
+pub use results::{Batches, RowStream};
 pub use script::{is_complete, split_statements};
 pub(crate) use sequence_sql::Seen;

@@ -315,25 +315,25 @@ impl Planner {
         Ok((schema, execute_stream(physical, state.task_ctx())?))
     }
 
-    /// Plans and starts a query in which table `keyed` has
-    /// [`KEY_COLUMN`](super::provider::KEY_COLUMN); the caller pulls its
-    /// batches one at a time with [`next_batch`](Planner::next_batch)
-    /// (SELECT ... FOR UPDATE locks each row as it arrives).
-    pub async fn stream_keyed(
+    /// Plans and starts a query; the caller pulls its batches one at a time
+    /// with [`next_batch`](Planner::next_batch). Table `keyed`, when given,
+    /// has [`KEY_COLUMN`](super::provider::KEY_COLUMN) (SELECT ... FOR
+    /// UPDATE locks each row as it arrives).
+    pub async fn stream(
         &self,
         txn: &SharedTxn,
         query: ast::Statement,
-        keyed: u32,
+        keyed: Option<u32>,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let start = async {
-            self.start(Some(txn), query, Some(keyed), None)
+            self.start(Some(txn), query, keyed, None)
                 .await
                 .map_err(|e| map_error(e, &self.catalog))
         };
         self.canceller.guard(start).await
     }
 
-    /// The next batch of a stream from [`stream_keyed`](Planner::stream_keyed).
+    /// The next batch of a stream from [`stream`](Planner::stream).
     pub async fn next_batch(
         &self,
         stream: &mut SendableRecordBatchStream,

@@ -266,9 +266,10 @@ impl Session {
         let shared = self.shared.clone();
         let memory_limit = self.memory_limit;
         let rows = self.statement(|open| {
-            let (schema, mut stream) = shared
-                .runtime
-                .block_on(planner.stream_keyed(&open.txn, query, table.id))?;
+            let (schema, mut stream) =
+                shared
+                    .runtime
+                    .block_on(planner.stream(&open.txn, query, Some(table.id)))?;
             let key_column = schema.fields().len() - 1;
             // The result leaves out the storage keys (a `*` includes one).
             let shown: Vec<usize> = (0..key_column)
