@@ -91,6 +91,8 @@ pub(super) struct Shared {
     pub sequences: Arc<super::sequences::Sequences>,
     /// Checks rows against their table's constraints.
     pub checks: super::sql::Checks,
+    /// Row counts and ANALYZE's column statistics, for the planner.
+    pub stats: Arc<super::sql::Stats>,
     /// The id the next session gets.
     pub next_session: std::sync::atomic::AtomicU64,
     /// The database's id, which names its archive (see [`DATABASE_ID_KEY`]).
@@ -163,6 +165,7 @@ impl Shared {
     pub fn planner_context(&self) -> super::sql::PlannerContext {
         super::sql::PlannerContext {
             directories: self.directories.clone(),
+            stats: self.stats.clone(),
             memory: self.memory_limit,
             parallelism: self.parallelism,
             advisory: None,
@@ -368,7 +371,12 @@ impl Database {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         let first_row_id = (now.max(mvcc.horizon().visible() + 1) as i64).saturating_mul(1024);
+        let stats = Arc::new(super::sql::Stats::new(
+            mvcc.storage().clone(),
+            directories.clone(),
+        ));
         let shared = Shared {
+            stats,
             row_ids: std::sync::atomic::AtomicI64::new(first_row_id),
             mvcc,
             catalog,

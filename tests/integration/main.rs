@@ -109,6 +109,7 @@ fn main() {
         large_scans_run_in_partitions,
         results_are_read_as_the_client_takes_them,
         results_past_the_memory_limit_stream_to_clients,
+        statistics_choose_join_sides_and_split_scans,
     ));
     trials.extend(tests!(wire_values:
         extreme_values_over_the_wire,

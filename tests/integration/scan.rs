@@ -9,7 +9,7 @@ use std::sync::Arc;
 use omen::{IsolationLevel, Output, Session};
 
 use crate::server::{connect, fill_padded, runtime, simple_rows, Server};
-use crate::support::{ints, run, TestDb};
+use crate::support::{ints, run, texts, TestDb};
 
 /// The text of an EXPLAIN.
 fn plan(s: &mut Session, sql: &str) -> String {
@@ -418,4 +418,97 @@ pub fn results_past_the_memory_limit_stream_to_clients() {
             vec![vec![Some("300000".into())]]
         );
     });
+}
+
+pub fn statistics_choose_join_sides_and_split_scans() {
+    // Bug: scans told DataFusion nothing of their size, so a hash join built
+    // its table from whichever side came first, however large; a table
+    // without a key directory (a composite key) scanned on one core; and
+    // ANALYZE was a syntax error.
+    let t = TestDb::buffered();
+    let mut s = t.session();
+    run(
+        &mut s,
+        "CREATE TABLE pairs (a INT, b INT, pad TEXT, PRIMARY KEY (a, b))",
+    );
+    run(
+        &mut s,
+        "INSERT INTO pairs SELECT value % 1000, value, repeat('x', 100) \
+         FROM generate_series(1, 300000) AS value",
+    );
+    run(
+        &mut s,
+        "CREATE TABLE small (id BIGINT PRIMARY KEY, name TEXT)",
+    );
+    run(
+        &mut s,
+        "INSERT INTO small SELECT value, 'n' || value FROM generate_series(0, 9) AS value",
+    );
+    drop(s);
+    // Reopening writes the rows into table files, whose sizes tell.
+    let t = t.reopen();
+    t.db.wait_for_directories();
+    let mut s = t.session();
+    run(&mut s, "SET omen.parallelism = 2");
+    let text = plan(&mut s, "SELECT count(*) FROM pairs WHERE pad <> ''");
+    assert!(text.contains("partitions=2"), "{text}");
+    assert_eq!(ints(&mut s, "SELECT count(*) FROM pairs"), vec![300_000]);
+    assert_eq!(
+        ints(&mut s, "SELECT sum(b) FROM pairs"),
+        vec![45_000_150_000]
+    );
+    // The small table builds the hash table on whichever side it is written.
+    for sql in [
+        "SELECT count(*) FROM pairs JOIN small ON pairs.a = small.id",
+        "SELECT count(*) FROM small JOIN pairs ON pairs.a = small.id",
+    ] {
+        let text = plan(&mut s, sql);
+        assert!(text.contains("on=[(id@"), "{sql}: {text}");
+        assert_eq!(ints(&mut s, sql), vec![3000]);
+    }
+    let tuples = ints(
+        &mut s,
+        "SELECT reltuples::bigint FROM pg_class WHERE relname = 'pairs'",
+    );
+    assert!((250_000..350_000).contains(&tuples[0]), "{tuples:?}");
+    assert_eq!(
+        ints(
+            &mut s,
+            "SELECT reltuples::bigint FROM pg_class WHERE relname = 'small'"
+        ),
+        vec![10]
+    );
+
+    // ANALYZE records each column's NULLs, distinct values and bounds.
+    crate::support::assert_sqlstate(s.execute("ANALYZE pairs (nope)"), "42703");
+    assert!(texts(&mut s, "SELECT attname FROM pg_stats").is_empty());
+    run(&mut s, "ANALYZE pairs");
+    run(&mut s, "ANALYZE");
+    let t = {
+        drop(s);
+        t.reopen()
+    };
+    let mut s = t.session();
+    let distinct = ints(
+        &mut s,
+        "SELECT n_distinct::bigint FROM pg_stats WHERE tablename = 'pairs' ORDER BY attname",
+    );
+    assert!((950..1050).contains(&distinct[0]), "{distinct:?}");
+    assert!((285_000..315_000).contains(&distinct[1]), "{distinct:?}");
+    assert_eq!(distinct[2], 1);
+    assert_eq!(
+        texts(
+            &mut s,
+            "SELECT attname || ' ' || (null_frac = 0) || ' ' || histogram_bounds FROM pg_stats \
+             WHERE tablename = 'pairs' AND attname <> 'pad' ORDER BY attname"
+        ),
+        vec!["a true {0,999}", "b true {1,300000}"]
+    );
+    assert_eq!(
+        texts(
+            &mut s,
+            "SELECT histogram_bounds FROM pg_stats WHERE tablename = 'small' AND attname = 'name'"
+        ),
+        vec!["{n0,n9}"]
+    );
 }

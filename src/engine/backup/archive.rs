@@ -32,7 +32,9 @@ use parking_lot::Mutex;
 
 use crate::engine::error::{Error, Result};
 use crate::engine::mvcc::{now_micros, put_last_ts};
-use crate::engine::storage::{BatchOp, Cf, CommitMark, KvIter, Storage, SyncMode, WriteBatch};
+use crate::engine::storage::{
+    BatchOp, Cf, CommitMark, KvIter, RangeEstimate, Storage, SyncMode, WriteBatch,
+};
 
 const MAGIC: &[u8; 8] = b"OMENARC1";
 const HEADER_LEN: usize = 8 + 16 + 8;
@@ -208,6 +210,14 @@ impl Storage for Archived {
 
     fn entries_scanned(&self) -> u64 {
         self.inner.entries_scanned()
+    }
+
+    fn estimate(&self, cf: Cf, from: &[u8], to: &[u8]) -> RangeEstimate {
+        self.inner.estimate(cf, from, to)
+    }
+
+    fn cuts(&self, cf: Cf, from: &[u8], to: &[u8], parts: usize) -> Vec<Vec<u8>> {
+        self.inner.cuts(cf, from, to, parts)
     }
 
     fn sorted_file(

@@ -298,6 +298,7 @@ impl Session {
         refuse_row_locks(&statement)?;
         match statement {
             Statement::Query(_) | Statement::Explain { .. } => self.query(statement),
+            Statement::Analyze(analyze) => self.analyze_sql(analyze),
             Statement::Insert(insert) => self.insert_sql(insert),
             Statement::Update(update) => self.update_sql(update),
             Statement::Delete(delete) => self.delete_sql(delete),

@@ -37,6 +37,7 @@ mod scan;
 mod script;
 mod sequence_sql;
 mod settings;
+mod stats;
 mod upsert;
 
 pub(crate) use checks::Checks;
@@ -58,3 +59,4 @@ pub(crate) use results::Streams;
 pub use results::{Batches, RowStream};
 pub use script::{is_complete, split_statements};
 pub(crate) use sequence_sql::Seen;
+pub(crate) use stats::Stats;

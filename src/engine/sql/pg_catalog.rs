@@ -12,6 +12,7 @@
 //! clients that ask get the answer PostgreSQL gives for a database without
 //! them.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -532,6 +533,7 @@ enum Cell {
     Int(i64),
     I16List(Vec<i16>),
     Time(std::time::SystemTime),
+    Float(f64),
 }
 
 impl From<&str> for Cell {
@@ -574,6 +576,17 @@ const PG_NAMESPACE: Columns = &[
     ("nspname", Text),
     ("nspowner", Oid),
     ("nspacl", TextList),
+];
+const PG_STATS: Columns = &[
+    ("schemaname", Text),
+    ("tablename", Text),
+    ("attname", Text),
+    ("inherited", Bool),
+    ("null_frac", F32),
+    ("avg_width", I32),
+    ("n_distinct", F32),
+    ("histogram_bounds", Text),
+    ("correlation", F32),
 ];
 const PG_CLASS: Columns = &[
     ("oid", Oid),
@@ -1024,6 +1037,7 @@ const PG_CATALOG: &[(&str, Columns)] = &[
     ("pg_roles", PG_ROLES),
     ("pg_sequence", PG_SEQUENCE),
     ("pg_stat_activity", PG_STAT_ACTIVITY),
+    ("pg_stats", PG_STATS),
     ("pg_statistic_ext", PG_STATISTIC_EXT),
     ("pg_indexes", PG_INDEXES),
     ("pg_tables", PG_TABLES),
@@ -1955,6 +1969,75 @@ fn lock_rows(live: &Live) -> Vec<Row> {
 }
 
 /// The rows of pg_stat_activity: every session.
+/// pg_class.reltuples of tables: their row counts, as the planner
+/// estimates them (-1, PostgreSQL's "never counted", where nothing tells).
+fn set_reltuples(rows: &mut [Row], catalog: &Catalog, stats: &super::Stats) {
+    let counts: HashMap<u32, f64> = catalog
+        .tables()
+        .iter()
+        .filter_map(|t| Some((table_oid(t.id), stats.table_rows(t)? as f64)))
+        .collect();
+    for row in rows {
+        let id = row.iter().find_map(|(c, v)| match (*c, v) {
+            ("oid", Cell::Oid(o)) => Some(*o),
+            _ => None,
+        });
+        if let Some(&n) = id.and_then(|o| counts.get(&o)) {
+            for cell in row.iter_mut().filter(|(c, _)| *c == "reltuples") {
+                cell.1 = Cell::Float(n);
+            }
+        }
+    }
+}
+
+/// pg_stats: what ANALYZE found in each column of each table. The minimum
+/// and maximum are the histogram's bounds (one bucket).
+fn stats_rows(catalog: &Catalog, stats: &super::Stats) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for table in catalog.tables() {
+        let Some(analyzed) = stats.analyzed(table.id) else {
+            continue;
+        };
+        let total = analyzed.rows().max(1) as f64;
+        for column in &table.columns {
+            let Some(facts) = analyzed.column(&column.name) else {
+                continue;
+            };
+            let mut row = vec![
+                ("schemaname", "public".into()),
+                ("tablename", table.name.clone().into()),
+                ("attname", column.name.clone().into()),
+                ("inherited", false.into()),
+                ("null_frac", Cell::Float(facts.nulls as f64 / total)),
+                ("avg_width", 0.into()),
+            ];
+            if let Some(d) = facts.distinct {
+                row.push(("n_distinct", Cell::Float(d as f64)));
+            }
+            if let (Some(min), Some(max)) = (&facts.min, &facts.max) {
+                let bounds = format!("{{{},{}}}", array_element(min), array_element(max));
+                row.push(("histogram_bounds", bounds.into()));
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// `text` as an element of an array literal, quoted where PostgreSQL would.
+fn array_element(text: &str) -> String {
+    let plain = !text.is_empty()
+        && !text.eq_ignore_ascii_case("null")
+        && !text
+            .chars()
+            .any(|c| matches!(c, '"' | '\\' | '{' | '}' | ',') || c.is_whitespace());
+    if plain {
+        return text.to_string();
+    }
+    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
 fn activity_rows(live: &Live) -> Vec<Row> {
     live.activity
         .all()
@@ -2040,9 +2123,10 @@ fn batch(
             ),
             F32 => (
                 ArrowType::Float32,
-                Arc::new(Float32Array::from_iter(
-                    cells.map(|c| int(c).map(|n| n as f32)),
-                )),
+                Arc::new(Float32Array::from_iter(cells.map(|c| match c {
+                    Some(Cell::Float(f)) => Some(*f as f32),
+                    c => int(c).map(|n| n as f32),
+                }))),
             ),
             Bool => (
                 ArrowType::Boolean,
@@ -2139,6 +2223,7 @@ pub struct Live {
     pub locks: Arc<Locks>,
     pub activity: Arc<Activity>,
     pub sequences: Option<Arc<crate::engine::sequences::Sequences>>,
+    pub stats: Arc<super::Stats>,
 }
 
 impl SystemSchema {
@@ -2186,10 +2271,16 @@ impl SchemaProvider for SystemSchema {
         let rows = match (self.system, &self.live) {
             (System::PgCatalog, Some(live)) if *name == "pg_locks" => lock_rows(live),
             (System::PgCatalog, Some(live)) if *name == "pg_stat_activity" => activity_rows(live),
+            (System::PgCatalog, Some(live)) if *name == "pg_stats" => {
+                stats_rows(&self.catalog, &live.stats)
+            }
             (System::PgCatalog, live) => {
                 let mut rows = pg_rows(name, &self.catalog, &self.user);
                 if let Some(sequences) = live.as_ref().and_then(|l| l.sequences.as_ref()) {
                     rows.extend(sequence_rows(name, sequences));
+                }
+                if let (Some(live), "pg_class") = (live, *name) {
+                    set_reltuples(&mut rows, &self.catalog, &live.stats);
                 }
                 rows
             }

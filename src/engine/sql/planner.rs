@@ -134,7 +134,11 @@ impl Planner {
         let runtime = runtime.build_arc().map_err(|e| map_error(e, &catalog))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.add_analyzer_rule(Arc::new(super::arithmetic::CheckedArithmetic::new()));
-        let tables = Arc::new(Tables::new(catalog.clone(), context.directories.clone()));
+        let tables = Arc::new(Tables::new(
+            catalog.clone(),
+            context.directories.clone(),
+            context.stats.clone(),
+        ));
         let schemas = MemoryCatalogProvider::new();
         schemas
             .register_schema("public", tables.clone())
@@ -147,6 +151,7 @@ impl Planner {
                 locks: a.locks.clone(),
                 activity: a.activity.clone(),
                 sequences: context.sequences.as_ref().map(|s| s.sequences.clone()),
+                stats: context.stats.clone(),
             });
             let schema = SystemSchema::new(system, catalog.clone(), user, live);
             schemas
@@ -415,6 +420,8 @@ pub fn default_parallelism() -> usize {
 pub struct PlannerContext {
     /// The in-memory key directories of the database's tables.
     pub directories: Arc<crate::engine::directory::Directories>,
+    /// Row counts and column statistics of the tables.
+    pub stats: Arc<super::Stats>,
     /// Bytes a statement's result and its operators may take.
     pub memory: usize,
     /// Partitions a statement's plan uses unless the session says otherwise.

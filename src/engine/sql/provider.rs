@@ -33,6 +33,7 @@ use std::sync::atomic::AtomicU64;
 use super::scan::{ScanExec, ScanParts};
 
 use super::convert;
+use super::stats::Stats;
 use crate::engine::catalog::{Catalog, Index, Table};
 use crate::engine::directory::Directories;
 use crate::engine::encoding::keycode;
@@ -58,6 +59,7 @@ const MAX_POINTS: usize = 1024;
 pub struct Tables {
     catalog: Arc<Catalog>,
     directories: Arc<Directories>,
+    stats: Arc<Stats>,
     /// The transaction of the statement being planned, set by the session.
     pub txn: Mutex<Option<SharedTxn>>,
     /// The table whose scans add [`KEY_COLUMN`] in this statement.
@@ -73,10 +75,11 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn new(catalog: Arc<Catalog>, directories: Arc<Directories>) -> Tables {
+    pub fn new(catalog: Arc<Catalog>, directories: Arc<Directories>, stats: Arc<Stats>) -> Tables {
         Tables {
             catalog,
             directories,
+            stats,
             txn: Mutex::new(None),
             keyed: Mutex::new(None),
             restrict: Mutex::new(None),
@@ -133,6 +136,7 @@ impl SchemaProvider for Tables {
             with_keys,
             scanned: self.scanned.clone(),
             directories: self.directories.clone(),
+            stats: self.stats.clone(),
         })))
     }
 
@@ -152,6 +156,7 @@ pub struct TableScan {
     restrict: Option<Arc<Vec<Vec<u8>>>>,
     scanned: Arc<AtomicU64>,
     directories: Arc<Directories>,
+    stats: Arc<Stats>,
 }
 
 /// The columns a scan of `table` offers: the table's, and with `with_keys`
@@ -233,9 +238,13 @@ impl TableProvider for TableScan {
         let whole = matches!(ranges.as_slice(),
             [Read::Scan(from, to)] if *from == self.table.key_prefix() && *to == self.table.key_end());
         let points = match (whole, limit) {
-            (true, None) => self
+            (true, None) if self.directories.len(self.table.id).is_some() => self
                 .directories
                 .split_points(self.table.id, parts, PARALLEL_MIN_ROWS),
+            // Without a directory, the table's files tell where to cut.
+            (true, None) => self
+                .stats
+                .cuts(&self.table, parts, PARALLEL_MIN_ROWS as u64),
             _ => Vec::new(),
         };
         let partitions = if points.is_empty() {
@@ -249,7 +258,14 @@ impl TableProvider for TableScan {
                 .map(|w| vec![Read::Scan(w[0].clone(), w[1].clone())])
                 .collect()
         };
+        let reads: Vec<&Read> = partitions.iter().flatten().collect();
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        let statistics = self.stats.scan(&self.table, &reads, &projected);
         Ok(Arc::new(ScanExec::new(ScanParts {
+            statistics,
             table: self.table.clone(),
             schema: self.schema.clone(),
             projection: projection.cloned(),

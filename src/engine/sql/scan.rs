@@ -28,13 +28,15 @@ use std::sync::Arc;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::{DataFusionError, Result as DfResult, Statistics};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
@@ -69,6 +71,7 @@ pub struct ScanExec {
     /// The index the reads go through, when they do (rows then come in the
     /// index's order, not the key's).
     index: Option<String>,
+    statistics: Arc<Statistics>,
     properties: Arc<PlanProperties>,
 }
 
@@ -92,6 +95,8 @@ pub struct ScanParts {
     pub scanned: Arc<AtomicU64>,
     /// The index `partitions` read through ([`Read::Index`]), by name.
     pub index: Option<String>,
+    /// What the planner may assume of the rows (whole scan).
+    pub statistics: Statistics,
 }
 
 impl ScanExec {
@@ -127,6 +132,7 @@ impl ScanExec {
             with_keys: parts.with_keys,
             scanned: parts.scanned,
             index: parts.index,
+            statistics: Arc::new(parts.statistics),
             properties: Arc::new(properties),
         })
     }
@@ -142,6 +148,7 @@ impl ScanExec {
             with_keys: self.with_keys,
             scanned: self.scanned.clone(),
             index: self.index.clone(),
+            statistics: self.statistics.clone(),
             properties: self.properties.clone(),
         }
     }
@@ -256,6 +263,23 @@ impl ExecutionPlan for ScanExec {
 
     fn fetch(&self) -> Option<usize> {
         self.limit
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _inputs: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> DfResult<Arc<Statistics>> {
+        let mut statistics = self.statistics.as_ref().clone();
+        if let Some(limit) = self.limit {
+            statistics.num_rows = statistics.num_rows.min(&Precision::Exact(limit));
+        }
+        if args.partition().is_some() {
+            // Partitions are slices of about equal size.
+            let parts = self.partitions.len().max(1);
+            statistics.num_rows = statistics.num_rows.map(|rows| rows / parts).to_inexact();
+        }
+        Ok(Arc::new(statistics))
     }
 
     fn execute(

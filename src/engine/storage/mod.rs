@@ -214,6 +214,30 @@ pub trait Storage: Send + Sync {
     fn ingests(&self) -> bool {
         true
     }
+
+    /// What the store knows, without reading them, of the entries of `cf`
+    /// in `[from, to)`: about how many bytes and entries its files hold
+    /// (entries still in memory are not counted). Zeros when it cannot tell.
+    fn estimate(&self, _cf: Cf, _from: &[u8], _to: &[u8]) -> RangeEstimate {
+        RangeEstimate::default()
+    }
+
+    /// Up to `parts - 1` keys strictly inside `(from, to)`, ascending, that
+    /// cut the entries of `cf` in that range into parts of about equal
+    /// size, found from the store's files without reading them; empty when
+    /// it cannot tell.
+    fn cuts(&self, _cf: Cf, _from: &[u8], _to: &[u8], _parts: usize) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+}
+
+/// The size of a key range, as a [`Storage`] estimates it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RangeEstimate {
+    /// Bytes on disk (compressed).
+    pub bytes: u64,
+    /// Entries (row versions, for the rows family).
+    pub entries: u64,
 }
 
 /// A file of sorted entries being written (see [`Storage::sorted_file`]).

@@ -15,8 +15,8 @@ use rocksdb::{
 };
 
 use super::{
-    BatchOp, Cf, CompactionFilter, CompactionFilterFactory, KvIter, ScanCounter, SortedFile,
-    Storage, SyncMode, WriteBatch,
+    BatchOp, Cf, CompactionFilter, CompactionFilterFactory, KvIter, RangeEstimate, ScanCounter,
+    SortedFile, Storage, SyncMode, WriteBatch,
 };
 use crate::engine::error::{Error, Result};
 
@@ -119,6 +119,19 @@ impl RocksDb {
             .cf_handle(cf.name())
             .expect("every family is created at open")
     }
+
+    /// The files of `cf` with entries in `[from, to)`.
+    fn files(&self, cf: Cf, from: &[u8], to: &[u8]) -> Vec<rocksdb::LiveFile> {
+        let files = self.db.live_files().unwrap_or_default();
+        files
+            .into_iter()
+            .filter(|f| f.column_family_name == cf.name())
+            .filter(|f| {
+                f.start_key.as_deref().is_some_and(|k| k < to)
+                    && f.end_key.as_deref().is_some_and(|k| k >= from)
+            })
+            .collect()
+    }
 }
 
 fn strip_version(key: &[u8]) -> &[u8] {
@@ -190,6 +203,56 @@ impl Storage for RocksDb {
 
     fn entries_scanned(&self) -> u64 {
         self.scanned.total()
+    }
+
+    fn estimate(&self, cf: Cf, from: &[u8], to: &[u8]) -> RangeEstimate {
+        let range = rocksdb::Range::new(from, to);
+        let bytes = self.db.get_approximate_sizes_cf(self.cf(cf), &[range])[0];
+        // Entries: the range's bytes at the density of the files it touches.
+        let (size, entries) = self
+            .files(cf, from, to)
+            .iter()
+            .fold((0u64, 0u64), |(s, e), f| {
+                (s + f.size as u64, e + f.num_entries)
+            });
+        let entries = match size {
+            0 => 0,
+            size => (entries as u128 * bytes as u128 / size as u128) as u64,
+        };
+        RangeEstimate { bytes, entries }
+    }
+
+    fn cuts(&self, cf: Cf, from: &[u8], to: &[u8], parts: usize) -> Vec<Vec<u8>> {
+        if parts < 2 {
+            return Vec::new();
+        }
+        // Candidates: the first and last keys of the files in the range;
+        // each is weighed by the bytes before it.
+        let mut keys: Vec<Vec<u8>> = self
+            .files(cf, from, to)
+            .into_iter()
+            .flat_map(|f| [f.start_key, f.end_key])
+            .flatten()
+            .filter(|k| k.as_slice() > from && k.as_slice() < to)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut ranges: Vec<rocksdb::Range<'_>> =
+            keys.iter().map(|k| rocksdb::Range::new(from, k)).collect();
+        ranges.push(rocksdb::Range::new(from, to));
+        let before = self.db.get_approximate_sizes_cf(self.cf(cf), &ranges);
+        let total = before[keys.len()];
+        let mut cuts: Vec<Vec<u8>> = Vec::new();
+        for part in 1..parts as u64 {
+            let target = total * part / parts as u64;
+            let Some(i) = before[..keys.len()].iter().position(|&b| b >= target) else {
+                break;
+            };
+            if before[i] > 0 && before[i] < total && cuts.last() != Some(&keys[i]) {
+                cuts.push(keys[i].clone());
+            }
+        }
+        cuts
     }
 
     fn write(&self, batch: WriteBatch, sync: SyncMode) -> Result<()> {
