@@ -397,7 +397,11 @@ impl Session {
                     .into(),
             });
         }
-        // Cursors declared WITH HOLD outlive a commit.
+        // Cursors declared WITH HOLD outlive a commit, with all their rows.
+        if let Err(e) = self.read_held_cursors(&mut open) {
+            open.into_transaction().rollback();
+            return Err(e);
+        }
         let held: Vec<_> = std::mem::take(&mut open.cursors)
             .into_iter()
             .filter(|(_, cursor)| cursor.is_held())

@@ -110,6 +110,7 @@ fn main() {
         results_are_read_as_the_client_takes_them,
         results_past_the_memory_limit_stream_to_clients,
         statistics_choose_join_sides_and_split_scans,
+        cursors_read_as_they_fetch,
     ));
     trials.extend(tests!(wire_values:
         extreme_values_over_the_wire,

@@ -512,3 +512,71 @@ pub fn statistics_choose_join_sides_and_split_scans() {
         vec!["{n0,n9}"]
     );
 }
+
+pub fn cursors_read_as_they_fetch() {
+    // Bug: DECLARE read the cursor's whole result into memory, so a cursor
+    // over a large table took as long as reading it all and one larger than
+    // the memory limit failed with 53200, however little was fetched.
+    let t = table(50_000);
+    let mut s = t.session();
+    run(&mut s, "BEGIN");
+    let before = s.rows_scanned();
+    run(
+        &mut s,
+        "DECLARE c NO SCROLL CURSOR FOR SELECT id, v::bigint FROM t",
+    );
+    assert_eq!(s.rows_scanned(), before, "DECLARE read rows");
+    assert_eq!(ints(&mut s, "FETCH 3 FROM c"), vec![0, 1, 2]);
+    assert!(s.rows_scanned() - before < 10_000);
+    // Later writes of the transaction, and commits of others, do not show.
+    run(&mut s, "UPDATE t SET v = -1 WHERE id >= 10");
+    let mut other = t.session();
+    run(&mut other, "INSERT INTO t VALUES (90000, 5)");
+    let rest = texts(&mut s, "FETCH ALL FROM c");
+    assert_eq!(rest.len(), 49_997);
+    assert!(
+        rest.iter().all(|row| !row.contains("-1")),
+        "{:?}",
+        &rest[..3]
+    );
+    crate::support::assert_sqlstate(s.execute("FETCH PRIOR FROM c"), "55000");
+    run(&mut s, "ROLLBACK");
+
+    // A NO SCROLL cursor pages through more than the memory limit; a
+    // SCROLL one keeps its rows and stops at the limit.
+    run(&mut s, "SET omen.memory_limit = '32MB'");
+    run(&mut s, "BEGIN");
+    run(
+        &mut s,
+        "DECLARE big NO SCROLL CURSOR FOR SELECT id, repeat('p', 1000) FROM t",
+    );
+    let mut seen = 0;
+    loop {
+        let page = texts(&mut s, "FETCH 5000 FROM big");
+        if page.is_empty() {
+            break;
+        }
+        seen += page.len();
+    }
+    assert_eq!(seen, 50_001);
+    run(
+        &mut s,
+        "DECLARE kept SCROLL CURSOR FOR SELECT id, repeat('p', 1000) FROM t",
+    );
+    crate::support::assert_sqlstate(s.execute("FETCH ALL FROM kept"), "53200");
+    run(&mut s, "ROLLBACK");
+    run(&mut s, "RESET omen.memory_limit");
+
+    // WITH HOLD: the rest is read at COMMIT, and FETCH goes on after it.
+    run(&mut s, "BEGIN");
+    run(
+        &mut s,
+        "DECLARE h CURSOR WITH HOLD FOR SELECT id FROM t WHERE id < 5 ORDER BY id",
+    );
+    assert_eq!(ints(&mut s, "FETCH 2 FROM h"), vec![0, 1]);
+    run(&mut s, "COMMIT");
+    run(&mut other, "DELETE FROM t WHERE id < 5");
+    assert_eq!(ints(&mut s, "FETCH ALL FROM h"), vec![2, 3, 4]);
+    assert_eq!(ints(&mut s, "FETCH ABSOLUTE 1 FROM h"), vec![0]);
+    run(&mut s, "CLOSE h");
+}

@@ -249,6 +249,13 @@ impl Transaction {
         self.read_ts
     }
 
+    /// Makes the transaction read as of `read_ts`, an older snapshot than
+    /// its own, which a transaction still open keeps from garbage
+    /// collection (a cursor's reads at its declaring statement's snapshot).
+    pub fn pin_snapshot(&mut self, read_ts: u64) {
+        self.read_ts = read_ts.min(self.read_ts);
+    }
+
     /// Whether the transaction has written anything.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty() || !self.extra.is_empty()

@@ -7,28 +7,40 @@
 //!   CLOSE c | ALL
 //! ```
 //!
-//! A cursor's query runs when it is declared, at that statement's snapshot,
-//! and its rows are kept (under the session's memory limit: a larger result
-//! fails the DECLARE with 53200), so FETCH pages through them in any
-//! direction and later writes of the transaction do not show, as in
-//! PostgreSQL. A cursor ends with its transaction; one declared WITH HOLD
-//! outlives the commit of the transaction that declared it (not its
-//! rollback) until CLOSE or the end of the session. The position is
-//! PostgreSQL's: before the first row, on a row, or after the last.
+//! A cursor's query is planned when it is declared and read as FETCH asks
+//! for rows, through a read-only transaction of its own pinned to the
+//! declaring statement's snapshot, so later writes of the transaction (or
+//! a READ COMMITTED statement's newer snapshot) do not show, as in
+//! PostgreSQL. A NO SCROLL cursor keeps only the row it stands on, so it
+//! pages through a result of any size; a SCROLL cursor (the default) keeps
+//! the rows it has read, under the session's memory limit (53200 past it),
+//! to move backward. A cursor declared after the transaction wrote anything
+//! reads its whole result at DECLARE instead (its own transaction could not
+//! see those writes).
+//!
+//! A cursor ends with its transaction; one declared WITH HOLD outlives the
+//! commit of the transaction that declared it (not its rollback) until
+//! CLOSE or the end of the session: it reads the rest of its rows at that
+//! commit, as PostgreSQL does. The position is PostgreSQL's: before the
+//! first row, on a row, or after the last.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::sql::sqlparser::ast::{self, CloseCursor, FetchDirection, Statement};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace};
 
 use super::execute::{ident, Output};
-use super::planner::Rows;
+use super::planner::{Planner, Rows};
 use crate::engine::error::{Error, Result, SqlState};
+use crate::engine::mvcc::IsolationLevel;
+use crate::engine::session::{Open, SharedTxn};
 use crate::engine::Session;
 
 /// The most cursors a session may have open at once.
@@ -37,9 +49,14 @@ pub const MAX_CURSORS: usize = 1024;
 /// Cursors by name.
 pub(crate) type Cursors = HashMap<String, Cursor>;
 
-/// A declared cursor: its rows and where it stands.
+/// A declared cursor: the rows read so far and where it stands.
 pub(crate) struct Cursor {
+    /// Rows read and kept: those from `dropped` on.
     rows: RecordBatch,
+    /// Rows read and let go (NO SCROLL keeps none behind its position).
+    dropped: usize,
+    /// The query, while it has rows left to read.
+    source: Option<Source>,
     /// 0 before the first row, n on row n, rows + 1 after the last.
     position: usize,
     /// False for NO SCROLL: only forward.
@@ -47,10 +64,72 @@ pub(crate) struct Cursor {
     hold: bool,
 }
 
+/// A cursor's running query and the transaction it reads through.
+struct Source {
+    planner: Arc<Planner>,
+    /// Behind a lock only so that a session can be shared between threads
+    /// (a bulk load's); FETCH has the session to itself.
+    stream: parking_lot::Mutex<SendableRecordBatchStream>,
+    /// Dropped after the stream, which holds it too.
+    _txn: SharedTxn,
+}
+
 impl Cursor {
     /// Whether the cursor survives the commit of the transaction that declared it.
     pub(crate) fn is_held(&self) -> bool {
         self.hold
+    }
+
+    /// Reads rows until `wanted` (counted from the first) have been read, or
+    /// the query ends.
+    fn read_to(&mut self, session: &Session, wanted: usize) -> Result<()> {
+        let mut batches = vec![self.rows.clone()];
+        let mut total = self.dropped + self.rows.num_rows();
+        let mut bytes = self.rows.get_array_memory_size();
+        while total < wanted {
+            let Some(source) = &mut self.source else {
+                break;
+            };
+            let next = session
+                .shared
+                .runtime
+                .block_on(source.planner.next_batch(source.stream.get_mut()))?;
+            let Some(batch) = next else {
+                self.source = None;
+                break;
+            };
+            total += batch.num_rows();
+            bytes += batch.get_array_memory_size();
+            if bytes > session.memory_limit {
+                return Err(crate::engine::memory::exceeded(
+                    "the rows a cursor holds (a NO SCROLL cursor keeps fewer)",
+                    session.memory_limit,
+                ));
+            }
+            batches.push(batch);
+        }
+        if batches.len() > 1 {
+            self.rows = concat_batches(&self.rows.schema(), &batches)
+                .map_err(|e| Error::Internal(format!("Arrow: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Lets go of the rows a NO SCROLL cursor can no longer return.
+    fn forget_passed(&mut self) {
+        let keep_from = self.position.saturating_sub(1).max(self.dropped);
+        let skip = keep_from - self.dropped;
+        if self.scroll || skip == 0 {
+            return;
+        }
+        let skip = skip.min(self.rows.num_rows());
+        self.rows = self.rows.slice(skip, self.rows.num_rows() - skip);
+        // Slices share their buffers: copy the few rows left, so the
+        // passed ones are freed.
+        if let Ok(copy) = concat_batches(&self.rows.schema(), [&self.rows]) {
+            self.rows = copy;
+        }
+        self.dropped += skip;
     }
 }
 
@@ -103,16 +182,36 @@ impl Session {
                 message: format!("cursor \"{name}\" already exists"),
             });
         }
-        let Output::Rows(rows) = self.query(Statement::Query(query))? else {
-            return Err(Error::Internal("a cursor's query without rows".into()));
-        };
-        let rows = concat_batches(&rows.schema, &rows.batches)
-            .map_err(|e| Error::Internal(format!("Arrow: {e}")))?;
-        let cursor = Cursor {
-            rows,
-            position: 0,
-            scroll: declare.scroll != Some(false),
-            hold,
+        let wrote = self
+            .txn
+            .as_ref()
+            .is_some_and(|open| open.txn.lock().has_writes());
+        let scroll = declare.scroll != Some(false);
+        let cursor = if wrote {
+            let Output::Rows(rows) = self.query(Statement::Query(query))? else {
+                return Err(Error::Internal("a cursor's query without rows".into()));
+            };
+            let rows = concat_batches(&rows.schema, &rows.batches)
+                .map_err(|e| Error::Internal(format!("Arrow: {e}")))?;
+            Cursor {
+                rows,
+                dropped: 0,
+                source: None,
+                position: 0,
+                scroll,
+                hold,
+            }
+        } else {
+            let source = self.cursor_source(Statement::Query(query))?;
+            let schema = source.stream.lock().schema();
+            Cursor {
+                rows: RecordBatch::new_empty(schema),
+                dropped: 0,
+                source: Some(source),
+                position: 0,
+                scroll,
+                hold,
+            }
         };
         match &mut self.txn {
             Some(open) => open.cursors.insert(name, cursor),
@@ -127,7 +226,18 @@ impl Session {
         direction: &FetchDirection,
     ) -> Result<Output> {
         let name = ident(name);
-        let cursor = self.cursor_mut(&name)?;
+        let (mut cursor, held) = self.take_cursor(&name)?;
+        let result = self.fetch_from(&mut cursor, direction);
+        match (held, &mut self.txn) {
+            (false, Some(open)) => open.cursors.insert(name, cursor),
+            _ => self.held_cursors.insert(name, cursor),
+        };
+        result
+    }
+
+    fn fetch_from(&mut self, cursor: &mut Cursor, direction: &FetchDirection) -> Result<Output> {
+        let wanted = rows_wanted(cursor.position, direction)?;
+        cursor.read_to(self, wanted)?;
         let step = plan(cursor, direction)?;
         if !cursor.scroll && backward(cursor.position, &step) {
             return Err(Error::invalid(
@@ -135,15 +245,49 @@ impl Session {
                 "cursor can only scan forward (declare it with SCROLL to move backward)",
             ));
         }
-        let indices = UInt32Array::from(step.rows);
+        let dropped = cursor.dropped as u32;
+        let indices = UInt32Array::from_iter_values(step.rows.iter().map(|r| r - dropped));
         let batch = take_record_batch(&cursor.rows, &indices)
             .map_err(|e| Error::Internal(format!("Arrow: {e}")))?;
         cursor.position = step.position;
+        cursor.forget_passed();
         Ok(Output::Rows(Rows {
             schema: cursor.rows.schema(),
             batches: vec![batch],
             command: Some("FETCH"),
         }))
+    }
+
+    /// Plans a cursor's query to read through a read-only transaction of
+    /// its own, at the snapshot the running statement reads.
+    fn cursor_source(&mut self, query: Statement) -> Result<Source> {
+        let mut txn = self.begin_transaction(IsolationLevel::RepeatableRead);
+        if let Some(open) = &self.txn {
+            // The transaction block holds back garbage collection for this
+            // snapshot while the cursor lives: a held cursor reads its rows
+            // out before the block commits.
+            txn.pin_snapshot(open.txn.lock().read_ts());
+        }
+        let reader = Open::new(txn);
+        let planner = self.planner()?;
+        let (_, stream) = self
+            .shared
+            .runtime
+            .block_on(planner.stream(&reader.txn, query, None))?;
+        Ok(Source {
+            planner,
+            stream: parking_lot::Mutex::new(stream),
+            _txn: reader.txn.clone(),
+        })
+    }
+
+    /// Reads the rest of the rows of the cursors that outlive the commit of
+    /// the transaction block `open`.
+    pub(in crate::engine) fn read_held_cursors(&self, open: &mut Open) -> Result<()> {
+        for cursor in open.cursors.values_mut().filter(|c| c.hold) {
+            cursor.read_to(self, usize::MAX)?;
+        }
+        Ok(())
     }
 
     pub(super) fn close_sql(&mut self, which: &CloseCursor) -> Result<Output> {
@@ -182,23 +326,69 @@ impl Session {
         let open = self.txn.as_mut().map(|open| &mut open.cursors);
         open.and_then(|c| c.get_mut(name))
             .or_else(|| self.held_cursors.get_mut(name))
-            .ok_or_else(|| Error::NotFound {
-                code: SqlState::INVALID_CURSOR_NAME,
-                message: format!("cursor \"{name}\" does not exist"),
-            })
+            .ok_or_else(|| no_cursor(name))
     }
+
+    /// Takes cursor `name` out of where it is kept, for a FETCH that needs
+    /// the session beside it; true when it came from the held cursors.
+    fn take_cursor(&mut self, name: &str) -> Result<(Cursor, bool)> {
+        if let Some(cursor) = self.txn.as_mut().and_then(|o| o.cursors.remove(name)) {
+            return Ok((cursor, false));
+        }
+        let cursor = self
+            .held_cursors
+            .remove(name)
+            .ok_or_else(|| no_cursor(name))?;
+        Ok((cursor, true))
+    }
+}
+
+/// The row count of a FETCH.
+fn count(limit: &ast::ValueWithSpan) -> Result<i64> {
+    match &limit.value {
+        ast::Value::Number(n, _) => n.parse::<i64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::invalid(SqlState::SYNTAX_ERROR, format!("a row count, not {limit}")))
+}
+
+fn no_cursor(name: &str) -> Error {
+    Error::NotFound {
+        code: SqlState::INVALID_CURSOR_NAME,
+        message: format!("cursor \"{name}\" does not exist"),
+    }
+}
+
+/// How many rows (from the first) the cursor must have read for a move
+/// from `p` in `direction`: all of them where the end decides.
+fn rows_wanted(p: usize, direction: &FetchDirection) -> Result<usize> {
+    let ahead = |k: i64| -> usize {
+        match k {
+            k if k <= 0 => p,
+            k => p.saturating_add(k as usize),
+        }
+    };
+    Ok(match direction {
+        FetchDirection::Next | FetchDirection::Forward { limit: None } => ahead(1),
+        FetchDirection::Count { limit } | FetchDirection::Forward { limit: Some(limit) } => {
+            ahead(count(limit)?)
+        }
+        FetchDirection::Relative { limit } => ahead(count(limit)?),
+        FetchDirection::First => 1,
+        FetchDirection::Absolute { limit } => match count(limit)? {
+            k if k > 0 => k as usize,
+            _ => usize::MAX,
+        },
+        FetchDirection::Prior | FetchDirection::Backward { .. } | FetchDirection::BackwardAll => p,
+        FetchDirection::All | FetchDirection::ForwardAll | FetchDirection::Last => usize::MAX,
+    })
 }
 
 /// Where `direction` takes `cursor`, and the rows it passes on the way.
 fn plan(cursor: &Cursor, direction: &FetchDirection) -> Result<Move> {
-    let count = |limit: &ast::ValueWithSpan| -> Result<i64> {
-        match &limit.value {
-            ast::Value::Number(n, _) => n.parse::<i64>().ok(),
-            _ => None,
-        }
-        .ok_or_else(|| Error::invalid(SqlState::SYNTAX_ERROR, format!("a row count, not {limit}")))
-    };
-    let n = cursor.rows.num_rows() as i64;
+    // The rows read so far: the whole result once the query has ended, and
+    // enough for the move (see `rows_wanted`) before.
+    let n = (cursor.dropped + cursor.rows.num_rows()) as i64;
     let p = cursor.position as i64;
     Ok(match direction {
         FetchDirection::Next => relative_rows(p, n, 1),
