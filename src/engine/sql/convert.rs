@@ -55,14 +55,72 @@ pub fn arrow_type(data_type: DataType) -> ArrowType {
     }
 }
 
+/// Field metadata of a CHAR(n) column, holding n. Stored values are blank
+/// padded to n characters; inside a query they are not (PostgreSQL compares,
+/// measures and casts them without the padding), and a result column that
+/// is still a CHAR(n) column is padded again as it leaves the query
+/// ([`pad_chars`]).
+pub const CHAR_LENGTH: &str = "omen.char_length";
+
 /// The Arrow schema of a table's rows.
 pub fn table_schema(table: &Table) -> SchemaRef {
     let fields: Vec<Field> = table
         .columns
         .iter()
-        .map(|c| Field::new(&c.name, arrow_type(c.data_type), c.nullable))
+        .map(|c| {
+            let field = Field::new(&c.name, arrow_type(c.data_type), c.nullable);
+            match c.data_type {
+                DataType::Char(n) => field.with_metadata(
+                    [(CHAR_LENGTH.to_string(), n.to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
+                _ => field,
+            }
+        })
         .collect();
     Arc::new(Schema::new(fields))
+}
+
+/// The declared length of a CHAR(n) result column.
+fn char_length(field: &Field) -> Option<usize> {
+    field.metadata().get(CHAR_LENGTH)?.parse().ok()
+}
+
+/// `batch` with its CHAR(n) columns blank-padded to n characters again, as
+/// a result shows them.
+pub fn pad_chars(batch: RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| char_length(f).is_some()) {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            match (
+                char_length(field),
+                column.as_any().downcast_ref::<StringArray>(),
+            ) {
+                (Some(n), Some(text)) => Arc::new(
+                    text.iter()
+                        .map(|v| v.map(|v| pad_char(v, n)))
+                        .collect::<StringArray>(),
+                ) as ArrayRef,
+                _ => column.clone(),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).map_err(internal)
+}
+
+/// `text` blank-padded to `n` characters, as a CHAR(n) value is stored.
+pub fn pad_char(text: &str, n: usize) -> String {
+    let mut padded = text.to_string();
+    let len = text.chars().count();
+    padded.extend(std::iter::repeat_n(' ', n.saturating_sub(len)));
+    padded
 }
 
 /// Rows as a batch of `schema`, keeping only the columns in `projection`.
@@ -75,7 +133,10 @@ pub fn rows_to_batch(
     let columns = projection.unwrap_or(&all);
     let arrays = columns
         .iter()
-        .map(|&c| column_array(schema.field(c).data_type(), rows, c))
+        .map(|&c| {
+            let field = schema.field(c);
+            column_array(field.data_type(), rows, c, char_length(field).is_some())
+        })
         .collect::<Result<Vec<_>>>()?;
     let projected = Arc::new(schema.project(columns).map_err(internal)?);
     let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
@@ -96,7 +157,9 @@ macro_rules! build {
     }};
 }
 
-fn column_array(arrow: &ArrowType, rows: &[Vec<Value>], c: usize) -> Result<ArrayRef> {
+/// Column `c` of `rows` as an array of type `arrow`; `unpad` takes the
+/// blank padding off CHAR(n) values.
+fn column_array(arrow: &ArrowType, rows: &[Vec<Value>], c: usize, unpad: bool) -> Result<ArrayRef> {
     Ok(match arrow {
         ArrowType::Boolean => build!(BooleanBuilder, rows, c, Value::Bool(v) => *v),
         ArrowType::Int16 => build!(Int16Builder, rows, c, Value::Int16(v) => *v),
@@ -109,6 +172,7 @@ fn column_array(arrow: &ArrowType, rows: &[Vec<Value>], c: usize) -> Result<Arra
             for row in rows {
                 match &row[c] {
                     Value::Null => b.append_null(),
+                    Value::Text(v) if unpad => b.append_value(v.trim_end_matches(' ')),
                     Value::Text(v) => b.append_value(v),
                     other => return Err(mismatch(other)),
                 }
@@ -242,7 +306,7 @@ fn parse_text(
             Some(s) => parse(s).map(|v| vec![v]),
         })
         .collect::<Result<Vec<_>>>()?;
-    column_array(&arrow_type(data_type), &rows, 0)
+    column_array(&arrow_type(data_type), &rows, 0, false)
 }
 
 /// 22P02: `s` is not a value of `data_type`.

@@ -304,6 +304,7 @@ impl Session {
         })?;
         let rows: Vec<Vec<Value>> = row.into_iter().collect();
         let batch = convert::rows_to_batch(schema, &rows, Some(columns))?;
+        let batch = convert::pad_chars(batch)?;
         Ok(Some(Output::Rows(Rows {
             schema: batch.schema(),
             batches: vec![batch],

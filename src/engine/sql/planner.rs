@@ -20,11 +20,13 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 use futures::StreamExt;
 
+use super::convert::CHAR_LENGTH;
 use super::pg_catalog::{Live, System, SystemSchema};
 use super::provider::Tables;
 use super::{compat, pg_functions};
@@ -317,7 +319,20 @@ impl Planner {
             .await?;
         let physical = state.create_physical_plan(&plan).await?;
         let schema = physical.schema();
-        Ok((schema, execute_stream(physical, state.task_ctx())?))
+        let stream = execute_stream(physical, state.task_ctx())?;
+        // CHAR(n) columns leave the query blank-padded, as stored.
+        if !schema
+            .fields()
+            .iter()
+            .any(|f| f.metadata().contains_key(CHAR_LENGTH))
+        {
+            return Ok((schema, stream));
+        }
+        let padded = stream.map(|batch| {
+            batch.and_then(|b| super::convert::pad_chars(b).map_err(DataFusionError::from))
+        });
+        let stream = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), padded));
+        Ok((schema, stream))
     }
 
     /// Plans and starts a query; the caller pulls its batches one at a time

@@ -39,7 +39,7 @@ use crate::engine::directory::Directories;
 use crate::engine::encoding::keycode;
 use crate::engine::error::{Error, Result};
 use crate::engine::session::{successor, SharedTxn};
-use crate::engine::types::Value;
+use crate::engine::types::{DataType, Value};
 
 /// The column an UPDATE or DELETE reads its target rows' storage keys from.
 pub const KEY_COLUMN: &str = "__omen_key";
@@ -680,7 +680,14 @@ fn key_value(table: &Table, index: usize, scalar: &ScalarValue) -> Option<Value>
         return None;
     }
     let array = scalar.to_array().ok()?;
-    convert::value_at(array.as_ref(), 0).ok()
+    match (convert::value_at(array.as_ref(), 0).ok()?, column.data_type) {
+        // Keys hold CHAR(n) values as stored: blank-padded.
+        (Value::Text(text), DataType::Char(n)) => Some(Value::Text(convert::pad_char(
+            text.trim_end_matches(' '),
+            n as usize,
+        ))),
+        (value, _) => Some(value),
+    }
 }
 
 impl From<Error> for DataFusionError {
