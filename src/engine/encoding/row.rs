@@ -103,59 +103,142 @@ pub fn row_schema_version(bytes: &[u8]) -> Result<u32> {
 
 /// Decodes a row written by [`encode_row`] with the column types of its schema version.
 pub fn decode_row(bytes: &[u8], types: &[DataType]) -> Result<Vec<Value>> {
+    let mut values = Vec::with_capacity(types.len());
+    visit_row(bytes, types, |i, raw| {
+        values.push(raw.into_value(types[i])?);
+        Ok(())
+    })?;
+    Ok(values)
+}
+
+/// One stored value, borrowed from its row's bytes.
+#[derive(Clone, Copy, Debug)]
+pub enum Raw<'a> {
+    Null,
+    Bool(bool),
+    /// Integers, dates, times and timestamps.
+    Int(i64),
+    Float32(f32),
+    Float64(f64),
+    /// Mantissa and scale.
+    Decimal(i128, u8),
+    /// UTF-8, not yet checked.
+    Text(&'a [u8]),
+    Bytes(&'a [u8]),
+    Interval(Interval),
+}
+
+impl<'a> Raw<'a> {
+    /// `value` as a stored value.
+    pub fn of(value: &'a Value) -> Raw<'a> {
+        match value {
+            Value::Null => Raw::Null,
+            Value::Bool(v) => Raw::Bool(*v),
+            Value::Int16(v) => Raw::Int(i64::from(*v)),
+            Value::Int32(v) | Value::Date(v) => Raw::Int(i64::from(*v)),
+            Value::Int64(v) | Value::Time(v) | Value::Timestamp(v) | Value::TimestampTz(v) => {
+                Raw::Int(*v)
+            }
+            Value::Float32(v) => Raw::Float32(*v),
+            Value::Float64(v) => Raw::Float64(*v),
+            Value::Decimal(d) => Raw::Decimal(d.mantissa, d.scale),
+            Value::Text(v) => Raw::Text(v.as_bytes()),
+            Value::Bytes(v) => Raw::Bytes(v),
+            Value::Interval(v) => Raw::Interval(*v),
+        }
+    }
+
+    /// The text of a text value.
+    pub fn text(bytes: &'a [u8]) -> Result<&'a str> {
+        std::str::from_utf8(bytes).map_err(|_| corrupt("text is not UTF-8"))
+    }
+
+    /// The value of a column of type `ty`.
+    pub fn into_value(self, ty: DataType) -> Result<Value> {
+        let int = |v: i64| -> Result<i32> { i32::try_from(v).map_err(|_| out_of_range()) };
+        Ok(match (self, ty) {
+            (Raw::Null, _) => Value::Null,
+            (Raw::Bool(v), _) => Value::Bool(v),
+            (Raw::Int(v), DataType::Int16) => {
+                Value::Int16(i16::try_from(v).map_err(|_| out_of_range())?)
+            }
+            (Raw::Int(v), DataType::Int32) => Value::Int32(int(v)?),
+            (Raw::Int(v), DataType::Date) => Value::Date(int(v)?),
+            (Raw::Int(v), DataType::Time) => Value::Time(v),
+            (Raw::Int(v), DataType::Timestamp) => Value::Timestamp(v),
+            (Raw::Int(v), DataType::TimestampTz) => Value::TimestampTz(v),
+            (Raw::Int(v), _) => Value::Int64(v),
+            (Raw::Float32(v), _) => Value::Float32(v),
+            (Raw::Float64(v), _) => Value::Float64(v),
+            (Raw::Decimal(mantissa, scale), _) => {
+                Value::Decimal(Decimal::new(mantissa, scale).map_err(|_| corrupt("bad numeric"))?)
+            }
+            (Raw::Text(bytes), _) => Value::Text(Raw::text(bytes)?.into()),
+            (Raw::Bytes(bytes), _) => Value::Bytes(bytes.to_vec()),
+            (Raw::Interval(v), _) => Value::Interval(v),
+        })
+    }
+}
+
+fn out_of_range() -> Error {
+    corrupt("integer out of range")
+}
+
+/// Calls `each` with every column's value of a row written by
+/// [`encode_row`] (column types `types`), in column order, without
+/// allocating.
+pub fn visit_row<'a>(
+    bytes: &'a [u8],
+    types: &[DataType],
+    mut each: impl FnMut(usize, Raw<'a>) -> Result<()>,
+) -> Result<()> {
     let mut r = Reader { input: bytes };
     r.uvarint()?;
     let bitmap = r.take(types.len().div_ceil(8))?;
-    let mut values = Vec::with_capacity(types.len());
     for (i, ty) in types.iter().enumerate() {
         if bitmap[i / 8] & (1 << (i % 8)) != 0 {
-            values.push(Value::Null);
+            each(i, Raw::Null)?;
             continue;
         }
-        values.push(match ty {
-            DataType::Bool => Value::Bool(r.take(1)?[0] != 0),
-            DataType::Int16 => Value::Int16(r.int()?),
-            DataType::Int32 => Value::Int32(r.int()?),
-            DataType::Date => Value::Date(r.int()?),
-            DataType::Int64 => Value::Int64(r.int()?),
-            DataType::Time => Value::Time(r.int()?),
-            DataType::Timestamp => Value::Timestamp(r.int()?),
-            DataType::TimestampTz => Value::TimestampTz(r.int()?),
+        let raw = match ty {
+            DataType::Bool => Raw::Bool(r.take(1)?[0] != 0),
+            DataType::Int16
+            | DataType::Int32
+            | DataType::Date
+            | DataType::Int64
+            | DataType::Time
+            | DataType::Timestamp
+            | DataType::TimestampTz => Raw::Int(r.int()?),
             DataType::Float32 => {
-                Value::Float32(f32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")))
+                Raw::Float32(f32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")))
             }
             DataType::Float64 => {
-                Value::Float64(f64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes")))
+                Raw::Float64(f64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes")))
             }
             DataType::Decimal { .. } => {
                 let scale = r.take(1)?[0];
-                let mantissa = r.ivarint()?;
-                Value::Decimal(Decimal::new(mantissa, scale).map_err(|_| corrupt("bad numeric"))?)
+                Raw::Decimal(r.ivarint()?, scale)
             }
             DataType::Text | DataType::Varchar(_) | DataType::Char(_) => {
                 let len = r.len()?;
-                let bytes = r.take(len)?;
-                Value::Text(
-                    std::str::from_utf8(bytes)
-                        .map_err(|_| corrupt("text is not UTF-8"))?
-                        .into(),
-                )
+                Raw::Text(r.take(len)?)
             }
             DataType::Bytes => {
                 let len = r.len()?;
-                Value::Bytes(r.take(len)?.to_vec())
+                Raw::Bytes(r.take(len)?)
             }
-            DataType::Interval => Value::Interval(Interval {
+            DataType::Interval => Raw::Interval(Interval {
                 months: r.int()?,
                 days: r.int()?,
                 micros: r.int()?,
             }),
-        });
+        };
+        each(i, raw)?;
     }
     if !r.input.is_empty() {
         return Err(corrupt("trailing bytes after the last column"));
     }
-    Ok(values)
+    Ok(())
 }
 
 fn corrupt(what: &str) -> Error {

@@ -52,7 +52,9 @@ pub use horizon::{now_micros, Horizon};
 pub use store::{
     DirectoryLookup, Durability, KeyDirectory, Mvcc, MvccOptions, DIRECTORY_SCAN_LIMIT,
 };
-pub use transaction::{IsolationLevel, Mark, RowLock, RowLocker, Scan, Transaction, WriteKind};
+pub use transaction::{
+    IsolationLevel, Mark, RowLock, RowLocker, Scan, Snapshot, Transaction, WriteKind,
+};
 pub use version::{
     decode_version, into_version, split_versioned, versioned_key, ROW as VERSION_ROW,
 };

@@ -351,6 +351,31 @@ impl Transaction {
         }
     }
 
+    /// For a scan of `[from, to)` where the transaction has written
+    /// nothing: the snapshot to read it at, which scans without the
+    /// transaction (so the partitions of a query read storage in parallel).
+    /// None when it has written there. The range counts as read.
+    pub fn snapshot_scan(&mut self, from: &[u8], to: Option<&[u8]>) -> Option<Snapshot> {
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        let empty = matches!(upper, Bound::Excluded(t) if t <= from);
+        if !empty
+            && self
+                .writes
+                .range::<[u8], _>((Bound::Included(from), upper))
+                .next()
+                .is_some()
+        {
+            return None;
+        }
+        if self.isolation == IsolationLevel::Serializable {
+            self.ranges.push((from.to_vec(), to.map(<[u8]>::to_vec)));
+        }
+        Some(Snapshot {
+            mvcc: self.mvcc.clone(),
+            read_ts: self.mvcc.horizon().snapshot_for(from, self.read_ts),
+        })
+    }
+
     /// Buffers a write of `value` to `key`.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, kind: WriteKind) -> Result<()> {
         self.write(key, Some(value), kind)
@@ -520,6 +545,31 @@ type OwnWrites<'a> = std::iter::Flatten<
 >;
 
 /// Keys and values of a range as a transaction sees them, in key order.
+/// A transaction's snapshot of a range it has not written
+/// ([`Transaction::snapshot_scan`]).
+pub struct Snapshot {
+    mvcc: Arc<Mvcc>,
+    read_ts: u64,
+}
+
+impl Snapshot {
+    /// The rows of `[from, to)` as of the snapshot, in key order.
+    pub fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Scan<'_> {
+        let stored: KvIter<'_> = if self.mvcc.range_is_empty(from, to, self.read_ts) {
+            Box::new(std::iter::empty())
+        } else {
+            self.mvcc.storage().scan(Cf::Rows, from, to)
+        };
+        Scan {
+            stored: stored.peekable(),
+            ahead: None,
+            own: None.into_iter().flatten().peekable(),
+            read_ts: self.read_ts,
+            failed: false,
+        }
+    }
+}
+
 pub struct Scan<'a> {
     stored: Peekable<KvIter<'a>>,
     /// The next visible stored key, read ahead to merge with own writes.

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `sum` of bigints adds them as numeric (NUMERIC(38, 0)), as PostgreSQL's
-//! does, rather than in 64 bits. Names are kept, so result columns read as
+//! does, rather than in 64 bits, and `avg` of a numeric keeps 16 decimals
+//! or more (DataFusion's keeps four more than its argument has). Names are kept, so result columns read as
 //! before. Other types (floats, numerics, dates and intervals) keep
 //! DataFusion's own operators.
 
@@ -147,6 +148,31 @@ impl Functions {
                 aggregate.params.args.push(arg.cast_to(&numeric, schema)?);
                 summed.set(true);
                 Transformed::yes(Expr::AggregateFunction(aggregate))
+            }
+            // PostgreSQL averages numerics to at least 16 significant
+            // digits; DataFusion adds four decimals to the argument's. The
+            // argument gets more decimals first, as many as leave room for
+            // its integer digits and a sum of 10^10 rows.
+            Expr::AggregateFunction(mut aggregate)
+                if aggregate.func.name() == "avg" && aggregate.params.args.len() == 1 =>
+            {
+                let wider = match aggregate.params.args[0].get_type(schema) {
+                    Ok(ArrowType::Decimal128(p, s)) => {
+                        let integer = i16::from(p) - i16::from(s);
+                        let scale = (38 - integer - 10).min(16);
+                        (scale > i16::from(s)).then_some(ArrowType::Decimal128(38, scale as i8))
+                    }
+                    _ => None,
+                };
+                match wider {
+                    Some(wider) => {
+                        let arg = aggregate.params.args.remove(0);
+                        aggregate.params.args.push(arg.cast_to(&wider, schema)?);
+                        summed.set(true);
+                        Transformed::yes(Expr::AggregateFunction(aggregate))
+                    }
+                    None => Transformed::no(Expr::AggregateFunction(aggregate)),
+                }
             }
             other => Transformed::no(other),
         })

@@ -27,6 +27,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::engine::catalog::Table;
+use crate::engine::encoding::row::{self, Raw};
 use crate::engine::error::{Error, Result, SqlState};
 use crate::engine::types::{DataType, Decimal, Interval, Value};
 
@@ -143,89 +144,228 @@ pub fn rows_to_batch(
     RecordBatch::try_new_with_options(projected, arrays, &options).map_err(internal)
 }
 
-macro_rules! build {
-    ($builder:ty, $rows:expr, $c:expr, $pattern:pat => $value:expr) => {{
-        let mut b = <$builder>::with_capacity($rows.len());
-        for row in $rows {
-            match &row[$c] {
-                Value::Null => b.append_null(),
-                $pattern => b.append_value($value),
-                other => return Err(mismatch(other)),
-            }
-        }
-        Arc::new(b.finish()) as ArrayRef
-    }};
-}
-
 /// Column `c` of `rows` as an array of type `arrow`; `unpad` takes the
 /// blank padding off CHAR(n) values.
 fn column_array(arrow: &ArrowType, rows: &[Vec<Value>], c: usize, unpad: bool) -> Result<ArrayRef> {
-    Ok(match arrow {
-        ArrowType::Boolean => build!(BooleanBuilder, rows, c, Value::Bool(v) => *v),
-        ArrowType::Int16 => build!(Int16Builder, rows, c, Value::Int16(v) => *v),
-        ArrowType::Int32 => build!(Int32Builder, rows, c, Value::Int32(v) => *v),
-        ArrowType::Int64 => build!(Int64Builder, rows, c, Value::Int64(v) => *v),
-        ArrowType::Float32 => build!(Float32Builder, rows, c, Value::Float32(v) => *v),
-        ArrowType::Float64 => build!(Float64Builder, rows, c, Value::Float64(v) => *v),
-        ArrowType::Utf8 => {
-            let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
-            for row in rows {
-                match &row[c] {
-                    Value::Null => b.append_null(),
-                    Value::Text(v) if unpad => b.append_value(v.trim_end_matches(' ')),
-                    Value::Text(v) => b.append_value(v),
-                    other => return Err(mismatch(other)),
-                }
+    let mut builder = ColumnBuilder::new(arrow, unpad, rows.len())?;
+    for row in rows {
+        builder.append(Raw::of(&row[c]))?;
+    }
+    builder.finish()
+}
+
+/// A column of one Arrow type being built from stored values.
+enum ColumnBuilder {
+    Bool(BooleanBuilder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    /// Values rescaled to the column's scale.
+    Decimal(Decimal128Builder, u8, u8),
+    /// Whether CHAR(n) padding comes off.
+    Text(StringBuilder, bool),
+    Bytes(BinaryBuilder),
+    Date(Date32Builder),
+    Time(Time64MicrosecondBuilder),
+    Timestamp(TimestampMicrosecondBuilder, Option<Arc<str>>),
+    Interval(IntervalMonthDayNanoBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(arrow: &ArrowType, unpad: bool, rows: usize) -> Result<ColumnBuilder> {
+        Ok(match arrow {
+            ArrowType::Boolean => ColumnBuilder::Bool(BooleanBuilder::with_capacity(rows)),
+            ArrowType::Int16 => ColumnBuilder::Int16(Int16Builder::with_capacity(rows)),
+            ArrowType::Int32 => ColumnBuilder::Int32(Int32Builder::with_capacity(rows)),
+            ArrowType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+            ArrowType::Float32 => ColumnBuilder::Float32(Float32Builder::with_capacity(rows)),
+            ArrowType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
+            ArrowType::Decimal128(p, s) => {
+                ColumnBuilder::Decimal(Decimal128Builder::with_capacity(rows), *p, *s as u8)
             }
-            Arc::new(b.finish())
-        }
-        ArrowType::Binary => {
-            let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 8);
-            for row in rows {
-                match &row[c] {
-                    Value::Null => b.append_null(),
-                    Value::Bytes(v) => b.append_value(v),
-                    other => return Err(mismatch(other)),
-                }
+            ArrowType::Utf8 => {
+                ColumnBuilder::Text(StringBuilder::with_capacity(rows, rows * 8), unpad)
             }
-            Arc::new(b.finish())
-        }
-        ArrowType::Date32 => build!(Date32Builder, rows, c, Value::Date(v) => *v),
-        ArrowType::Time64(TimeUnit::Microsecond) => {
-            build!(Time64MicrosecondBuilder, rows, c, Value::Time(v) => *v)
-        }
-        ArrowType::Timestamp(TimeUnit::Microsecond, tz) => {
-            let b = build!(TimestampMicrosecondBuilder, rows, c,
-                Value::Timestamp(v) | Value::TimestampTz(v) => *v);
-            let array = b
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .expect("built as timestamps")
-                .clone()
-                .with_timezone_opt(tz.clone());
-            Arc::new(array)
-        }
-        ArrowType::Decimal128(p, s) => {
-            let mut b = Decimal128Builder::with_capacity(rows.len());
-            for row in rows {
-                match &row[c] {
-                    Value::Null => b.append_null(),
-                    Value::Decimal(d) => b.append_value(rescale(*d, *s as u8)?),
-                    other => return Err(mismatch(other)),
-                }
+            ArrowType::Binary => ColumnBuilder::Bytes(BinaryBuilder::with_capacity(rows, rows * 8)),
+            ArrowType::Date32 => ColumnBuilder::Date(Date32Builder::with_capacity(rows)),
+            ArrowType::Time64(TimeUnit::Microsecond) => {
+                ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(rows))
             }
-            Arc::new(
+            ArrowType::Timestamp(TimeUnit::Microsecond, tz) => ColumnBuilder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(rows),
+                tz.clone(),
+            ),
+            ArrowType::Interval(_) => {
+                ColumnBuilder::Interval(IntervalMonthDayNanoBuilder::with_capacity(rows))
+            }
+            other => return Err(Error::Internal(format!("no column of Arrow type {other}"))),
+        })
+    }
+
+    fn append(&mut self, raw: Raw<'_>) -> Result<()> {
+        let narrow = |v: i64| i32::try_from(v).map_err(|_| out_of_range());
+        match (self, raw) {
+            (ColumnBuilder::Bool(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Int16(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Int32(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Int64(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Float32(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Float64(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Decimal(b, ..), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Text(b, _), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Bytes(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Date(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Time(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Timestamp(b, _), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Interval(b), Raw::Null) => b.append_null(),
+            (ColumnBuilder::Bool(b), Raw::Bool(v)) => b.append_value(v),
+            (ColumnBuilder::Int16(b), Raw::Int(v)) => {
+                b.append_value(i16::try_from(v).map_err(|_| out_of_range())?)
+            }
+            (ColumnBuilder::Int32(b), Raw::Int(v)) => b.append_value(narrow(v)?),
+            (ColumnBuilder::Int64(b), Raw::Int(v)) => b.append_value(v),
+            (ColumnBuilder::Float32(b), Raw::Float32(v)) => b.append_value(v),
+            (ColumnBuilder::Float64(b), Raw::Float64(v)) => b.append_value(v),
+            (ColumnBuilder::Decimal(b, _, scale), Raw::Decimal(mantissa, s)) => {
+                b.append_value(rescale(Decimal { mantissa, scale: s }, *scale)?)
+            }
+            (ColumnBuilder::Text(b, unpad), Raw::Text(bytes)) => {
+                let text = Raw::text(bytes)?;
+                b.append_value(if *unpad {
+                    text.trim_end_matches(' ')
+                } else {
+                    text
+                })
+            }
+            (ColumnBuilder::Bytes(b), Raw::Bytes(v)) => b.append_value(v),
+            (ColumnBuilder::Date(b), Raw::Int(v)) => b.append_value(narrow(v)?),
+            (ColumnBuilder::Time(b), Raw::Int(v)) => b.append_value(v),
+            (ColumnBuilder::Timestamp(b, _), Raw::Int(v)) => b.append_value(v),
+            (ColumnBuilder::Interval(b), Raw::Interval(i)) => b.append_value(
+                IntervalMonthDayNano::new(i.months, i.days, i.nanoseconds()?),
+            ),
+            (_, raw) => {
+                return Err(Error::Internal(format!(
+                    "a value {raw:?} in a column of another type"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<ArrayRef> {
+        Ok(match self {
+            ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int16(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int32(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float32(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Decimal(mut b, p, s) => Arc::new(
                 b.finish()
-                    .with_precision_and_scale(*p, *s)
+                    .with_precision_and_scale(p, s as i8)
                     .map_err(internal)?,
-            )
+            ),
+            ColumnBuilder::Text(mut b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Bytes(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Time(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(mut b, tz) => Arc::new(b.finish().with_timezone_opt(tz)),
+            ColumnBuilder::Interval(mut b) => Arc::new(b.finish()),
+        })
+    }
+}
+
+/// A batch of a table's columns built straight from stored rows: each
+/// row's values are read in place and only the projected ones are kept, so
+/// a scan allocates nothing per row.
+pub struct RowBatch {
+    /// The projected columns (the storage key last, when asked for).
+    schema: SchemaRef,
+    builders: Vec<ColumnBuilder>,
+    /// For each table column, the builder it fills.
+    slots: Vec<Option<usize>>,
+    /// The builder the storage key fills.
+    key: Option<usize>,
+    /// The table's column types under its current schema version.
+    types: Vec<DataType>,
+    rows: usize,
+}
+
+impl RowBatch {
+    /// A batch of `schema` (a table's columns, and its storage key last when
+    /// `with_keys`), keeping the columns in `projection`.
+    pub fn new(
+        table: &Table,
+        schema: &SchemaRef,
+        projection: Option<&[usize]>,
+        with_keys: bool,
+        capacity: usize,
+    ) -> Result<RowBatch> {
+        let all: Vec<usize> = (0..schema.fields().len()).collect();
+        let columns = projection.unwrap_or(&all);
+        let mut slots = vec![None; table.columns.len()];
+        let mut key = None;
+        let mut builders = Vec::with_capacity(columns.len());
+        for (slot, &c) in columns.iter().enumerate() {
+            let field = schema.field(c);
+            builders.push(ColumnBuilder::new(
+                field.data_type(),
+                char_length(field).is_some(),
+                capacity,
+            )?);
+            match slots.get_mut(c) {
+                Some(s) => *s = Some(slot),
+                None if with_keys => key = Some(slot),
+                None => return Err(Error::Internal("a projection past the table".into())),
+            }
         }
-        ArrowType::Interval(_) => {
-            build!(IntervalMonthDayNanoBuilder, rows, c, Value::Interval(i) =>
-                IntervalMonthDayNano::new(i.months, i.days, i.nanoseconds()?))
+        Ok(RowBatch {
+            schema: Arc::new(schema.project(columns).map_err(internal)?),
+            builders,
+            slots,
+            key,
+            types: table.columns.iter().map(|c| c.data_type).collect(),
+            rows: 0,
+        })
+    }
+
+    /// Adds the row stored under `key` as `bytes`.
+    pub fn push(&mut self, table: &Table, key: &[u8], bytes: &[u8]) -> Result<()> {
+        let RowBatch {
+            builders, slots, ..
+        } = self;
+        if row::row_schema_version(bytes)? == table.schema_version {
+            row::visit_row(bytes, &self.types, |i, raw| match slots[i] {
+                Some(slot) => builders[slot].append(raw),
+                None => Ok(()),
+            })?;
+        } else {
+            // Written under an older definition: decoded as the table is now.
+            for (value, slot) in table.decode_row(bytes)?.iter().zip(slots.iter()) {
+                if let Some(slot) = slot {
+                    builders[*slot].append(Raw::of(value))?;
+                }
+            }
         }
-        other => return Err(Error::Internal(format!("no column of Arrow type {other}"))),
-    })
+        if let Some(slot) = self.key {
+            self.builders[slot].append(Raw::Bytes(key))?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<RecordBatch> {
+        let arrays = self
+            .builders
+            .into_iter()
+            .map(ColumnBuilder::finish)
+            .collect::<Result<Vec<_>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
+        RecordBatch::try_new_with_options(self.schema, arrays, &options).map_err(internal)
+    }
 }
 
 /// The mantissa of `d` at `scale` digits after the point.
@@ -569,12 +709,6 @@ pub fn value_at(array: &dyn Array, row: usize) -> Result<Value> {
         }
         other => return Err(Error::Internal(format!("no value of Arrow type {other}"))),
     })
-}
-
-fn mismatch(value: &Value) -> Error {
-    Error::Internal(format!(
-        "value {value} does not match its column's Arrow type"
-    ))
 }
 
 fn out_of_range() -> Error {

@@ -25,6 +25,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use parking_lot::MutexGuard;
+
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -47,8 +49,9 @@ use super::convert;
 use super::provider::Read;
 use crate::engine::catalog::Table;
 use crate::engine::error::Result;
+use crate::engine::mvcc::Scan;
 use crate::engine::session::{successor, SharedTxn};
-use crate::engine::types::{DataType, Value};
+use crate::engine::types::DataType;
 
 /// Rows per batch handed to DataFusion, at most.
 pub const BATCH_ROWS: usize = 8192;
@@ -358,12 +361,23 @@ impl Chunks {
                     Read::Scan(from, to) => {
                         let start = self.resume.take().unwrap_or_else(|| from.clone());
                         let mut full = false;
-                        for entry in txn.scan(&start, Some(to)) {
-                            raw.push(entry?);
-                            if raw.len() >= want {
-                                full = true;
-                                break;
+                        let mut take = |entries: Scan<'_>| -> Result<()> {
+                            for entry in entries {
+                                raw.push(entry?);
+                                if raw.len() >= want {
+                                    full = true;
+                                    break;
+                                }
                             }
+                            Ok(())
+                        };
+                        match txn.snapshot_scan(&start, Some(to)) {
+                            // Nothing of the transaction's own there: read
+                            // without holding it, beside the other partitions.
+                            Some(snapshot) => MutexGuard::unlocked(&mut txn, || {
+                                take(snapshot.scan(&start, Some(to)))
+                            })?,
+                            None => take(txn.scan(&start, Some(to)))?,
                         }
                         match raw.last() {
                             Some((key, _)) if full => self.resume = Some(successor(key.clone())),
@@ -401,21 +415,19 @@ impl Chunks {
         if raw.is_empty() {
             return Ok(None);
         }
-        let rows = raw
-            .iter()
-            .map(|(key, bytes)| self.decode(key, bytes))
-            .collect::<Result<Vec<_>>>()?;
-        self.left -= rows.len();
-        self.scanned.fetch_add(rows.len() as u64, Ordering::Relaxed);
-        convert::rows_to_batch(&self.schema, &rows, self.projection.as_deref()).map(Some)
-    }
-
-    fn decode(&self, key: &[u8], bytes: &[u8]) -> Result<Vec<Value>> {
-        let mut row = self.table.decode_row(bytes)?;
-        if self.with_keys {
-            row.push(Value::Bytes(key.to_vec()));
+        let mut batch = convert::RowBatch::new(
+            &self.table,
+            &self.schema,
+            self.projection.as_deref(),
+            self.with_keys,
+            raw.len(),
+        )?;
+        for (key, bytes) in &raw {
+            batch.push(&self.table, key, bytes)?;
         }
-        Ok(row)
+        self.left -= raw.len();
+        self.scanned.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        batch.finish().map(Some)
     }
 }
 
