@@ -104,7 +104,7 @@ pub fn row_schema_version(bytes: &[u8]) -> Result<u32> {
 /// Decodes a row written by [`encode_row`] with the column types of its schema version.
 pub fn decode_row(bytes: &[u8], types: &[DataType]) -> Result<Vec<Value>> {
     let mut values = Vec::with_capacity(types.len());
-    visit_row(bytes, types, |i, raw| {
+    visit_row(bytes, types, &[], |i, raw| {
         values.push(raw.into_value(types[i])?);
         Ok(())
     })?;
@@ -184,19 +184,28 @@ fn out_of_range() -> Error {
     corrupt("integer out of range")
 }
 
-/// Calls `each` with every column's value of a row written by
-/// [`encode_row`] (column types `types`), in column order, without
-/// allocating.
+/// Calls `each` with the value of every column of a row written by
+/// [`encode_row`] (column types `types`) that `wanted` marks (every column
+/// when it is empty), in column order, without allocating; the others are
+/// passed over.
 pub fn visit_row<'a>(
     bytes: &'a [u8],
     types: &[DataType],
+    wanted: &[bool],
     mut each: impl FnMut(usize, Raw<'a>) -> Result<()>,
 ) -> Result<()> {
     let mut r = Reader { input: bytes };
     r.uvarint()?;
     let bitmap = r.take(types.len().div_ceil(8))?;
     for (i, ty) in types.iter().enumerate() {
-        if bitmap[i / 8] & (1 << (i % 8)) != 0 {
+        let null = bitmap[i / 8] & (1 << (i % 8)) != 0;
+        if !wanted.get(i).copied().unwrap_or(true) {
+            if !null {
+                r.skip(*ty)?;
+            }
+            continue;
+        }
+        if null {
             each(i, Raw::Null)?;
             continue;
         }
@@ -260,6 +269,15 @@ impl<'a> Reader<'a> {
     }
 
     fn uvarint(&mut self) -> Result<u128> {
+        // Most varints fit 63 bits: gathered in a u64 first.
+        let mut short: u64 = 0;
+        for (i, &byte) in self.input.iter().take(9).enumerate() {
+            short |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.input = &self.input[i + 1..];
+                return Ok(u128::from(short));
+            }
+        }
         let mut v: u128 = 0;
         for shift in (0..128).step_by(7) {
             let byte = self.take(1)?[0];
@@ -269,6 +287,41 @@ impl<'a> Reader<'a> {
             }
         }
         Err(corrupt("varint too long"))
+    }
+
+    /// Passes over one value of type `ty`.
+    fn skip(&mut self, ty: DataType) -> Result<()> {
+        match ty {
+            DataType::Bool => self.take(1).map(drop),
+            DataType::Float32 => self.take(4).map(drop),
+            DataType::Float64 => self.take(8).map(drop),
+            DataType::Decimal { .. } => {
+                self.take(1)?;
+                self.skip_varint()
+            }
+            DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Bytes => {
+                let len = self.len()?;
+                self.take(len).map(drop)
+            }
+            DataType::Interval => {
+                self.skip_varint()?;
+                self.skip_varint()?;
+                self.skip_varint()
+            }
+            _ => self.skip_varint(),
+        }
+    }
+
+    /// Passes over one varint.
+    fn skip_varint(&mut self) -> Result<()> {
+        match self.input.iter().position(|b| b & 0x80 == 0) {
+            Some(end) if end < 19 => {
+                self.input = &self.input[end + 1..];
+                Ok(())
+            }
+            Some(_) => Err(corrupt("varint too long")),
+            None => Err(corrupt("ends in the middle of a value")),
+        }
     }
 
     fn ivarint(&mut self) -> Result<i128> {

@@ -336,19 +336,7 @@ impl Transaction {
             Some(self.writes.range::<[u8], _>((Bound::Included(from), upper)))
         };
         let read_ts = self.mvcc.horizon().snapshot_for(from, self.read_ts);
-        // A range the key directory shows empty needs no storage read.
-        let stored: KvIter<'_> = if self.mvcc.range_is_empty(from, to, read_ts) {
-            Box::new(std::iter::empty())
-        } else {
-            self.mvcc.storage().scan(Cf::Rows, from, to)
-        };
-        Scan {
-            stored: stored.peekable(),
-            ahead: None,
-            own: own.into_iter().flatten().peekable(),
-            read_ts,
-            failed: false,
-        }
+        Scan::new(&self.mvcc, from, to, read_ts, own)
     }
 
     /// For a scan of `[from, to)` where the transaction has written
@@ -555,18 +543,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// The rows of `[from, to)` as of the snapshot, in key order.
     pub fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Scan<'_> {
-        let stored: KvIter<'_> = if self.mvcc.range_is_empty(from, to, self.read_ts) {
-            Box::new(std::iter::empty())
-        } else {
-            self.mvcc.storage().scan(Cf::Rows, from, to)
-        };
-        Scan {
-            stored: stored.peekable(),
-            ahead: None,
-            own: None.into_iter().flatten().peekable(),
-            read_ts: self.read_ts,
-            failed: false,
-        }
+        Scan::new(&self.mvcc, from, to, self.read_ts, None)
     }
 }
 
@@ -579,11 +556,34 @@ pub struct Scan<'a> {
     failed: bool,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
+    /// The rows of `[from, to)` stored at `read_ts`, merged with `own` writes.
+    fn new(
+        mvcc: &'a Mvcc,
+        from: &[u8],
+        to: Option<&[u8]>,
+        read_ts: u64,
+        own: Option<std::collections::btree_map::Range<'a, Vec<u8>, Write>>,
+    ) -> Scan<'a> {
+        // A range the key directory shows empty needs no storage read.
+        let stored: KvIter<'a> = if mvcc.range_is_empty(from, to, read_ts) {
+            Box::new(std::iter::empty())
+        } else {
+            mvcc.storage().scan(Cf::Rows, from, to)
+        };
+        Scan {
+            stored: stored.peekable(),
+            ahead: None,
+            own: own.into_iter().flatten().peekable(),
+            read_ts,
+            failed: false,
+        }
+    }
+
     /// The next stored key visible at the snapshot, with its value (None if deleted).
     fn next_stored(&mut self) -> Option<Result<Entry>> {
         loop {
-            let (key, stored) = match self.stored.next()? {
+            let (mut key, mut stored) = match self.stored.next()? {
                 Ok(entry) => entry,
                 Err(e) => return Some(Err(e)),
             };
@@ -593,17 +593,26 @@ impl Scan<'_> {
             if ts > self.read_ts {
                 continue;
             }
-            // The newest visible version; skip the older ones of the same key.
-            let user = user.to_vec();
+            // The newest visible version; skip the older ones of the same
+            // key. The buffers read become the entry's (no copies per row).
+            key.truncate(user.len());
             while let Some(Ok((next, _))) = self.stored.peek() {
                 match split_versioned(next) {
-                    Some((u, _)) if u == user.as_slice() => {
+                    Some((u, _)) if u == key.as_slice() => {
                         self.stored.next();
                     }
                     _ => break,
                 }
             }
-            return Some(decode_version(&stored).map(|v| (user, v.map(<[u8]>::to_vec))));
+            return Some(match decode_version(&stored) {
+                Ok(Some(value)) => {
+                    let header = stored.len() - value.len();
+                    stored.drain(..header);
+                    Ok((key, Some(stored)))
+                }
+                Ok(None) => Ok((key, None)),
+                Err(e) => Err(e),
+            });
         }
     }
 

@@ -291,6 +291,8 @@ pub struct RowBatch {
     key: Option<usize>,
     /// The table's column types under its current schema version.
     types: Vec<DataType>,
+    /// Which of them the batch keeps.
+    wanted: Vec<bool>,
     rows: usize,
 }
 
@@ -325,9 +327,10 @@ impl RowBatch {
         Ok(RowBatch {
             schema: Arc::new(schema.project(columns).map_err(internal)?),
             builders,
-            slots,
             key,
             types: table.columns.iter().map(|c| c.data_type).collect(),
+            wanted: slots.iter().map(Option::is_some).collect(),
+            slots,
             rows: 0,
         })
     }
@@ -338,7 +341,7 @@ impl RowBatch {
             builders, slots, ..
         } = self;
         if row::row_schema_version(bytes)? == table.schema_version {
-            row::visit_row(bytes, &self.types, |i, raw| match slots[i] {
+            row::visit_row(bytes, &self.types, &self.wanted, |i, raw| match slots[i] {
                 Some(slot) => builders[slot].append(raw),
                 None => Ok(()),
             })?;
