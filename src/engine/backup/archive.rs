@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use crate::engine::error::{Error, Result};
 use crate::engine::mvcc::{now_micros, put_last_ts};
 use crate::engine::storage::{
-    BatchOp, Cf, CommitMark, KvIter, RangeEstimate, Storage, SyncMode, WriteBatch,
+    BatchOp, Cf, CommitMark, KvIter, RangeEstimate, Storage, SyncMode, Visit, WriteBatch,
 };
 
 const MAGIC: &[u8; 8] = b"OMENARC1";
@@ -210,6 +210,10 @@ impl Storage for Archived {
 
     fn entries_scanned(&self) -> u64 {
         self.inner.entries_scanned()
+    }
+
+    fn scan_each(&self, cf: Cf, from: &[u8], to: Option<&[u8]>, each: Visit<'_>) -> Result<()> {
+        self.inner.scan_each(cf, from, to, each)
     }
 
     fn estimate(&self, cf: Cf, from: &[u8], to: &[u8]) -> RangeEstimate {

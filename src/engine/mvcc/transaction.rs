@@ -545,6 +545,40 @@ impl Snapshot {
     pub fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Scan<'_> {
         Scan::new(&self.mvcc, from, to, self.read_ts, None)
     }
+
+    /// Calls `each` with the rows of `[from, to)` as of the snapshot (user
+    /// key and value, borrowed from storage: nothing is copied), in key
+    /// order, until it returns false.
+    pub fn scan_each(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        if self.mvcc.range_is_empty(from, to, self.read_ts) {
+            return Ok(());
+        }
+        // The user key whose visible version was met; its older ones are passed.
+        let mut seen: Vec<u8> = Vec::new();
+        let mut any = false;
+        self.mvcc
+            .storage()
+            .scan_each(Cf::Rows, from, to, &mut |key, stored| {
+                let Some((user, ts)) = split_versioned(key) else {
+                    return Err(Error::Corruption("row key without a version".into()));
+                };
+                if ts > self.read_ts || (any && seen.as_slice() == user) {
+                    return Ok(true);
+                }
+                seen.clear();
+                seen.extend_from_slice(user);
+                any = true;
+                match decode_version(stored)? {
+                    Some(value) => each(user, value),
+                    None => Ok(true),
+                }
+            })
+    }
 }
 
 pub struct Scan<'a> {

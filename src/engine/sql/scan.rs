@@ -49,7 +49,6 @@ use super::convert;
 use super::provider::Read;
 use crate::engine::catalog::Table;
 use crate::engine::error::Result;
-use crate::engine::mvcc::Scan;
 use crate::engine::session::{successor, SharedTxn};
 use crate::engine::types::DataType;
 
@@ -345,12 +344,20 @@ impl Chunks {
         // Batches start small and grow, so a LIMIT above reads little more
         // than it needs, and a long scan soon reads full batches.
         self.batch_rows = (self.batch_rows * 4).min(BATCH_ROWS);
-        let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(want.min(1024));
+        let mut batch = convert::RowBatch::new(
+            &self.table,
+            &self.schema,
+            self.projection.as_deref(),
+            self.with_keys,
+            want,
+        )?;
+        let mut rows = 0;
+        // Rows read through the transaction (its own writes merged in), added
+        // to the batch in order with those read straight from storage.
+        let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         {
-            // Storage is read under the transaction's lock; rows are decoded
-            // after it, so the partitions of one scan decode in parallel.
             let mut txn = self.txn.lock();
-            while raw.len() < want && self.range < self.ranges.len() {
+            while rows + raw.len() < want && self.range < self.ranges.len() {
                 match &self.ranges[self.range] {
                     Read::Get(key) => {
                         if let Some(bytes) = txn.get(key)? {
@@ -360,35 +367,50 @@ impl Chunks {
                     }
                     Read::Scan(from, to) => {
                         let start = self.resume.take().unwrap_or_else(|| from.clone());
-                        let mut full = false;
-                        let mut take = |entries: Scan<'_>| -> Result<()> {
-                            for entry in entries {
-                                raw.push(entry?);
-                                if raw.len() >= want {
-                                    full = true;
-                                    break;
-                                }
-                            }
-                            Ok(())
-                        };
+                        let mut last: Option<Vec<u8>> = None;
                         match txn.snapshot_scan(&start, Some(to)) {
                             // Nothing of the transaction's own there: read
-                            // without holding it, beside the other partitions.
-                            Some(snapshot) => MutexGuard::unlocked(&mut txn, || {
-                                take(snapshot.scan(&start, Some(to)))
-                            })?,
-                            None => take(txn.scan(&start, Some(to)))?,
+                            // straight from storage into the batch, without
+                            // holding the transaction (beside the other
+                            // partitions) or copying a row.
+                            Some(snapshot) => {
+                                for (key, bytes) in raw.drain(..) {
+                                    batch.push(&self.table, &key, &bytes)?;
+                                    rows += 1;
+                                }
+                                let table = &self.table;
+                                MutexGuard::unlocked(&mut txn, || {
+                                    snapshot.scan_each(&start, Some(to), |key, bytes| {
+                                        batch.push(table, key, bytes)?;
+                                        rows += 1;
+                                        if rows < want {
+                                            return Ok(true);
+                                        }
+                                        last = Some(key.to_vec());
+                                        Ok(false)
+                                    })
+                                })?;
+                            }
+                            None => {
+                                for entry in txn.scan(&start, Some(to)) {
+                                    raw.push(entry?);
+                                    if rows + raw.len() >= want {
+                                        last = raw.last().map(|(key, _)| key.clone());
+                                        break;
+                                    }
+                                }
+                            }
                         }
-                        match raw.last() {
-                            Some((key, _)) if full => self.resume = Some(successor(key.clone())),
-                            _ => self.range += 1,
+                        match last {
+                            Some(key) => self.resume = Some(successor(key)),
+                            None => self.range += 1,
                         }
                     }
                     Read::Index(from, to) => {
                         // Entries first, then the rows they name, at the
                         // same snapshot (the scan borrows the transaction).
                         let start = self.resume.take().unwrap_or_else(|| from.clone());
-                        let room = want - raw.len();
+                        let room = want - rows - raw.len();
                         let entries = txn
                             .scan(&start, Some(to))
                             .take(room)
@@ -412,21 +434,15 @@ impl Chunks {
                 }
             }
         }
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        let mut batch = convert::RowBatch::new(
-            &self.table,
-            &self.schema,
-            self.projection.as_deref(),
-            self.with_keys,
-            raw.len(),
-        )?;
         for (key, bytes) in &raw {
             batch.push(&self.table, key, bytes)?;
+            rows += 1;
         }
-        self.left -= raw.len();
-        self.scanned.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        if rows == 0 {
+            return Ok(None);
+        }
+        self.left -= rows;
+        self.scanned.fetch_add(rows as u64, Ordering::Relaxed);
         batch.finish().map(Some)
     }
 }

@@ -16,7 +16,7 @@ use rocksdb::{
 
 use super::{
     BatchOp, Cf, CompactionFilter, CompactionFilterFactory, KvIter, RangeEstimate, ScanCounter,
-    SortedFile, Storage, SyncMode, WriteBatch,
+    SortedFile, Storage, SyncMode, Visit, WriteBatch,
 };
 use crate::engine::error::{Error, Result};
 
@@ -199,6 +199,29 @@ impl Storage for RocksDb {
             }
         });
         self.scanned.count(cf, entries)
+    }
+
+    fn scan_each(&self, cf: Cf, from: &[u8], to: Option<&[u8]>, each: Visit<'_>) -> Result<()> {
+        let mut opts = ReadOptions::default();
+        opts.set_total_order_seek(true);
+        if let Some(to) = to {
+            opts.set_iterate_upper_bound(to.to_vec());
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
+        iter.seek(from);
+        let mut read = 0;
+        let result = (|| {
+            while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+                read += 1;
+                if !each(k, v)? {
+                    return Ok(());
+                }
+                iter.next();
+            }
+            iter.status().map_err(Error::from)
+        })();
+        self.scanned.add(cf, read);
+        result
     }
 
     fn entries_scanned(&self) -> u64 {
