@@ -120,6 +120,18 @@ impl RocksDb {
             .expect("every family is created at open")
     }
 
+    /// An iterator over `cf` from `from` up to `to`, in key order.
+    fn iterator(&self, cf: Cf, from: &[u8], to: Option<&[u8]>) -> rocksdb::DBRawIterator<'_> {
+        let mut opts = ReadOptions::default();
+        opts.set_total_order_seek(true);
+        if let Some(to) = to {
+            opts.set_iterate_upper_bound(to.to_vec());
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
+        iter.seek(from);
+        iter
+    }
+
     /// The files of `cf` with entries in `[from, to)`.
     fn files(&self, cf: Cf, from: &[u8], to: &[u8]) -> Vec<rocksdb::LiveFile> {
         let files = self.db.live_files().unwrap_or_default();
@@ -173,13 +185,7 @@ impl Storage for RocksDb {
     }
 
     fn scan(&self, cf: Cf, from: &[u8], to: Option<&[u8]>) -> KvIter<'_> {
-        let mut opts = ReadOptions::default();
-        opts.set_total_order_seek(true);
-        if let Some(to) = to {
-            opts.set_iterate_upper_bound(to.to_vec());
-        }
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
-        iter.seek(from);
+        let mut iter = self.iterator(cf, from, to);
         let mut failed = false;
         let entries = std::iter::from_fn(move || {
             if failed {
@@ -202,13 +208,7 @@ impl Storage for RocksDb {
     }
 
     fn scan_each(&self, cf: Cf, from: &[u8], to: Option<&[u8]>, each: Visit<'_>) -> Result<()> {
-        let mut opts = ReadOptions::default();
-        opts.set_total_order_seek(true);
-        if let Some(to) = to {
-            opts.set_iterate_upper_bound(to.to_vec());
-        }
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
-        iter.seek(from);
+        let mut iter = self.iterator(cf, from, to);
         let mut read = 0;
         let result = (|| {
             while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
