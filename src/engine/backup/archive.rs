@@ -216,6 +216,10 @@ impl Storage for Archived {
         self.inner.scan_each(cf, from, to, each)
     }
 
+    fn approximate_bytes(&self, cf: Cf, from: &[u8], to: &[u8]) -> u64 {
+        self.inner.approximate_bytes(cf, from, to)
+    }
+
     fn estimate(&self, cf: Cf, from: &[u8], to: &[u8]) -> RangeEstimate {
         self.inner.estimate(cf, from, to)
     }

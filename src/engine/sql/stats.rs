@@ -45,7 +45,7 @@ pub struct Analyzed {
     columns: HashMap<String, ColumnFacts>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ColumnFacts {
     pub nulls: u64,
     pub distinct: Option<u64>,
@@ -161,21 +161,24 @@ impl Stats {
         } else if reads.iter().any(|r| matches!(r, Read::Index(..))) {
             None
         } else {
-            // The share of the table's bytes the ranges hold.
-            let all = self
-                .storage
-                .estimate(Cf::Rows, &table.key_prefix(), &table.key_end());
-            let part: u64 = reads
-                .iter()
-                .map(|r| match r {
-                    Read::Scan(from, to) => self.storage.estimate(Cf::Rows, from, to).bytes,
-                    _ => 0,
+            // The share of the table's bytes the ranges hold (asked only
+            // when the table's rows are known: planning a range read of a
+            // keyed table costs a few size lookups, no file listing).
+            self.table_rows(table).and_then(|rows| {
+                let bytes =
+                    |from: &[u8], to: &[u8]| self.storage.approximate_bytes(Cf::Rows, from, to);
+                let all = bytes(&table.key_prefix(), &table.key_end());
+                let part: u64 = reads
+                    .iter()
+                    .map(|r| match r {
+                        Read::Scan(from, to) => bytes(from, to),
+                        _ => 0,
+                    })
+                    .sum();
+                (all > 0).then(|| {
+                    let share = rows as u128 * part.min(all) as u128 / all as u128;
+                    share as u64 + gets as u64
                 })
-                .sum();
-            let rows = self.table_rows(table).filter(|_| all.bytes > 0);
-            rows.map(|rows| {
-                let share = rows as u128 * part.min(all.bytes) as u128 / all.bytes as u128;
-                share as u64 + gets as u64
             })
         };
         if let Some(rows) = rows {
@@ -353,19 +356,7 @@ impl Session {
         let mut analyzed = match self.shared.stats.analyzed(table.id) {
             // Columns not named keep what an earlier ANALYZE found.
             Some(earlier) if !only.is_empty() => Analyzed {
-                columns: earlier
-                    .columns
-                    .iter()
-                    .map(|(name, f)| {
-                        let facts = ColumnFacts {
-                            nulls: f.nulls,
-                            distinct: f.distinct,
-                            min: f.min.clone(),
-                            max: f.max.clone(),
-                        };
-                        (name.clone(), facts)
-                    })
-                    .collect(),
+                columns: earlier.columns.clone(),
                 ..Analyzed::default()
             },
             _ => Analyzed::default(),

@@ -231,6 +231,13 @@ pub trait Storage: Send + Sync {
         Ok(())
     }
 
+    /// About how many bytes the files of `cf` hold in `[from, to)` (entries
+    /// still in memory are not counted); 0 when the store cannot tell.
+    /// Cheaper than [`Storage::estimate`], which also counts entries.
+    fn approximate_bytes(&self, _cf: Cf, _from: &[u8], _to: &[u8]) -> u64 {
+        0
+    }
+
     /// What the store knows, without reading them, of the entries of `cf`
     /// in `[from, to)`: about how many bytes and entries its files hold
     /// (entries still in memory are not counted). Zeros when it cannot tell.

@@ -228,9 +228,13 @@ impl Storage for RocksDb {
         self.scanned.total()
     }
 
-    fn estimate(&self, cf: Cf, from: &[u8], to: &[u8]) -> RangeEstimate {
+    fn approximate_bytes(&self, cf: Cf, from: &[u8], to: &[u8]) -> u64 {
         let range = rocksdb::Range::new(from, to);
-        let bytes = self.db.get_approximate_sizes_cf(self.cf(cf), &[range])[0];
+        self.db.get_approximate_sizes_cf(self.cf(cf), &[range])[0]
+    }
+
+    fn estimate(&self, cf: Cf, from: &[u8], to: &[u8]) -> RangeEstimate {
+        let bytes = self.approximate_bytes(cf, from, to);
         // Entries: the range's bytes at the density of the files it touches.
         let (size, entries) = self
             .files(cf, from, to)
